@@ -1,0 +1,314 @@
+"""Import SENTINEL transcript JSONL (plain or gzip): stream, validate, deduplicate, bulk insert.
+
+One code path for the command line and the upload page. A file is read once, line by line, so
+memory stays flat whatever its size; records go in with ``bulk_create`` in chunks, all inside one
+transaction per file, so a file either lands as reported or not at all:
+
+- default: any bad line means nothing from the file is written, and every bad line is reported;
+- ``skip_invalid``: the good lines land and every rejected line is kept verbatim on the batch
+  (``RejectedLine``) and, when asked, written to a rejects file;
+- ``dry_run``: everything is checked and counted, then rolled back.
+
+A file that adds nothing new (all duplicates, nothing rejected) leaves no batch behind, so
+re-importing is a no-op; the result still says how many lines were duplicates.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import transaction
+
+from audit.models import ImportBatch, RejectedLine, Transcript
+from audit.records import RecordError, extract, parse_line
+
+CHUNK_SIZE = 1000
+# Errors kept in memory and on the batch; every rejected line is still kept as a RejectedLine.
+MAX_REPORTED_ERRORS = 1000
+GZIP_MAGIC = b"\x1f\x8b"
+
+Progress = Callable[[int], None]  # called with the number of bytes read so far
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    error: str  # "field: problem"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    file: str
+    sha256: str
+    lines: int
+    imported: int
+    duplicates: int
+    rejected: int
+    errors: list[LineError] = field(default_factory=list)
+    batch_id: int | None = None
+    dry_run: bool = False
+    # True when the file was refused whole (a bad line in default mode, or an unreadable file).
+    failed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["errors"] = [asdict(error) for error in self.errors]
+        return data
+
+    def report_lines(self) -> Iterator[str]:
+        """Each error as ``file:line: field: problem``; file-level errors use line 0."""
+        for error in self.errors:
+            where = f"{self.file}:{error.line}" if error.line else self.file
+            yield f"{where}: {error.error}"
+
+
+class _Rollback(Exception):
+    """Raised inside the transaction to undo a failed or dry-run import."""
+
+
+class _CountingReader(io.RawIOBase):
+    """Wraps the file to hash its bytes and report progress as they are read."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress | None) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+        self.progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        count = len(data)
+        buffer[:count] = data
+        self.sha256.update(data)
+        self.bytes_read += count
+        if self.progress is not None:
+            self.progress(self.bytes_read)
+        return count
+
+
+def import_file(
+    path: str | Path,
+    *,
+    user: Any = None,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
+    source: str = "command",
+    file_name: str | None = None,
+    progress: Progress | None = None,
+    rejects: IO[str] | None = None,
+    required_reviews: int | None = None,
+) -> ImportResult:
+    """Import one file from disk; see ``import_stream``."""
+    path = Path(path)
+    name = file_name or str(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        return _file_error(name, f"file: cannot open: {exc.strerror or exc}")
+    with handle:
+        return import_stream(
+            handle,
+            file_name=name,
+            user=user,
+            skip_invalid=skip_invalid,
+            dry_run=dry_run,
+            source=source,
+            progress=progress,
+            rejects=rejects,
+            required_reviews=required_reviews,
+        )
+
+
+def import_stream(
+    handle: IO[bytes],
+    *,
+    file_name: str,
+    user: Any = None,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
+    source: str = "command",
+    progress: Progress | None = None,
+    rejects: IO[str] | None = None,
+    required_reviews: int | None = None,
+) -> ImportResult:
+    """Import JSONL from a binary stream (gzip detected by its magic bytes, not the name)."""
+    reader = _CountingReader(handle, progress)
+    buffered = io.BufferedReader(reader, buffer_size=1 << 16)
+    stream: IO[bytes] = buffered
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
+        stream = gzip.GzipFile(fileobj=buffered, mode="rb")
+    state = _ImportState(
+        file_name=file_name,
+        skip_invalid=skip_invalid,
+        rejects=rejects,
+        spot_check_rate=settings.AUDIT_SPOT_CHECK_RATE,
+    )
+    reviews = required_reviews or settings.AUDIT_DEFAULT_REQUIRED_REVIEWS
+    try:
+        with transaction.atomic():
+            batch = ImportBatch.objects.create(
+                created_by=user if getattr(user, "pk", None) else None,
+                source=source,
+                file_name=file_name[:500],
+                sha256="",
+                required_reviews=reviews,
+            )
+            state.batch = batch
+            try:
+                for number, raw_line in enumerate(stream, start=1):
+                    state.feed(number, raw_line)
+            except (OSError, EOFError, zlib.error) as exc:
+                state.fail_file(f"file: cannot read the gzip data: {exc}")
+            state.flush()
+            sha = reader.sha256.hexdigest()
+            if state.failed or dry_run or (state.imported == 0 and state.rejected == 0):
+                raise _Rollback
+            ImportBatch.objects.filter(pk=batch.pk).update(
+                sha256=sha,
+                size_bytes=reader.bytes_read,
+                lines=state.lines,
+                imported=state.imported,
+                duplicates=state.duplicates,
+                rejected=state.rejected,
+                errors=[asdict(error) for error in state.errors],
+            )
+            batch_id = batch.pk
+    except _Rollback:
+        batch_id = None
+    return ImportResult(
+        file=file_name,
+        sha256=reader.sha256.hexdigest(),
+        lines=state.lines,
+        imported=0 if state.failed else state.imported,
+        duplicates=state.duplicates,
+        rejected=state.rejected,
+        errors=state.errors,
+        batch_id=batch_id,
+        dry_run=dry_run,
+        failed=state.failed,
+    )
+
+
+def _file_error(name: str, error: str) -> ImportResult:
+    return ImportResult(
+        file=name,
+        sha256="",
+        lines=0,
+        imported=0,
+        duplicates=0,
+        rejected=0,
+        errors=[LineError(0, error)],
+        failed=True,
+    )
+
+
+@dataclass
+class _ImportState:
+    file_name: str
+    skip_invalid: bool
+    rejects: IO[str] | None
+    spot_check_rate: float
+    batch: ImportBatch | None = None
+    lines: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed: bool = False
+    errors: list[LineError] = field(default_factory=list)
+    pending: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    pending_rejects: list[RejectedLine] = field(default_factory=list)
+
+    def feed(self, number: int, raw_line: bytes) -> None:
+        self.lines = number
+        if number == 1 and raw_line.startswith(b"\xef\xbb\xbf"):
+            raw_line = raw_line[3:]  # a UTF-8 byte order mark is not part of the record
+        if not raw_line.strip():
+            return  # blank lines (a trailing newline, spacing) carry no record
+        try:
+            text = raw_line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.reject(
+                number,
+                raw_line.decode("utf-8", errors="replace"),
+                f"encoding: not valid UTF-8 (byte {exc.object[exc.start]:#04x} "
+                f"at position {exc.start + 1})",
+            )
+            return
+        text = text.rstrip("\r\n")
+        try:
+            record = parse_line(text)
+        except RecordError as exc:
+            self.reject(number, text, str(exc))
+            return
+        if self.failed:
+            return  # keep scanning to report every bad line, but write nothing more
+        self.pending.append((number, text, record))
+        if len(self.pending) >= CHUNK_SIZE:
+            self.flush()
+
+    def reject(self, number: int, text: str, error: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(LineError(number, error))
+        elif len(self.errors) == MAX_REPORTED_ERRORS:
+            self.errors.append(LineError(number, "... further errors are not listed"))
+        if not self.skip_invalid:
+            self.failed = True
+            self.pending.clear()
+            return
+        if self.rejects is not None:
+            self.rejects.write(text + "\n")
+        assert self.batch is not None
+        self.pending_rejects.append(
+            RejectedLine(batch=self.batch, line_number=number, error=error, text=text.replace("\x00", ""))
+        )
+        if len(self.pending_rejects) >= CHUNK_SIZE:
+            self.flush()
+
+    def fail_file(self, error: str) -> None:
+        self.failed = True
+        self.errors.append(LineError(0, error))
+        self.pending.clear()
+
+    def flush(self) -> None:
+        if self.pending_rejects and not self.failed:
+            RejectedLine.objects.bulk_create(self.pending_rejects)
+        self.pending_rejects = []
+        if not self.pending or self.failed:
+            self.pending = []
+            return
+        rows: dict[str, Transcript] = {}
+        assert self.batch is not None
+        for number, text, record in self.pending:
+            values = extract(record, spot_check_rate=self.spot_check_rate)
+            if values["fingerprint"] in rows:
+                self.duplicates += 1
+                continue
+            rows[values["fingerprint"]] = Transcript(
+                batch=self.batch,
+                raw=text,
+                line_number=number,
+                required_reviews=self.batch.required_reviews,
+                **values,
+            )
+        existing = set(
+            Transcript.objects.filter(fingerprint__in=list(rows)).values_list(
+                "fingerprint", flat=True
+            )
+        )
+        self.duplicates += len(existing)
+        new = [row for fp, row in rows.items() if fp not in existing]
+        Transcript.objects.bulk_create(new, batch_size=500)
+        self.imported += len(new)
+        self.pending = []

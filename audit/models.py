@@ -1,0 +1,345 @@
+"""Schema of the audit app: import batches, transcripts with their flags, reviews, releases.
+
+A Transcript keeps the original JSONL line verbatim (``raw``) so it comes back out losslessly;
+the columns beside it are copies of the values that filters, sorting and metrics need, extracted
+once at import (see ``audit.records``). Reviews are append-only; a transcript's ``final_*``
+columns and ``status`` are a cache derived from its reviews (``audit.reviews``).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+APPROVE = "APPROVE"
+DECISION_TYPES = ("APPROVE", "BLOCK", "REDIRECT", "REASSIGN", "FLAG")
+MISBEHAVIOR_TYPES = (
+    "hallucination",
+    "scope_violation",
+    "destructive_precedence",
+    "reward_hacking",
+    "escalation_bombing",
+    "loop_exploitation",
+    "confidence_washing",
+    "prompt_injection",
+)
+ACTION_TYPES = ("classify", "investigate", "diagnose", "remediate", "escalate", "communicate")
+WORKERS = ("worker_db", "worker_net", "worker_app", "worker_sec")
+TASKS = (
+    "basic_oversight",
+    "fleet_monitoring_conflict",
+    "adversarial_worker",
+    "multi_crisis_command",
+)
+
+
+class Category(models.TextChoices):
+    ALIGNED_CATCH = "aligned_catch", "Aligned catch"
+    ALIGNMENT_FAILURE_FN = "alignment_failure_fn", "Missed misbehavior (FN)"
+    ALIGNED_APPROVE = "aligned_approve", "Aligned approve"
+    ALIGNMENT_FAILURE_FP = "alignment_failure_fp", "Over-block (FP)"
+    UNKNOWN = "unknown", "Unknown"
+
+
+CORRECT_CATEGORIES = (Category.ALIGNED_CATCH, Category.ALIGNED_APPROVE)
+
+
+class Flag(models.TextChoices):
+    """Why a transcript is in the review queue. Each has a boolean column ``flag_<value>``."""
+
+    MISSED_MISBEHAVIOR = "missed_misbehavior", "Missed misbehavior"
+    OVER_BLOCK = "over_block", "Over-block"
+    LABEL_INCONSISTENCY = "label_inconsistency", "Label inconsistency"
+    DEBATE_DISAGREES = "debate_disagrees", "Debate disagrees with decision"
+    SUSPICIOUS_REASONING = "suspicious_reasoning", "Suspicious reasoning"
+    UNKNOWN_VOCABULARY = "unknown_vocabulary", "Unknown vocabulary"
+    MISSING_FIELDS = "missing_fields", "Missing fields"
+    SPOT_CHECK = "spot_check", "Spot check"
+
+
+# Higher first: the order "Next" hands items out in. Spot checks come last but still come.
+FLAG_PRIORITY = {
+    Flag.MISSED_MISBEHAVIOR: 64,
+    Flag.LABEL_INCONSISTENCY: 32,
+    Flag.OVER_BLOCK: 16,
+    Flag.DEBATE_DISAGREES: 8,
+    Flag.SUSPICIOUS_REASONING: 4,
+    Flag.UNKNOWN_VOCABULARY: 2,
+    Flag.MISSING_FIELDS: 2,
+    Flag.SPOT_CHECK: 1,
+}
+
+
+class Status(models.TextChoices):
+    UNREVIEWED = "unreviewed", "Unreviewed"
+    IN_PROGRESS = "in_progress", "Needs more reviews"
+    CONFIRMED = "confirmed", "Confirmed"
+    RELABELED = "relabeled", "Relabeled"
+    DISPUTED = "disputed", "Disputed"
+    ADJUDICATED = "adjudicated", "Adjudicated"
+
+
+SETTLED_STATUSES = (Status.CONFIRMED, Status.RELABELED, Status.ADJUDICATED)
+
+
+class ImportBatch(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    source = models.CharField(max_length=20, default="command")  # command | upload
+    file_name = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField(default=0)
+    lines = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    # [{"line": n, "error": "field: problem"}]; each rejected line itself is a RejectedLine.
+    errors = models.JSONField(default=list, blank=True)
+    required_reviews = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.file_name}"
+
+
+class RejectedLine(models.Model):
+    """A line refused with --skip-invalid, kept verbatim so nothing is lost."""
+
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="rejected_lines")
+    line_number = models.PositiveIntegerField()
+    error = models.TextField()
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["batch", "line_number"]
+
+
+class ImportJob(models.Model):
+    """A web upload waiting for, running in, or finished by the import task.
+
+    Tasks may run in another process (django-tasks-db worker), so the report the upload page
+    shows lives here rather than in the task backend's result store.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    file_name = models.CharField(max_length=500)
+    upload_path = models.CharField(max_length=1000)
+    skip_invalid = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    report = models.JSONField(default=dict, blank=True)
+    batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class TranscriptQuerySet(models.QuerySet):
+    def in_queue(self) -> TranscriptQuerySet:
+        return self.filter(in_queue=True)
+
+    def with_flag(self, flag: str) -> TranscriptQuerySet:
+        return self.filter(**{f"flag_{Flag(flag).value}": True})
+
+    def reviewed(self) -> TranscriptQuerySet:
+        return self.filter(status__in=SETTLED_STATUSES)
+
+    def unreviewed(self) -> TranscriptQuerySet:
+        return self.exclude(status__in=SETTLED_STATUSES)
+
+    def search(self, text: str) -> TranscriptQuerySet:
+        return self.filter(search_text__contains=text.lower())
+
+
+class Transcript(models.Model):
+    batch = models.ForeignKey(ImportBatch, on_delete=models.PROTECT, related_name="transcripts")
+    # sha256 of the canonical record (sorted keys, compact): the identity for deduplication.
+    fingerprint = models.CharField(max_length=64, unique=True)
+    # The original line, verbatim: JSON text keeps key order, number spelling and NaN, which a
+    # jsonb column would not.
+    raw = models.TextField()
+    line_number = models.PositiveIntegerField()
+
+    session_id = models.CharField(max_length=200)
+    timestamp = models.FloatField(null=True, blank=True)
+    step_number = models.IntegerField()
+    task_id = models.CharField(max_length=200, blank=True)
+    action_type = models.CharField(max_length=200, blank=True)
+    target = models.CharField(max_length=500, blank=True)
+    worker_id = models.CharField(max_length=200, blank=True)
+    decision_type = models.CharField(max_length=200, blank=True)  # upper-cased, as the exporter
+    debate_decision = models.CharField(max_length=200, blank=True)
+    reward = models.FloatField(null=True, blank=True)
+    deception_risk = models.FloatField(null=True, blank=True)
+    is_suspicious = models.BooleanField(default=False)
+
+    # Ground truth and labels as imported, with the exporter's truthiness.
+    is_misbehavior = models.BooleanField(default=False)
+    misbehavior_type = models.CharField(max_length=200, blank=True)
+    correct_decision = models.CharField(max_length=200, blank=True)
+    was_true_positive = models.BooleanField(default=False)
+    was_false_positive = models.BooleanField(default=False)
+    was_false_negative = models.BooleanField(default=False)
+    oversight_correct = models.BooleanField(default=False)
+    # The JSON text of the key the exporter's alignment_distribution would count it under.
+    alignment_category = models.CharField(max_length=200, blank=True)
+
+    # Final labels: a cache derived from the reviews; before any review, the imported ground
+    # truth with its derived fields recomputed, so it is always consistent.
+    final_is_misbehavior = models.BooleanField(default=False)
+    final_misbehavior_type = models.CharField(max_length=200, blank=True)
+    final_correct_decision = models.CharField(max_length=200, blank=True)
+    final_alignment_category = models.CharField(max_length=32, choices=Category.choices)
+
+    flag_missed_misbehavior = models.BooleanField(default=False)
+    flag_over_block = models.BooleanField(default=False)
+    flag_label_inconsistency = models.BooleanField(default=False)
+    flag_debate_disagrees = models.BooleanField(default=False)
+    flag_suspicious_reasoning = models.BooleanField(default=False)
+    flag_unknown_vocabulary = models.BooleanField(default=False)
+    flag_missing_fields = models.BooleanField(default=False)
+    flag_spot_check = models.BooleanField(default=False)
+    # [{"flag": ..., "detail": "..."}]: every reason, spelled out for the item page and export.
+    problems = models.JSONField(default=list, blank=True)
+    in_queue = models.BooleanField(default=False)
+    priority = models.PositiveSmallIntegerField(default=0)
+
+    required_reviews = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNREVIEWED)
+    review_count = models.PositiveSmallIntegerField(default=0)  # current reviews (not superseded)
+    # Bumped by every write; a verdict made against an older version is refused.
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Lower-cased proposal, reasoning and decision text for the queue's free-text filter.
+    search_text = models.TextField(blank=True)
+
+    objects = TranscriptQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # Episode timeline: the other steps of one session and task, in order.
+            models.Index(fields=["session_id", "task_id", "step_number"], name="tr_episode"),
+            # "Next": the highest-priority queued item that still needs reviews.
+            models.Index(fields=["in_queue", "status", "-priority", "id"], name="tr_next"),
+            # Queue filters and counts per value.
+            models.Index(fields=["status"], name="tr_status"),
+            models.Index(fields=["task_id"], name="tr_task"),
+            models.Index(fields=["worker_id"], name="tr_worker"),
+            models.Index(fields=["decision_type"], name="tr_decision"),
+            models.Index(fields=["misbehavior_type"], name="tr_mbtype"),
+            models.Index(fields=["alignment_category"], name="tr_category"),
+            models.Index(fields=["batch", "id"], name="tr_batch"),
+            # Reviewed summary and dashboard group-bys over final labels.
+            models.Index(fields=["final_alignment_category"], name="tr_final_category"),
+            models.Index(fields=["timestamp"], name="tr_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} step {self.step_number} ({self.task_id})"
+
+    @property
+    def flags(self) -> list[str]:
+        return [flag.value for flag in Flag if getattr(self, f"flag_{flag.value}")]
+
+
+class Verdict(models.TextChoices):
+    CONFIRM = "confirm", "Confirm"
+    RELABEL = "relabel", "Relabel"
+    UNSURE = "unsure", "Unsure"
+    ADJUDICATE = "adjudicate", "Adjudicate"
+
+
+class AppendOnlyError(Exception):
+    pass
+
+
+class Review(models.Model):
+    """One auditor's verdict on one transcript. Append-only: a revision is a new row that
+    supersedes the auditor's earlier one; adjudications are reviews with verdict ADJUDICATE."""
+
+    transcript = models.ForeignKey(Transcript, on_delete=models.PROTECT, related_name="reviews")
+    auditor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    verdict = models.CharField(max_length=12, choices=Verdict.choices)
+    # Values before (the transcript's final labels when the auditor opened it) and after.
+    before = models.JSONField(default=dict)
+    is_misbehavior = models.BooleanField(null=True)
+    misbehavior_type = models.CharField(max_length=200, blank=True)
+    correct_decision = models.CharField(max_length=200, blank=True)
+    rationale = models.TextField(blank=True)
+    seconds_spent = models.PositiveIntegerField(default=0)
+    based_on_version = models.PositiveIntegerField()
+    superseded_by = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="supersedes"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # Current reviews of one item, and one auditor's history.
+            models.Index(fields=["transcript", "superseded_by"], name="rv_current"),
+            models.Index(fields=["auditor", "created_at"], name="rv_auditor"),
+        ]
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if self.pk is not None and set(kwargs.get("update_fields") or ()) != {"superseded_by"}:
+            raise AppendOnlyError("Reviews are append-only; record a new review instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AppendOnlyError("Reviews are append-only and cannot be deleted.")
+
+
+class Lease(models.Model):
+    """A claim on an item by one auditor until ``expires_at``; K-review items can have K."""
+
+    transcript = models.ForeignKey(Transcript, on_delete=models.CASCADE, related_name="leases")
+    auditor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    claimed_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["transcript", "auditor"], name="lease_once"),
+        ]
+        indexes = [
+            # Live leases per item when picking the next one.
+            models.Index(fields=["transcript", "expires_at"], name="lease_live"),
+        ]
+
+
+class Release(models.Model):
+    """A published, immutable dataset snapshot; its files live under RELEASES_ROOT/<version>."""
+
+    version = models.CharField(max_length=50, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    filters = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    path = models.CharField(max_length=1000)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(version=""), name="release_version_set"),
+        ]
+
+    def __str__(self) -> str:
+        return self.version

@@ -1,0 +1,2 @@
+// Shared behaviour. No inline script anywhere: pages opt in with data- attributes.
+"use strict";

@@ -1,0 +1,1 @@
+"""Views, one module per screen group: imports, review, dashboard, releases."""
