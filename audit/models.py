@@ -138,6 +138,7 @@ class ImportJob(models.Model):
     file_name = models.CharField(max_length=500)
     upload_path = models.CharField(max_length=1000)
     skip_invalid = models.BooleanField(default=False)
+    required_reviews = models.PositiveSmallIntegerField(default=1)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     report = models.JSONField(default=dict, blank=True)
     batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL)

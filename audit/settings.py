@@ -69,6 +69,14 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("AUDIT_SECRET_KEY is required when AUDIT_DEBUG is false")
     SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+# Key for the pseudonymous auditor ids in exports and releases ("auditor-" + HMAC of the user
+# id): stable across exports while the key stays, not reversible without it. Keep it apart from
+# SECRET_KEY in production so rotating one does not re-pseudonymise published releases.
+AUDIT_PSEUDONYM_KEY = os.environ.get("AUDIT_PSEUDONYM_KEY", "")
+if not AUDIT_PSEUDONYM_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("AUDIT_PSEUDONYM_KEY is required when AUDIT_DEBUG is false")
+    AUDIT_PSEUDONYM_KEY = "pseudonym:" + SECRET_KEY
 ALLOWED_HOSTS = env_list("AUDIT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("AUDIT_CSRF_TRUSTED_ORIGINS", [])
 
@@ -119,8 +127,12 @@ TEMPLATES = [
 
 VAR_DIR = Path(env_str("AUDIT_VAR_DIR", str(BASE_DIR / "var")))
 
+# Test databases are named per process so parallel test runs on one machine never destroy each
+# other's database.
+_TEST_SUFFIX = os.getpid()
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.config(conn_max_age=60, conn_health_checks=True)}
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_TEST_SUFFIX}"}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -133,6 +145,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # A file, not :memory:, so tests can prove concurrent writers from several
+            # connections (threads) do not hit "database is locked".
+            "TEST": {"NAME": str(VAR_DIR / f"test-{_TEST_SUFFIX}.sqlite3")},
         }
     }
 

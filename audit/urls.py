@@ -2,14 +2,22 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from audit.views import imports  # noqa: F401
+from audit.views import imports
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Imports (staff)
-    # IMPORT_URLS
+    path("imports/", imports.batch_list, name="batch_list"),
+    path("imports/upload/", imports.upload, name="upload"),
+    path("imports/jobs/<int:job_id>/", imports.import_job, name="import_job"),
+    path("imports/<int:batch_id>/", imports.batch_detail, name="batch_detail"),
+    path(
+        "imports/<int:batch_id>/rejected.jsonl",
+        imports.rejected_download,
+        name="rejected_download",
+    ),
     # Review (auditors, adjudicators)
     # Dashboard
     # Releases
