@@ -52,8 +52,8 @@ bench: bootstrap
 # Same command as in the lock's header; uv lives in the venv only for this.
 lock: venv
 	@test -x $(VENV)/bin/uv || $(VENV)/bin/pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.12 \
-		--generate-hashes -o requirements.lock
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet pyproject.toml --extra dev \
+		--python-version 3.12 --generate-hashes -o requirements.lock
 
 # Keeps var/ (the development database and uploads) and .venv.
 clean:

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from audit.views import imports
+from audit.views import imports, releases
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -21,4 +21,9 @@ urlpatterns = [
     # Review (auditors, adjudicators)
     # Dashboard
     # Releases
+    path(
+        "releases/<str:version>/download/",
+        releases.release_download,
+        name="release_download",
+    ),
 ]

@@ -1,0 +1,60 @@
+"""python manage.py publish_release --version X.Y.Z [--filter key=value ...] [--include-unreviewed]
+--output DIR"""
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from audit.models import Transcript
+from audit.releases import (
+    DEFAULT_LICENSE,
+    FILTER_KEYS,
+    ReleaseError,
+    apply_filters,
+    parse_filters,
+    publish_release,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Publish an immutable, versioned release into DIR/<version>: data/*.jsonl, summary.json, "
+        "manifest.json, README.md, croissant.json, SHA256SUMS."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--version", required=True, dest="release_version", metavar="X.Y.Z")
+        parser.add_argument(
+            "--output", metavar="DIR", default=None,
+            help="parent directory; the release goes in DIR/<version> (default: RELEASES_ROOT)",
+        )
+        parser.add_argument(
+            "--filter", action="append", default=[], metavar="KEY=VALUE",
+            help=f"restrict the selection; keys: {', '.join(FILTER_KEYS)}. A key given twice "
+            "matches either value; different keys must all match.",
+        )
+        parser.add_argument(
+            "--include-unreviewed", action="store_true",
+            help="also write data/unreviewed.jsonl (labels as imported)",
+        )
+        parser.add_argument("--license", default=DEFAULT_LICENSE, help="license id for the card")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        output = Path(options["output"]) if options["output"] else Path(settings.RELEASES_ROOT)
+        try:
+            filters = parse_filters(options["filter"])
+            release = publish_release(
+                apply_filters(Transcript.objects.all(), filters),
+                version=options["release_version"],
+                filters=filters,
+                include_unreviewed=options["include_unreviewed"],
+                output_dir=output,
+                license=options["license"],
+            )
+        except ReleaseError as exc:
+            raise CommandError(str(exc)) from None
+        counts = ", ".join(f"{key} {value}" for key, value in release.counts.items())
+        self.stdout.write(self.style.SUCCESS(f"release {release.version}: {release.path}"))
+        self.stdout.write(f"  {counts}")

@@ -1,0 +1,27 @@
+"""python manage.py verify_release DIR"""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from audit.releases import verify_release
+
+
+class Command(BaseCommand):
+    help = (
+        "Check a release: every SHA256SUMS line, the manifest's sha256 and size per file, no "
+        "unlisted files, and record counts. Exits non-zero naming each mismatch."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("path", metavar="DIR")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        problems = verify_release(options["path"])
+        if problems:
+            for problem in problems:
+                self.stderr.write(problem)
+            raise CommandError(
+                f"{options['path']}: {len(problems)} problem(s): " + "; ".join(problems)
+            )
+        self.stdout.write(self.style.SUCCESS(f"{options['path']}: OK"))

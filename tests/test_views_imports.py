@@ -1,0 +1,150 @@
+"""Staff import screens: upload, job report, batch list and detail, rejected-line download."""
+
+import gzip
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from audit.models import ImportBatch, ImportJob, RejectedLine, Transcript
+from tests.factories import DATA_DIR, import_fixture, make_record
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(client, content: bytes, name="t.jsonl", **extra):
+    data = {"file": SimpleUploadedFile(name, content), "required_reviews": 1, **extra}
+    return client.post(reverse("upload"), data)
+
+
+def test_upload_imports_and_shows_the_report(staff_client, staff_user):
+    response = upload(staff_client, (DATA_DIR / "rule_s0.jsonl").read_bytes(), name="rule.jsonl")
+    job = ImportJob.objects.get()
+    assert response.status_code == 302 and response.url == reverse("import_job", args=[job.pk])
+    assert job.state == ImportJob.State.DONE and job.batch is not None
+    batch = job.batch
+    assert (batch.imported, batch.source, batch.created_by, batch.file_name) == (
+        105, "upload", staff_user, "rule.jsonl")
+    page = staff_client.get(response.url)
+    assert page.status_code == 200
+    assert b'id="job-imported">105<' in page.content
+
+
+def test_upload_of_gzip_works(staff_client):
+    upload(staff_client, gzip.compress((DATA_DIR / "rule_s0.jsonl").read_bytes()), name="r.jsonl.gz")
+    assert Transcript.objects.count() == 105
+
+
+def test_upload_with_a_bad_line_imports_nothing_and_lists_the_error(staff_client):
+    content = (json.dumps(make_record()) + "\n{nope\n").encode()
+    response = upload(staff_client, content, name="bad.jsonl")
+    page = staff_client.get(response.url)
+    assert Transcript.objects.count() == 0 and ImportBatch.objects.count() == 0
+    assert ImportJob.objects.get().state == ImportJob.State.FAILED
+    assert b"bad.jsonl:2: json: not valid JSON" in page.content
+    assert b"Nothing from this file was imported" in page.content
+
+
+def test_upload_with_skip_invalid_keeps_rejected_lines_for_download(staff_client):
+    bad = '{"session_id": "s", "step_number": null, "note": "<b>x</b>"}'
+    content = (json.dumps(make_record()) + "\n" + bad + "\n").encode()
+    response = upload(staff_client, content, skip_invalid="on")
+    job = ImportJob.objects.get()
+    assert job.batch.imported == 1 and job.batch.rejected == 1
+    detail = staff_client.get(reverse("batch_detail", args=[job.batch.pk]))
+    assert b"step_number: missing" in detail.content
+    assert b"&lt;b&gt;x&lt;/b&gt;" in detail.content  # hostile text escaped
+    download = staff_client.get(reverse("rejected_download", args=[job.batch.pk]))
+    assert download["Content-Disposition"].startswith("attachment")
+    assert b"".join(download.streaming_content) == (bad + "\n").encode()
+    assert staff_client.get(response.url).status_code == 200
+
+
+def test_upload_removes_the_transient_file(staff_client):
+    upload(staff_client, (DATA_DIR / "rule_s0.jsonl").read_bytes())
+    job = ImportJob.objects.get()
+    from pathlib import Path
+
+    assert not Path(job.upload_path).exists()
+
+
+def test_upload_over_the_size_limit_is_refused(staff_client, settings):
+    settings.AUDIT_MAX_UPLOAD_BYTES = 10
+    response = upload(staff_client, b"x" * 100)
+    assert response.status_code == 400
+    assert b"the limit is" in response.content
+    assert ImportJob.objects.count() == 0
+
+
+def test_upload_body_far_over_the_limit_is_refused_before_reading(staff_client, settings):
+    settings.AUDIT_MAX_UPLOAD_BYTES = 10
+    response = upload(staff_client, b"x" * (2 * 1024 * 1024))
+    assert response.status_code == 413
+
+
+def test_upload_form_renders(staff_client):
+    response = staff_client.get(reverse("upload"))
+    assert response.status_code == 200 and b'id="upload-form"' in response.content
+
+
+def test_batch_list_shows_batches(staff_client):
+    import_fixture("rule_s0")
+    response = staff_client.get(reverse("batch_list"))
+    assert response.status_code == 200 and b"rule_s0.jsonl" in response.content
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("batch_list", []), ("upload", []), ("import_job", [1]), ("batch_detail", [1]),
+     ("rejected_download", [1])],
+)
+def test_import_views_require_login(client, name, args):
+    response = client.get(reverse(name, args=args))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("batch_list", []), ("upload", []), ("import_job", [1]), ("batch_detail", [1]),
+     ("rejected_download", [1])],
+)
+def test_import_views_require_staff(auditor_client, name, args):
+    assert auditor_client.get(reverse(name, args=args)).status_code == 403
+
+
+@pytest.mark.parametrize("name", ["import_job", "batch_detail", "rejected_download"])
+def test_missing_objects_are_404(staff_client, name):
+    assert staff_client.get(reverse(name, args=[424242])).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("batch_list", []), ("import_job", [1]), ("batch_detail", [1]), ("rejected_download", [1])],
+)
+def test_read_only_views_refuse_post(staff_client, name, args):
+    assert staff_client.post(reverse(name, args=args)).status_code == 405
+
+
+def test_upload_refuses_put(staff_client):
+    assert staff_client.put(reverse("upload")).status_code == 405
+
+
+def test_job_status_htmx_request_returns_only_the_fragment(staff_client):
+    upload(staff_client, (DATA_DIR / "rule_s0.jsonl").read_bytes())
+    job = ImportJob.objects.get()
+    response = staff_client.get(reverse("import_job", args=[job.pk]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert b'id="job-status"' in response.content and b"<html" not in response.content
+
+
+def test_rejected_download_streams_every_line(staff_client, tmp_path):
+    from audit.importers import import_file
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(f"bad {n}" for n in range(2500)) + "\n")
+    result = import_file(path, skip_invalid=True)
+    assert RejectedLine.objects.count() == 2500
+    response = staff_client.get(reverse("rejected_download", args=[result.batch_id]))
+    assert b"".join(response.streaming_content).decode().splitlines() == [
+        f"bad {n}" for n in range(2500)]
