@@ -44,7 +44,7 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from audit import metrics
-from audit.models import SETTLED_STATUSES, Review, Status, Transcript, Verdict
+from audit.models import SETTLED_STATUSES, Review, Transcript, Verdict
 from audit.records import derive_labels
 
 CHUNK_SIZE = 2000
@@ -111,7 +111,9 @@ def _final_labels(transcript: Transcript, original: Any) -> dict[str, Any]:
     return labels
 
 
-def export_record(transcript: Transcript, reviews: Iterable[Review] | None = None) -> dict[str, Any]:
+def export_record(
+    transcript: Transcript, reviews: Iterable[Review] | None = None
+) -> dict[str, Any]:
     """The exported form of one transcript (see the module docstring).
 
     ``reviews`` defaults to ``transcript.reviews.all()``, which the prefetch in ``iter_records``
@@ -234,18 +236,3 @@ def selection_counts(queryset: QuerySet[Transcript]) -> dict[str, int]:
     total = queryset.count()
     reviewed = queryset.reviewed().count()
     return {"total": total, "reviewed": reviewed, "unreviewed": total - reviewed}
-
-
-__all__ = [
-    "Status",
-    "WrittenFile",
-    "build_summary",
-    "dump_summary",
-    "export_record",
-    "iter_lines",
-    "iter_records",
-    "pseudonym",
-    "select",
-    "selection_counts",
-    "write_jsonl",
-]

@@ -271,7 +271,9 @@ class _ImportState:
             self.rejects.write(text + "\n")
         assert self.batch is not None
         self.pending_rejects.append(
-            RejectedLine(batch=self.batch, line_number=number, error=error, text=text.replace("\x00", ""))
+            RejectedLine(
+                batch=self.batch, line_number=number, error=error, text=text.replace("\x00", "")
+            )
         )
         if len(self.pending_rejects) >= CHUNK_SIZE:
             self.flush()

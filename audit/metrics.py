@@ -9,6 +9,7 @@ construction (derived from the final ground truth and the decision).
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
@@ -490,3 +491,41 @@ def reviews_over_time(queryset: QuerySet[Transcript]) -> list[dict[str, Any]]:
         running += row["reviews"]
         days.append({**row, "cumulative": running})
     return days
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Every figure of the dashboard for one filtered selection."""
+
+    summary: dict[str, dict[str, Any]]
+    progress: dict[str, Any]
+    status: dict[str, int]
+    confusion: dict[str, dict[str, int]]
+    label_changes: dict[str, dict[str, int]]
+    agreement: dict[str, dict[str, Any]]
+    error_rate: dict[str, Any]
+    accuracy: dict[str, list[dict[str, Any]]]
+    over_time: list[dict[str, Any]]
+
+
+def collect_dashboard(
+    queryset: QuerySet[Transcript], *, session_id: str | None = None
+) -> Dashboard:
+    """The dashboard's figures: a fixed number of aggregate queries (about twenty), whatever
+    the size of the selection."""
+    return Dashboard(
+        summary={
+            basis: summarize(queryset, basis=basis, session_id=session_id)
+            for basis in (AS_IMPORTED, REVIEWED)
+        },
+        progress=progress(queryset),
+        status=status_counts(queryset),
+        confusion={
+            basis: confusion_matrix(queryset, basis=basis) for basis in (AS_IMPORTED, REVIEWED)
+        },
+        label_changes=label_change_matrix(queryset),
+        agreement=agreement(queryset),
+        error_rate=estimated_error_rate(queryset),
+        accuracy={field: accuracy_by(queryset, field) for field in ACCURACY_FIELDS},
+        over_time=reviews_over_time(queryset),
+    )

@@ -119,6 +119,9 @@ class RejectedLine(models.Model):
     class Meta:
         ordering = ["batch", "line_number"]
 
+    def __str__(self) -> str:
+        return f"batch #{self.batch_id} line {self.line_number}"
+
 
 class ImportJob(models.Model):
     """A web upload waiting for, running in, or finished by the import task.
@@ -145,6 +148,9 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"upload {self.file_name} ({self.state})"
 
 
 class TranscriptQuerySet(models.QuerySet):
@@ -296,6 +302,9 @@ class Review(models.Model):
             models.Index(fields=["auditor", "created_at"], name="rv_auditor"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.verdict} of transcript #{self.transcript_id} by user #{self.auditor_id}"
+
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         if self.pk is not None and set(kwargs.get("update_fields") or ()) != {"superseded_by"}:
             raise AppendOnlyError("Reviews are append-only; record a new review instead.")
@@ -321,6 +330,9 @@ class Lease(models.Model):
             # Live leases per item when picking the next one.
             models.Index(fields=["transcript", "expires_at"], name="lease_live"),
         ]
+
+    def __str__(self) -> str:
+        return f"lease on #{self.transcript_id} for user #{self.auditor_id}"
 
 
 class Release(models.Model):

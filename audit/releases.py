@@ -89,9 +89,7 @@ def parse_filters(pairs: Iterable[str]) -> dict[str, list[str]]:
         if key == "flag" and value not in Flag.values:
             raise ReleaseError(f"unknown flag {value!r}; use one of: {', '.join(Flag.values)}")
         if key == "status" and value not in Status.values:
-            raise ReleaseError(
-                f"unknown status {value!r}; use one of: {', '.join(Status.values)}"
-            )
+            raise ReleaseError(f"unknown status {value!r}; use one of: {', '.join(Status.values)}")
         if key == "batch" and not value.isdigit():
             raise ReleaseError(f"batch must be an import batch id, got {value!r}")
         if key == "decision":
@@ -242,7 +240,9 @@ def _write_files(
         "counts": counts,
         "filters": filters,
         "include_unreviewed": include_unreviewed,
-        "records": {path: written.records for path, (_, written) in zip(data_paths, data_files)},
+        "records": {
+            path: written.records for path, (_, written) in zip(data_paths, data_files, strict=True)
+        },
         "files": [
             _entry(root, path).as_dict()
             for path in (*data_paths, "summary.json", "README.md", "croissant.json")
@@ -277,9 +277,10 @@ def _entry(root: Path, relative: str) -> FileEntry:
 
 def _make_read_only(root: Path) -> None:
     read_only = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+    searchable = read_only | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
     for path in sorted(root.rglob("*"), reverse=True):
-        os.chmod(path, read_only | (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH if path.is_dir() else 0))
-    os.chmod(root, read_only | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        os.chmod(path, searchable if path.is_dir() else read_only)
+    os.chmod(root, searchable)
 
 
 def _remove(path: Path) -> None:
@@ -295,8 +296,13 @@ def _remove(path: Path) -> None:
 
 
 def _size_category(n: int) -> str:
-    bounds = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-              (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"))
+    bounds = (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    )
     for bound, label in bounds:
         if n < bound:
             return label
@@ -393,9 +399,16 @@ def dataset_card(card: dict[str, Any]) -> str:
         "|---|---|---|",
         *[
             f"| {key} | {metric(as_imported, key)} | {metric(reviewed, key)} |"
-            for key in ("total_decisions", "accuracy", "precision", "recall",
-                        "true_positives", "false_positives", "false_negatives",
-                        "total_misbehaviors")
+            for key in (
+                "total_decisions",
+                "accuracy",
+                "precision",
+                "recall",
+                "true_positives",
+                "false_positives",
+                "false_negatives",
+                "total_misbehaviors",
+            )
         ],
         "",
         "Estimated label error rate of the unreviewed remainder, from the spot-check sample: "
@@ -594,7 +607,9 @@ def verify_release(path: str | Path) -> list[str]:
     for name, expected in sorted((manifest.get("records") or {}).items()):
         split = Path(name).stem
         if split in counts and counts[split] != expected:
-            problems.append(f"{MANIFEST}: counts.{split} is {counts[split]}, records says {expected}")
+            problems.append(
+                f"{MANIFEST}: counts.{split} is {counts[split]}, records says {expected}"
+            )
     return problems
 
 

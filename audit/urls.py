@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from audit.views import imports, releases
+from audit.views import imports, releases, review
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -19,6 +19,14 @@ urlpatterns = [
         name="rejected_download",
     ),
     # Review (auditors, adjudicators)
+    path("", review.queue, name="queue"),
+    path("next/", review.next_item, name="next_item"),
+    path("t/<int:pk>/", review.item, name="item"),
+    path("t/<int:pk>/skip/", review.skip_item, name="skip_item"),
+    path("t/<int:pk>/review/", review.submit_review, name="submit_review"),
+    path("adjudicate/", review.adjudication_queue, name="adjudication_queue"),
+    path("adjudicate/<int:pk>/", review.adjudicate_item, name="adjudicate_item"),
+    path("adjudicate/<int:pk>/decide/", review.submit_adjudication, name="submit_adjudication"),
     # Dashboard
     # Releases
     path(

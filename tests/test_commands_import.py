@@ -29,9 +29,16 @@ def test_json_output_has_one_object_with_every_batch():
     out, _ = run(str(DATA_DIR / "rule_s0.jsonl"), "--json")
     payload = json.loads(out)
     [batch] = payload["batches"]
-    assert {k: batch[k] for k in ("file", "lines", "imported", "duplicates", "rejected", "errors")} == {
-        "file": str(DATA_DIR / "rule_s0.jsonl"), "lines": 105, "imported": 0, "duplicates": 105,
-        "rejected": 0, "errors": []}
+    assert {
+        k: batch[k] for k in ("file", "lines", "imported", "duplicates", "rejected", "errors")
+    } == {
+        "file": str(DATA_DIR / "rule_s0.jsonl"),
+        "lines": 105,
+        "imported": 0,
+        "duplicates": 105,
+        "rejected": 0,
+        "errors": [],
+    }
     assert len(batch["sha256"]) == 64
 
 
@@ -92,5 +99,7 @@ def test_reviews_option_sets_k(tmp_path):
 def test_missing_file_fails_with_a_clear_message(tmp_path):
     err = StringIO()
     with pytest.raises(CommandError):
-        call_command("import_transcripts", str(tmp_path / "none.jsonl"), stdout=StringIO(), stderr=err)
+        call_command(
+            "import_transcripts", str(tmp_path / "none.jsonl"), stdout=StringIO(), stderr=err
+        )
     assert "none.jsonl: file: cannot open" in err.getvalue()

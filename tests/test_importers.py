@@ -2,7 +2,6 @@
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
@@ -132,23 +131,35 @@ BAD_LINES = [
     (json.dumps({**make_record(), "session_id": None}), "session_id: missing"),
     (json.dumps({**make_record(), "session_id": ""}), "session_id: expected a non-empty string"),
     (json.dumps({**make_record(), "session_id": 7}), "session_id: expected a non-empty string"),
-    (json.dumps({k: v for k, v in make_record().items() if k != "step_number"}),
-     "step_number: missing"),
-    (json.dumps(make_record(step_number="3")), "step_number: expected an integer, got \"3\""),
+    (
+        json.dumps({k: v for k, v in make_record().items() if k != "step_number"}),
+        "step_number: missing",
+    ),
+    (json.dumps(make_record(step_number="3")), 'step_number: expected an integer, got "3"'),
     (json.dumps(make_record(step_number=2.5)), "step_number: expected an integer, got 2.5"),
     (json.dumps(make_record(step_number=True)), "step_number: expected an integer, got true"),
     (json.dumps(make_record(proposal="investigate")), "proposal: expected an object, got string"),
     (json.dumps(make_record(labels=[1])), "labels: expected an object, got array"),
-    (json.dumps(make_record(ground_truth={"is_misbehavior": "false"})),
-     'ground_truth.is_misbehavior: expected true or false, got "false"'),
-    (json.dumps(make_record(labels={"oversight_correct": 1})),
-     "labels.oversight_correct: expected true or false, got 1"),
-    (json.dumps(make_record(labels={"alignment_category": 3})),
-     "labels.alignment_category: expected a string, got 3"),
-    (json.dumps(make_record(decision={"type": ["APPROVE"]})),
-     "decision.type: expected a string, got [\"APPROVE\"]"),
-    (json.dumps(make_record(timestamp="yesterday")),
-     "timestamp: expected a number, got \"yesterday\""),
+    (
+        json.dumps(make_record(ground_truth={"is_misbehavior": "false"})),
+        'ground_truth.is_misbehavior: expected true or false, got "false"',
+    ),
+    (
+        json.dumps(make_record(labels={"oversight_correct": 1})),
+        "labels.oversight_correct: expected true or false, got 1",
+    ),
+    (
+        json.dumps(make_record(labels={"alignment_category": 3})),
+        "labels.alignment_category: expected a string, got 3",
+    ),
+    (
+        json.dumps(make_record(decision={"type": ["APPROVE"]})),
+        'decision.type: expected a string, got ["APPROVE"]',
+    ),
+    (
+        json.dumps(make_record(timestamp="yesterday")),
+        'timestamp: expected a number, got "yesterday"',
+    ),
     (json.dumps(make_record(reward=True)), "reward: expected a number, got true"),
     ("[" * 100000 + "]" * 100000, "json: nested too deeply"),
 ]
@@ -168,7 +179,9 @@ def test_each_bad_line_gets_an_error_naming_line_and_field(tmp_path, line, messa
 
 def test_invalid_utf8_is_reported_with_its_byte(tmp_path):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(json.dumps(make_record()).encode() + b"\n" + '{"x": "caf\xe9"}'.encode("latin-1") + b"\n")
+    path.write_bytes(
+        json.dumps(make_record()).encode() + b"\n" + '{"x": "caf\xe9"}'.encode("latin-1") + b"\n"
+    )
     result = import_file(path)
     assert result.failed
     assert result.errors[0].line == 2
@@ -190,7 +203,12 @@ def test_default_mode_reports_every_bad_line_and_writes_nothing(tmp_path):
 
 def test_skip_invalid_imports_good_lines_and_keeps_bad_ones_verbatim(tmp_path):
     bad_1, bad_2 = "{broken", json.dumps(make_record(step_number="x"))
-    lines = [json.dumps(make_record(step_number=1)), bad_1, json.dumps(make_record(step_number=3)), bad_2]
+    lines = [
+        json.dumps(make_record(step_number=1)),
+        bad_1,
+        json.dumps(make_record(step_number=3)),
+        bad_2,
+    ]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(lines) + "\n")
     rejects = tmp_path / "rejects.jsonl"
@@ -202,7 +220,10 @@ def test_skip_invalid_imports_good_lines_and_keeps_bad_ones_verbatim(tmp_path):
     assert [(r.line_number, r.text) for r in kept] == [(2, bad_1), (4, bad_2)]
     assert kept[1].error.startswith("step_number: expected an integer")
     batch = ImportBatch.objects.get(pk=result.batch_id)
-    assert batch.errors == [{"line": 2, "error": kept[0].error}, {"line": 4, "error": kept[1].error}]
+    assert batch.errors == [
+        {"line": 2, "error": kept[0].error},
+        {"line": 4, "error": kept[1].error},
+    ]
 
 
 def test_skip_invalid_keeps_a_batch_even_when_every_line_is_bad(tmp_path):
@@ -237,7 +258,9 @@ def test_truncated_gzip_is_refused_whole(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     result = import_file(tmp_path / "nowhere.jsonl")
     assert result.failed
-    assert list(result.report_lines())[0].startswith(f"{tmp_path / 'nowhere.jsonl'}: file: cannot open")
+    assert list(result.report_lines())[0].startswith(
+        f"{tmp_path / 'nowhere.jsonl'}: file: cannot open"
+    )
 
 
 def test_empty_file_imports_nothing_without_error(tmp_path):

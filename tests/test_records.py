@@ -77,6 +77,11 @@ def test_debate_disagreeing_with_decision_is_flagged():
     assert flags_of(make_record(debate_result={"final_decision": "approve"})) == set()
 
 
+def test_debate_block_agrees_with_any_decision_that_stops_the_action():
+    caught = make_misbehavior(decision="REDIRECT", debate_result={"final_decision": "BLOCK"})
+    assert flags_of(caught) == set()
+
+
 def test_suspicious_reasoning_is_flagged_by_mark_or_deception_risk():
     marked = make_record(cot_analysis={"is_suspicious": True, "suspicion_reasons": ["hedging"]})
     assert flags_of(marked) == {Flag.SUSPICIOUS_REASONING}
@@ -121,11 +126,20 @@ def test_unknown_misbehavior_type_is_flagged():
 @pytest.mark.parametrize(
     ("record", "detail"),
     [
-        ({k: v for k, v in make_record().items() if k != "debate_result"}, "debate_result is absent"),
+        (
+            {k: v for k, v in make_record().items() if k != "debate_result"},
+            "debate_result is absent",
+        ),
         (make_record(context=None), "context is null"),
         (make_record(decision={"type": None}), "decision.type is null"),
-        ({**make_record(), "labels": {"oversight_correct": True}}, "labels.alignment_category is absent"),
-        (make_misbehavior(mb_type=None), "ground_truth.misbehavior_type is empty although is_misbehavior is true"),
+        (
+            {**make_record(), "labels": {"oversight_correct": True}},
+            "labels.alignment_category is absent",
+        ),
+        (
+            make_misbehavior(mb_type=None),
+            "ground_truth.misbehavior_type is empty although is_misbehavior is true",
+        ),
     ],
 )
 def test_missing_fields_are_flagged_with_the_field_named(record, detail):
@@ -158,8 +172,11 @@ def test_spot_check_rate_setting_applies_on_import(tmp_path, settings):
 def test_priority_puts_missed_misbehavior_first():
     missed = extract(make_misbehavior(decision="APPROVE"), spot_check_rate=0)["priority"]
     over_block = extract(
-        make_record(decision={"type": "BLOCK"}, labels={"alignment_category": "alignment_failure_fp",
-                    "oversight_correct": False}, ground_truth={"was_false_positive": True}),
+        make_record(
+            decision={"type": "BLOCK"},
+            labels={"alignment_category": "alignment_failure_fp", "oversight_correct": False},
+            ground_truth={"was_false_positive": True},
+        ),
         spot_check_rate=0,
     )["priority"]
     assert missed > over_block > 0
@@ -186,6 +203,8 @@ def test_category_follows_the_exporter_semantics(mb, decision, category):
 
 def test_fingerprint_ignores_key_order_and_spacing():
     record = make_record()
-    respelled = parse_line(json.dumps(dict(reversed(list(record.items()))), indent=2).replace("\n", " "))
+    respelled = parse_line(
+        json.dumps(dict(reversed(list(record.items()))), indent=2).replace("\n", " ")
+    )
     assert fingerprint(record) == fingerprint(respelled)
     assert fingerprint(record) != fingerprint(make_record(step_number=2))

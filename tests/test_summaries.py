@@ -8,7 +8,14 @@ from django.core.management import CommandError, call_command
 
 from audit.metrics import AS_IMPORTED, REVIEWED, summarize
 from audit.models import Transcript
-from tests.factories import DATA_DIR, FIXTURES, import_fixture, import_records, make_misbehavior, make_record
+from tests.factories import (
+    DATA_DIR,
+    FIXTURES,
+    import_fixture,
+    import_records,
+    make_misbehavior,
+    make_record,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,15 +38,26 @@ def test_as_imported_summary_of_each_fixture_equals_its_export_summary(name):
 
 
 def test_before_review_both_summaries_agree_on_consistent_records(tmp_path):
-    records = [make_record(step_number=1), make_misbehavior(step_number=2),
-               make_misbehavior(step_number=3, decision="APPROVE"),
-               make_record(step_number=4, decision={"type": "BLOCK"}, ground_truth={"was_false_positive": True},
-                           labels={"oversight_correct": False, "alignment_category": "alignment_failure_fp"})]
+    records = [
+        make_record(step_number=1),
+        make_misbehavior(step_number=2),
+        make_misbehavior(step_number=3, decision="APPROVE"),
+        make_record(
+            step_number=4,
+            decision={"type": "BLOCK"},
+            ground_truth={"was_false_positive": True},
+            labels={"oversight_correct": False, "alignment_category": "alignment_failure_fp"},
+        ),
+    ]
     import_records(records, tmp_path)
     qs = Transcript.objects.all()
     assert summarize(qs, basis=AS_IMPORTED) == summarize(qs, basis=REVIEWED)
     assert summarize(qs)["alignment_distribution"] == {
-        "aligned_approve": 1, "aligned_catch": 1, "alignment_failure_fn": 1, "alignment_failure_fp": 1}
+        "aligned_approve": 1,
+        "aligned_catch": 1,
+        "alignment_failure_fn": 1,
+        "alignment_failure_fp": 1,
+    }
     assert summarize(qs)["precision"] == 0.5 and summarize(qs)["recall"] == 0.5
 
 

@@ -25,14 +25,20 @@ def test_upload_imports_and_shows_the_report(staff_client, staff_user):
     assert job.state == ImportJob.State.DONE and job.batch is not None
     batch = job.batch
     assert (batch.imported, batch.source, batch.created_by, batch.file_name) == (
-        105, "upload", staff_user, "rule.jsonl")
+        105,
+        "upload",
+        staff_user,
+        "rule.jsonl",
+    )
     page = staff_client.get(response.url)
     assert page.status_code == 200
     assert b'id="job-imported">105<' in page.content
 
 
 def test_upload_of_gzip_works(staff_client):
-    upload(staff_client, gzip.compress((DATA_DIR / "rule_s0.jsonl").read_bytes()), name="r.jsonl.gz")
+    upload(
+        staff_client, gzip.compress((DATA_DIR / "rule_s0.jsonl").read_bytes()), name="r.jsonl.gz"
+    )
     assert Transcript.objects.count() == 105
 
 
@@ -96,8 +102,13 @@ def test_batch_list_shows_batches(staff_client):
 
 @pytest.mark.parametrize(
     ("name", "args"),
-    [("batch_list", []), ("upload", []), ("import_job", [1]), ("batch_detail", [1]),
-     ("rejected_download", [1])],
+    [
+        ("batch_list", []),
+        ("upload", []),
+        ("import_job", [1]),
+        ("batch_detail", [1]),
+        ("rejected_download", [1]),
+    ],
 )
 def test_import_views_require_login(client, name, args):
     response = client.get(reverse(name, args=args))
@@ -106,8 +117,13 @@ def test_import_views_require_login(client, name, args):
 
 @pytest.mark.parametrize(
     ("name", "args"),
-    [("batch_list", []), ("upload", []), ("import_job", [1]), ("batch_detail", [1]),
-     ("rejected_download", [1])],
+    [
+        ("batch_list", []),
+        ("upload", []),
+        ("import_job", [1]),
+        ("batch_detail", [1]),
+        ("rejected_download", [1]),
+    ],
 )
 def test_import_views_require_staff(auditor_client, name, args):
     assert auditor_client.get(reverse(name, args=args)).status_code == 403
@@ -147,4 +163,5 @@ def test_rejected_download_streams_every_line(staff_client, tmp_path):
     assert RejectedLine.objects.count() == 2500
     response = staff_client.get(reverse("rejected_download", args=[result.batch_id]))
     assert b"".join(response.streaming_content).decode().splitlines() == [
-        f"bad {n}" for n in range(2500)]
+        f"bad {n}" for n in range(2500)
+    ]

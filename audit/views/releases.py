@@ -65,7 +65,8 @@ def stream_tar(root: Path, prefix: str) -> Iterator[bytes]:
     sink = _Sink()
     with tarfile.open(fileobj=sink, mode="w|gz") as archive:  # type: ignore[call-overload]
         for path in _files(root):
-            info = archive.gettarinfo(str(path), arcname=f"{prefix}/{path.relative_to(root).as_posix()}")
+            name = f"{prefix}/{path.relative_to(root).as_posix()}"
+            info = archive.gettarinfo(str(path), arcname=name)
             info.uname = info.gname = ""
             info.uid = info.gid = 0
             with path.open("rb") as source:
@@ -86,6 +87,8 @@ def release_download(request: HttpRequest, version: str) -> StreamingHttpRespons
         raise Http404("the release files are missing")
     prefix = f"release-{release.version}"
     chunks = stream_zip(root, prefix) if kind == "zip" else stream_tar(root, prefix)
-    response = StreamingHttpResponse((chunk for chunk in chunks if chunk), content_type=FORMATS[kind])
+    response = StreamingHttpResponse(
+        (chunk for chunk in chunks if chunk), content_type=FORMATS[kind]
+    )
     response["Content-Disposition"] = f'attachment; filename="{prefix}.{kind}"'
     return response

@@ -20,7 +20,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--output", required=True, metavar="FILE", help="JSONL file to write")
         parser.add_argument(
-            "--reviewed-only", action="store_true",
+            "--reviewed-only",
+            action="store_true",
             help="only confirmed, relabeled and adjudicated records",
         )
         parser.add_argument("--summary", metavar="FILE", help="also write summary.json here")
@@ -28,7 +29,10 @@ class Command(BaseCommand):
             "--gzip", action="store_true", help="gzip the output (reproducible: no timestamp)"
         )
         parser.add_argument(
-            "--filter", action="append", default=[], metavar="KEY=VALUE",
+            "--filter",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help=f"restrict the selection; keys: {', '.join(FILTER_KEYS)} (repeatable)",
         )
 

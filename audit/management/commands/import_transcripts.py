@@ -3,6 +3,7 @@
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -33,34 +34,52 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument(
-            "--reviews", type=int, default=None, metavar="K",
-            help="independent reviews each imported item needs (default: AUDIT_DEFAULT_REQUIRED_REVIEWS)",
+            "--reviews",
+            type=int,
+            default=None,
+            metavar="K",
+            help="independent reviews each imported item needs "
+            "(default: AUDIT_DEFAULT_REQUIRED_REVIEWS)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["rejects"] and not options["skip_invalid"]:
-            raise CommandError("--rejects needs --skip-invalid (without it nothing is rejected "
-                               "line by line: a bad line refuses the whole file)")
+            raise CommandError(
+                "--rejects needs --skip-invalid (without it nothing is rejected "
+                "line by line: a bad line refuses the whole file)"
+            )
         if options["reviews"] is not None and options["reviews"] < 1:
             raise CommandError("--reviews must be at least 1")
-        rejects = Path(options["rejects"]).open("w", encoding="utf-8") if options["rejects"] else None
         results: list[ImportResult] = []
-        try:
+        with ExitStack() as stack:
+            rejects = None
+            if options["rejects"]:
+                rejects = stack.enter_context(Path(options["rejects"]).open("w", encoding="utf-8"))
             for path in options["paths"]:
                 results.append(self.import_one(Path(path), rejects_file=rejects, options=options))
-        finally:
-            if rejects is not None:
-                rejects.close()
         if options["json"]:
-            self.stdout.write(json.dumps({"batches": [
-                {
-                    "file": r.file, "sha256": r.sha256, "lines": r.lines, "imported": r.imported,
-                    "duplicates": r.duplicates, "rejected": r.rejected,
-                    "errors": [{"line": e.line, "error": e.error} for e in r.errors],
-                    "batch_id": r.batch_id, "failed": r.failed, "dry_run": r.dry_run,
-                }
-                for r in results
-            ]}, indent=2))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "batches": [
+                            {
+                                "file": r.file,
+                                "sha256": r.sha256,
+                                "lines": r.lines,
+                                "imported": r.imported,
+                                "duplicates": r.duplicates,
+                                "rejected": r.rejected,
+                                "errors": [{"line": e.line, "error": e.error} for e in r.errors],
+                                "batch_id": r.batch_id,
+                                "failed": r.failed,
+                                "dry_run": r.dry_run,
+                            }
+                            for r in results
+                        ]
+                    },
+                    indent=2,
+                )
+            )
         else:
             for result in results:
                 self.print_result(result)
@@ -70,8 +89,12 @@ class Command(BaseCommand):
     def import_one(self, path: Path, *, rejects_file: Any, options: dict[str, Any]) -> ImportResult:
         show_progress = not options["json"] and sys.stderr.isatty() and path.is_file()
         bar = tqdm(
-            total=path.stat().st_size if show_progress else None, unit="B", unit_scale=True,
-            desc=path.name, disable=not show_progress, leave=False,
+            total=path.stat().st_size if show_progress else None,
+            unit="B",
+            unit_scale=True,
+            desc=path.name,
+            disable=not show_progress,
+            leave=False,
         )
         with bar:
             return import_file(

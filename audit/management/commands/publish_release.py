@@ -27,16 +27,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--version", required=True, dest="release_version", metavar="X.Y.Z")
         parser.add_argument(
-            "--output", metavar="DIR", default=None,
+            "--output",
+            metavar="DIR",
+            default=None,
             help="parent directory; the release goes in DIR/<version> (default: RELEASES_ROOT)",
         )
         parser.add_argument(
-            "--filter", action="append", default=[], metavar="KEY=VALUE",
+            "--filter",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help=f"restrict the selection; keys: {', '.join(FILTER_KEYS)}. A key given twice "
             "matches either value; different keys must all match.",
         )
         parser.add_argument(
-            "--include-unreviewed", action="store_true",
+            "--include-unreviewed",
+            action="store_true",
             help="also write data/unreviewed.jsonl (labels as imported)",
         )
         parser.add_argument("--license", default=DEFAULT_LICENSE, help="license id for the card")

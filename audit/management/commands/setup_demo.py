@@ -11,10 +11,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit.generator import write_jsonl
 from audit.importers import import_file
+from audit.models import Transcript
 from audit.permissions import ADJUDICATOR, AUDITOR
 
 DEMO_PASSWORD = "demo"
@@ -38,6 +39,10 @@ class Command(BaseCommand):
         seed: int = options["seed"]
         if count <= 0:
             raise CommandError(f"--count must be a positive number of records, got {count}")
+        if Transcript._meta.db_table not in connection.introspection.table_names():
+            raise CommandError(
+                "The database has no tables yet: run python manage.py migrate first."
+            )
 
         demo_dir = settings.VAR_DIR / "demo"
         demo_dir.mkdir(parents=True, exist_ok=True)

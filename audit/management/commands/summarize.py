@@ -14,10 +14,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         basis = parser.add_mutually_exclusive_group()
-        basis.add_argument("--as-imported", action="store_const", dest="basis", const=AS_IMPORTED,
-                           help="from the labels and flags as imported")
-        basis.add_argument("--reviewed", action="store_const", dest="basis", const=REVIEWED,
-                           help="from the final labels (after review)")
+        basis.add_argument(
+            "--as-imported",
+            action="store_const",
+            dest="basis",
+            const=AS_IMPORTED,
+            help="from the labels and flags as imported",
+        )
+        basis.add_argument(
+            "--reviewed",
+            action="store_const",
+            dest="basis",
+            const=REVIEWED,
+            help="from the final labels (after review)",
+        )
         parser.add_argument("--session-id", metavar="S")
         parser.add_argument("--batch", type=int, metavar="ID")
         parser.add_argument("--json", action="store_true")

@@ -1,0 +1,373 @@
+"""Django admin for every model, for staff: browse, export, publish, set overlap.
+
+Labels never change here: transcripts are read-only (labels change only through reviews), reviews
+are read-only for everyone including superusers (they are append-only history), and releases
+cannot be changed or deleted. Staff see every audit model without per-model permissions, because
+the staff role is what grants imports, exports and releases (README, Roles).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from audit import exporters
+from audit.models import (
+    Flag,
+    ImportBatch,
+    ImportJob,
+    Lease,
+    RejectedLine,
+    Release,
+    Review,
+    Transcript,
+)
+from audit.permissions import is_staff
+from audit.releases import ReleaseError, publish_release, validate_version
+from audit.reviews import set_required_reviews
+
+MAX_REQUIRED_REVIEWS = 10
+
+
+class StaffReadOnly(admin.ModelAdmin):
+    """Viewable by staff, never added, changed or deleted through the admin."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_staff(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_staff(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(StaffReadOnly):
+    list_display = (
+        "id",
+        "file_name",
+        "created_at",
+        "created_by",
+        "source",
+        "lines",
+        "imported",
+        "duplicates",
+        "rejected",
+        "required_reviews",
+    )
+    list_filter = ("source", "created_at")
+    search_fields = ("file_name", "sha256")
+    list_select_related = ("created_by",)
+
+
+@admin.register(RejectedLine)
+class RejectedLineAdmin(StaffReadOnly):
+    list_display = ("batch", "line_number", "error")
+    list_filter = ("batch",)
+    search_fields = ("error",)
+    list_select_related = ("batch",)
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(StaffReadOnly):
+    list_display = ("id", "file_name", "created_at", "created_by", "state", "batch")
+    list_filter = ("state",)
+    list_select_related = ("created_by", "batch")
+
+
+@admin.register(Lease)
+class LeaseAdmin(StaffReadOnly):
+    list_display = ("transcript", "auditor", "claimed_at", "expires_at")
+    list_select_related = ("transcript", "auditor")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Freeing a stuck claim is the one write staff may need here.
+        return is_staff(request.user)
+
+
+@admin.register(Review)
+class ReviewAdmin(StaffReadOnly):
+    list_display = (
+        "id",
+        "transcript",
+        "auditor",
+        "verdict",
+        "is_misbehavior",
+        "misbehavior_type",
+        "correct_decision",
+        "seconds_spent",
+        "created_at",
+        "is_current",
+    )
+    list_filter = ("verdict", "created_at")
+    search_fields = ("rationale", "transcript__session_id")
+    list_select_related = ("transcript", "auditor")
+
+    @admin.display(boolean=True, description="current")
+    def is_current(self, review: Review) -> bool:
+        return review.superseded_by_id is None
+
+
+class FlagFilter(admin.SimpleListFilter):
+    title = "flag"
+    parameter_name = "flag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Flag.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value in Flag.values:
+            return queryset.with_flag(value)
+        return queryset
+
+
+class PublishReleaseForm(forms.Form):
+    version = forms.CharField(max_length=50, help_text="Semantic version X.Y.Z, e.g. 1.0.0")
+    include_unreviewed = forms.BooleanField(
+        required=False, help_text="Also write data/unreviewed.jsonl (labels as imported)."
+    )
+
+    def clean_version(self) -> str:
+        version = self.cleaned_data["version"].strip()
+        try:
+            validate_version(version)
+        except ReleaseError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if Release.objects.filter(version=version).exists():
+            raise forms.ValidationError(f"Release {version} already exists.")
+        return version
+
+
+class RequiredReviewsForm(forms.Form):
+    k = forms.IntegerField(
+        label="Reviews needed (K)", min_value=1, max_value=MAX_REQUIRED_REVIEWS, initial=2
+    )
+
+
+def _timestamp() -> str:
+    return timezone.now().strftime("%Y%m%d-%H%M%S")
+
+
+@admin.register(Transcript)
+class TranscriptAdmin(StaffReadOnly):
+    list_display = (
+        "id",
+        "session_id",
+        "step_number",
+        "task_id",
+        "worker_id",
+        "decision_type",
+        "alignment_category",
+        "final_alignment_category",
+        "status",
+        "review_count",
+        "required_reviews",
+        "priority",
+    )
+    list_filter = (
+        "status",
+        FlagFilter,
+        "in_queue",
+        "final_alignment_category",
+        "alignment_category",
+        "decision_type",
+        "task_id",
+        "worker_id",
+        "required_reviews",
+        "batch",
+    )
+    search_fields = ("session_id", "task_id", "fingerprint", "target")
+    list_select_related = ()
+    show_full_result_count = False
+    actions = (
+        "export_reviewed_jsonl",
+        "export_all_jsonl",
+        "export_summary",
+        "publish_release_action",
+        "require_reviews",
+    )
+    exclude = ("search_text",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # raw is the whole record: keep it out of the changelist query.
+        return super().get_queryset(request).defer("raw", "search_text", "problems")
+
+    # --- exports -------------------------------------------------------------------------------
+
+    def _stream(self, request: HttpRequest, queryset: QuerySet, *, reviewed_only: bool) -> Any:
+        queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
+        selected = queryset.count()
+        records = exporters.select(queryset, reviewed_only=reviewed_only)
+        count = records.count() if reviewed_only else selected
+        self.message_user(
+            request,
+            f"Exported {count} of {selected} selected transcripts"
+            + (" (reviewed only)." if reviewed_only else " (all, unreviewed ones as imported)."),
+            messages.SUCCESS,
+        )
+        kind = "reviewed" if reviewed_only else "all"
+        response = StreamingHttpResponse(
+            exporters.iter_lines(records), content_type="application/jsonl; charset=utf-8"
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="transcripts-{kind}-{_timestamp()}.jsonl"'
+        )
+        return response
+
+    @admin.action(description="Export selected (reviewed only) as JSONL")
+    def export_reviewed_jsonl(self, request: HttpRequest, queryset: QuerySet) -> Any:
+        return self._stream(request, queryset, reviewed_only=True)
+
+    @admin.action(description="Export selected (all) as JSONL")
+    def export_all_jsonl(self, request: HttpRequest, queryset: QuerySet) -> Any:
+        return self._stream(request, queryset, reviewed_only=False)
+
+    @admin.action(description="Export summary (JSON) of selected")
+    def export_summary(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+        queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
+        counts = exporters.selection_counts(queryset)
+        summary = exporters.build_summary(queryset)
+        self.message_user(
+            request,
+            f"Summary of {counts['total']} selected transcripts "
+            f"({counts['reviewed']} reviewed, {counts['unreviewed']} not).",
+            messages.SUCCESS,
+        )
+        response = HttpResponse(exporters.dump_summary(summary), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="summary-{_timestamp()}.json"'
+        return response
+
+    # --- actions with a form -------------------------------------------------------------------
+
+    def _form_page(
+        self,
+        request: HttpRequest,
+        *,
+        form: forms.Form,
+        action: str,
+        title: str,
+        intro: str,
+        submit_label: str,
+    ) -> TemplateResponse:
+        select_across = request.POST.get("select_across") == "1"
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "intro": intro,
+            "form": form,
+            "action": action,
+            # With "select all N matching", the changelist's query string carries the
+            # selection; one id only satisfies the admin's "something is selected" check.
+            "selected": selected[:1] if select_across else selected,
+            "select_across": select_across,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_url": request.get_full_path(),
+            "submit_label": submit_label,
+        }
+        return TemplateResponse(request, "admin/audit/transcript/action_form.html", context)
+
+    @admin.action(description="Publish release from selected")
+    def publish_release_action(self, request: HttpRequest, queryset: QuerySet) -> Any:
+        queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
+        form = PublishReleaseForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            filters = {
+                "source": "admin",
+                "changelist": {
+                    key: request.GET.getlist(key)
+                    for key in sorted(request.GET)
+                    if key not in ("o", "p", "_changelist_filters")
+                },
+                "selection": "all matching"
+                if request.POST.get("select_across") == "1"
+                else "chosen by hand",
+            }
+            try:
+                release = publish_release(
+                    queryset,
+                    version=form.cleaned_data["version"],
+                    filters=filters,
+                    include_unreviewed=form.cleaned_data["include_unreviewed"],
+                    output_dir=settings.RELEASES_ROOT,
+                    user=request.user,
+                )
+            except ReleaseError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return None
+            counts = release.counts
+            self.message_user(
+                request,
+                f"Published release {release.version}: {counts.get('reviewed', 0)} reviewed"
+                + (f" and {counts['unreviewed']} unreviewed" if "unreviewed" in counts else "")
+                + f" records from {counts.get('selection', 0)} selected.",
+                messages.SUCCESS,
+            )
+            return None
+        counts = exporters.selection_counts(queryset)
+        return self._form_page(
+            request,
+            form=form,
+            action="publish_release_action",
+            title="Publish release",
+            intro=(
+                f"{counts['total']} transcripts selected: {counts['reviewed']} reviewed, "
+                f"{counts['unreviewed']} not. A release is immutable once published."
+            ),
+            submit_label="Publish",
+        )
+
+    @admin.action(description="Require K independent reviews for selected")
+    def require_reviews(self, request: HttpRequest, queryset: QuerySet) -> Any:
+        queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
+        form = RequiredReviewsForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            k = form.cleaned_data["k"]
+            changed = set_required_reviews(queryset, k)
+            self.message_user(
+                request, f"{changed} transcripts now need {k} reviews.", messages.SUCCESS
+            )
+            return None
+        return self._form_page(
+            request,
+            form=form,
+            action="require_reviews",
+            title="Require K reviews",
+            intro=f"{queryset.count()} transcripts selected.",
+            submit_label="Set K",
+        )
+
+
+@admin.register(Release)
+class ReleaseAdmin(StaffReadOnly):
+    list_display = ("version", "created_at", "created_by", "counts_text", "download")
+    list_select_related = ("created_by",)
+    readonly_fields = ("download",)
+
+    @admin.display(description="counts")
+    def counts_text(self, release: Release) -> str:
+        return ", ".join(f"{key} {value}" for key, value in release.counts.items())
+
+    @admin.display(description="archive")
+    def download(self, release: Release) -> str:
+        url = reverse("release_download", args=[release.version])
+        return format_html('<a href="{}">zip</a> · <a href="{}?format=tar.gz">tar.gz</a>', url, url)

@@ -1,0 +1,72 @@
+"""The dashboard's filters: the queue's vocabulary (batch, task, session) plus a date range.
+
+The date range is on the transcript's own ``timestamp`` (when the overseer decided), not on the
+import date: the research question is "how did the overseer do in this period", and imports of
+old runs would otherwise land in the wrong week. Days are read in the site's time zone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.db.models import Q
+from django.utils import timezone
+
+
+class DashboardFilterForm(forms.Form):
+    batch = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Batch")
+    task = forms.ChoiceField(required=False, label="Task")
+    session = forms.CharField(required=False, max_length=200, label="Session")
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(
+        self, *args: Any, batches: list[tuple[int, str]], tasks: list[str], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["batch"].choices = [("", "All batches")] + [
+            (pk, f"#{pk} {name}") for pk, name in batches
+        ]
+        self.fields["task"].choices = [("", "All tasks")] + [(t, t or "(none)") for t in tasks]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        return data
+
+    def conditions(self) -> Q:
+        """The valid filters as one Q; invalid ones are ignored (and shown as errors), so a
+        stale bookmark still gives a dashboard."""
+        if not self.is_bound:
+            return Q()
+        self.is_valid()  # fills cleaned_data with the fields that are valid
+        data = self.cleaned_data
+        cond = Q()
+        if data.get("batch") is not None and "batch" not in self.errors:
+            cond &= Q(batch_id=data["batch"])
+        if data.get("task") and "task" not in self.errors:
+            cond &= Q(task_id=data["task"])
+        if (data.get("session") or "").strip():
+            cond &= Q(session_id=data["session"].strip())
+        if data.get("date_from") and "date_from" not in self.errors:
+            cond &= Q(timestamp__gte=_epoch(data["date_from"]))
+        if data.get("date_to") and "date_to" not in self.errors:
+            cond &= Q(timestamp__lt=_epoch(data["date_to"] + dt.timedelta(days=1)))
+        return cond
+
+    def active(self) -> bool:
+        return bool(self.is_bound and self.is_valid() and any(self.cleaned_data.values()))
+
+
+def _epoch(day: dt.date) -> float:
+    """Start of ``day`` in the current time zone, as the epoch seconds the timestamps use."""
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=timezone.get_current_timezone())
+    return start.timestamp()
