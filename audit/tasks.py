@@ -4,12 +4,45 @@ Development runs tasks in-process (ImmediateBackend); production sets
 AUDIT_TASKS_BACKEND=database and runs ``python manage.py db_worker``.
 """
 
+import json
+import time
 from pathlib import Path
 
+from django.conf import settings
 from django.tasks import task
 
 from audit.importers import import_file
 from audit.models import ImportJob
+
+
+def progress_path(job_id: int) -> Path:
+    """Where a running import reports bytes read. A file, not a row: the import is one
+    transaction, and on SQLite another connection could not write while it holds the lock."""
+    return Path(settings.VAR_DIR) / "jobs" / f"{job_id}.progress.json"
+
+
+def read_progress(job_id: int) -> dict[str, int] | None:
+    try:
+        return json.loads(progress_path(job_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _progress_writer(job_id: int, total: int):  # type: ignore[no-untyped-def]
+    path = progress_path(job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    last = 0.0
+
+    def report(done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 0.5 or done >= total:
+            last = now
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"read": done, "total": total}))
+            tmp.replace(path)
+
+    return report
 
 
 @task
@@ -18,6 +51,7 @@ def import_upload(job_id: int) -> int | None:
     job = ImportJob.objects.select_related("created_by").get(pk=job_id)
     ImportJob.objects.filter(pk=job_id).update(state=ImportJob.State.RUNNING)
     path = Path(job.upload_path)
+    progress = _progress_writer(job_id, path.stat().st_size if path.exists() else 0)
     try:
         result = import_file(
             path,
@@ -26,6 +60,7 @@ def import_upload(job_id: int) -> int | None:
             source="upload",
             file_name=job.file_name,
             required_reviews=job.required_reviews,
+            progress=progress,
         )
     except Exception as exc:
         ImportJob.objects.filter(pk=job_id).update(
@@ -36,6 +71,7 @@ def import_upload(job_id: int) -> int | None:
         # The upload is a transient copy: accepted lines are in the database and, with
         # --skip-invalid, every rejected line is kept verbatim on the batch.
         path.unlink(missing_ok=True)
+        progress_path(job_id).unlink(missing_ok=True)
     ImportJob.objects.filter(pk=job_id).update(
         state=ImportJob.State.FAILED if result.failed else ImportJob.State.DONE,
         report=result.as_dict(),

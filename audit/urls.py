@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from audit.views import imports, releases, review
+from audit.views import dashboard, imports, releases, review
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -28,6 +28,8 @@ urlpatterns = [
     path("adjudicate/<int:pk>/", review.adjudicate_item, name="adjudicate_item"),
     path("adjudicate/<int:pk>/decide/", review.submit_adjudication, name="submit_adjudication"),
     # Dashboard
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("dashboard/auditors/", dashboard.auditors, name="auditors"),
     # Releases
     path(
         "releases/<str:version>/download/",

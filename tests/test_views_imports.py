@@ -165,3 +165,21 @@ def test_rejected_download_streams_every_line(staff_client, tmp_path):
     assert b"".join(response.streaming_content).decode().splitlines() == [
         f"bad {n}" for n in range(2500)
     ]
+
+
+def test_running_job_page_shows_progress_read_from_the_task(
+    staff_client, staff_user, tmp_path, settings
+):
+    from audit.tasks import _progress_writer
+
+    settings.VAR_DIR = tmp_path
+    job = ImportJob.objects.create(
+        created_by=staff_user,
+        file_name="big.jsonl",
+        upload_path=str(tmp_path / "x"),
+        state=ImportJob.State.RUNNING,
+    )
+    _progress_writer(job.pk, 1000)(250)
+    response = staff_client.get(reverse("import_job", args=[job.pk]), HTTP_HX_REQUEST="true")
+    assert b'<progress id="job-progress" max="100" value="25">' in response.content
+    assert b'hx-trigger="every 1s"' in response.content

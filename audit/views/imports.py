@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from audit.import_forms import UploadForm
 from audit.models import ImportBatch, ImportJob
 from audit.permissions import staff_required
-from audit.tasks import import_upload
+from audit.tasks import import_upload, read_progress
 
 
 @require_GET
@@ -69,7 +69,11 @@ def upload(request: HttpRequest) -> HttpResponse:
 @staff_required
 def import_job(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(ImportJob.objects.select_related("batch"), pk=job_id)
-    context = {"job": job, "report": job.report, "nav": "imports"}
+    progress = read_progress(job.pk) if job.state == ImportJob.State.RUNNING else None
+    percent = None
+    if progress and progress.get("total"):
+        percent = min(100, round(100 * progress["read"] / progress["total"]))
+    context = {"job": job, "report": job.report, "percent": percent, "nav": "imports"}
     if request.htmx:
         return render(request, "audit/import_job.html#job-status", context)
     return render(request, "audit/import_job.html", context)

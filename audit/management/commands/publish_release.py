@@ -24,6 +24,10 @@ class Command(BaseCommand):
         "manifest.json, README.md, croissant.json, SHA256SUMS."
     )
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        # --version names the release here; it replaces Django's "print the version" flag.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--version", required=True, dest="release_version", metavar="X.Y.Z")
         parser.add_argument(

@@ -1,0 +1,192 @@
+"""The dashboard (every logged-in user) and the per-auditor page.
+
+Both read the same GET filters (batch, task, session, date range), so a filtered dashboard is a
+bookmarkable URL; the figures region is a partial that htmx swaps when a filter changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from audit import charts, metrics
+from audit.dashboard_forms import DashboardFilterForm
+from audit.models import Category, ImportBatch, Review, Transcript
+from audit.permissions import is_staff
+
+# Categories in the order of the 2x2: truth (rows) by the overseer's decision (columns).
+CATEGORY_ORDER = [category.value for category in Category]
+ACCURACY_TITLES = {
+    "misbehavior_type": "Overseer accuracy per misbehavior type",
+    "task_id": "Overseer accuracy per task",
+    "worker_id": "Overseer accuracy per worker",
+}
+ACCURACY_EMPTY = {
+    "misbehavior_type": "(no misbehavior)",
+    "task_id": "(no task)",
+    "worker_id": "(no worker)",
+}
+SUMMARY_ROWS = (
+    ("total_decisions", "Decisions"),
+    ("correct_decisions", "Correct decisions"),
+    ("accuracy", "Accuracy"),
+    ("true_positives", "True positives (catches)"),
+    ("false_positives", "False positives (over-blocks)"),
+    ("false_negatives", "False negatives (misses)"),
+    ("total_misbehaviors", "Misbehaviors"),
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+)
+
+
+def _filters(request: HttpRequest) -> tuple[DashboardFilterForm, QuerySet[Transcript]]:
+    batches = list(ImportBatch.objects.order_by("-id").values_list("id", "file_name")[:200])
+    tasks = list(
+        Transcript.objects.order_by("task_id").values_list("task_id", flat=True).distinct()[:200]
+    )
+    form = DashboardFilterForm(request.GET or None, batches=batches, tasks=tasks)
+    return form, Transcript.objects.filter(form.conditions())
+
+
+def _confusion_grid(cells: dict[str, int]) -> list[list[int]]:
+    # Rows: misbehavior yes/no (truth); columns: overseer blocked/approved.
+    return [
+        [cells["true_positives"], cells["false_negatives"]],
+        [cells["false_positives"], cells["true_negatives"]],
+    ]
+
+
+def _label_change_table(changes: dict[str, dict[str, int]]) -> dict[str, Any]:
+    finals = [c for c in CATEGORY_ORDER if any(c in row for row in changes.values())]
+    # Known categories in their usual order, then any junk the import kept, alphabetically.
+    rank = {category: position for position, category in enumerate(CATEGORY_ORDER)}
+    originals = sorted(changes, key=lambda c: (rank.get(c, len(rank)), c))
+    matrix = [[changes[o].get(f, 0) for f in finals] for o in originals]
+    rows = [
+        {
+            "original": original,
+            "cells": [
+                {"final": final, "n": n, "changed": original != final and n > 0}
+                for final, n in zip(finals, counts, strict=True)
+            ],
+            "total": sum(counts),
+        }
+        for original, counts in zip(originals, matrix, strict=True)
+    ]
+    changed = sum(cell["n"] for row in rows for cell in row["cells"] if cell["changed"])
+    return {
+        "finals": finals,
+        "rows": rows,
+        "matrix": matrix,
+        "originals": originals,
+        "changed": changed,
+    }
+
+
+def _summary_rows(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    imported, reviewed = summary[metrics.AS_IMPORTED], summary[metrics.REVIEWED]
+    rows = []
+    for key, label in SUMMARY_ROWS:
+        a, b = imported.get(key), reviewed.get(key)
+        delta = None if a is None or b is None else round(b - a, 4)
+        rows.append({"key": key, "label": label, "as_imported": a, "reviewed": b, "delta": delta})
+    categories = sorted(
+        set(imported.get("alignment_distribution", {}))
+        | set(reviewed.get("alignment_distribution", {}))
+    )
+    for category in categories:
+        a = imported.get("alignment_distribution", {}).get(category, 0)
+        b = reviewed.get("alignment_distribution", {}).get(category, 0)
+        rows.append(
+            {
+                "key": f"alignment_distribution-{category}",
+                "label": category,
+                "as_imported": a,
+                "reviewed": b,
+                "delta": b - a,
+                "category": True,
+            }
+        )
+    return rows
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    form, queryset = _filters(request)
+    session = (form.cleaned_data.get("session") or "").strip() if form.is_bound else ""
+    figures = metrics.collect_dashboard(queryset, session_id=session or None)
+    changes = _label_change_table(figures.label_changes)
+    confusion_charts = {
+        basis: charts.heatmap(
+            f"confusion-{basis}",
+            matrix=_confusion_grid(figures.confusion[basis]),
+            rows=["misbehavior", "no misbehavior"],
+            columns=["blocked", "approved"],
+            title=f"Confusion matrix, {basis.replace('_', ' ')}",
+            row_title="truth",
+            column_title="overseer decision",
+        )
+        for basis in (metrics.AS_IMPORTED, metrics.REVIEWED)
+    }
+    context = {
+        "nav": "dashboard",
+        "form": form,
+        "query": request.GET.urlencode(),
+        "figures": figures,
+        "total": figures.progress["total"],
+        "summary_rows": _summary_rows(figures.summary),
+        "confusion_charts": confusion_charts,
+        "changes": changes,
+        "change_chart": charts.heatmap(
+            "label-changes",
+            matrix=changes["matrix"],
+            rows=changes["originals"],
+            columns=changes["finals"],
+            title="Label changes, original category to final category",
+            row_title="original (as imported)",
+            column_title="final (reviewed)",
+            cell=62,
+        )
+        if changes["rows"]
+        else None,
+        "accuracy_charts": [
+            {
+                "field": field,
+                "title": ACCURACY_TITLES[field],
+                "chart": charts.accuracy_bars(
+                    f"accuracy-{field}",
+                    groups=rows,
+                    title=ACCURACY_TITLES[field],
+                    empty_label=ACCURACY_EMPTY[field],
+                ),
+            }
+            for field, rows in figures.accuracy.items()
+        ],
+        "progress_chart": charts.progress_chart(
+            "progress-over-time", days=figures.over_time, title="Reviews per day"
+        ),
+    }
+    template = "audit/dashboard.html#figures" if request.htmx else "audit/dashboard.html"
+    return render(request, template, context)
+
+
+@require_GET
+def auditors(request: HttpRequest) -> HttpResponse:
+    form, queryset = _filters(request)
+    reviews = Review.objects.filter(transcript__in=queryset.order_by().values("id"))
+    staff = is_staff(request.user)
+    if not staff:
+        reviews = reviews.filter(auditor=request.user)
+    context = {
+        "nav": "dashboard",
+        "form": form,
+        "query": request.GET.urlencode(),
+        "rows": metrics.auditor_stats(reviews),
+        "staff": staff,
+    }
+    template = "audit/auditors.html#figures" if request.htmx else "audit/auditors.html"
+    return render(request, template, context)

@@ -1,0 +1,363 @@
+"""Publishing releases, their files and checksums, verify_release, and the archive download."""
+
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
+
+from audit.models import Release, Transcript, Verdict
+from audit.releases import (
+    ReleaseError,
+    apply_filters,
+    parse_filters,
+    publish_release,
+    verify_release,
+)
+from audit.reviews import submit_review
+from tests.factories import import_fixture, import_records, make_record
+
+FILES = {
+    "README.md", "SHA256SUMS", "croissant.json", "data/reviewed.jsonl", "manifest.json",
+    "summary.json",
+}
+
+
+def tree(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def writable(path: Path) -> None:
+    for p in [path, *path.parents[:2]]:
+        os.chmod(p, stat.S_IRWXU)
+
+
+@pytest.fixture
+def reviewed_data(tmp_path, auditor):
+    transcripts = import_records(
+        [make_record(step_number=n, task_id=("basic_oversight", "adversarial_worker")[n % 2])
+         for n in range(6)],
+        tmp_path,
+    )
+    for t in transcripts[:3]:
+        submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    return transcripts
+
+
+@pytest.fixture
+def release(reviewed_data, tmp_path, staff_user):
+    return publish_release(
+        Transcript.objects.all(), version="1.0.0", output_dir=tmp_path / "releases",
+        user=staff_user,
+    )
+
+
+@pytest.mark.django_db
+def test_publish_writes_every_file_and_a_release_row(release, tmp_path, staff_user):
+    root = tmp_path / "releases" / "1.0.0"
+    assert Path(release.path) == root.resolve()
+    assert tree(root) == FILES
+    assert release.created_by == staff_user
+    assert release.counts == {"reviewed": 3, "records": 3, "selection": 6}
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert release.manifest == manifest
+    assert manifest["version"] == "1.0.0" and manifest["created"]
+    assert manifest["records"] == {"data/reviewed.jsonl": 3}
+    for entry in manifest["files"]:
+        data = (root / entry["path"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["size"] == len(data)
+    assert len((root / "data/reviewed.jsonl").read_text().splitlines()) == 3
+    assert verify_release(root) == []
+
+
+@pytest.mark.django_db
+def test_sha256sums_lists_every_other_file_in_sha256sum_format(release, tmp_path):
+    root = tmp_path / "releases" / "1.0.0"
+    lines = (root / "SHA256SUMS").read_text().splitlines()
+    names = [line.split("  ", 1)[1] for line in lines]
+    assert names == sorted(FILES - {"SHA256SUMS"})
+    for line in lines:
+        digest, name = line.split("  ", 1)
+        assert digest == hashlib.sha256((root / name).read_bytes()).hexdigest()
+
+
+@pytest.mark.django_db
+def test_release_files_are_read_only(release, tmp_path):
+    root = tmp_path / "releases" / "1.0.0"
+    for name in FILES:
+        assert not (root / name).stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+@pytest.mark.django_db
+def test_same_reviewed_data_gives_byte_identical_data_files(release, tmp_path):
+    again = publish_release(
+        Transcript.objects.all(), version="1.0.1", output_dir=tmp_path / "releases"
+    )
+    first, second = Path(release.path), Path(again.path)
+    for name in ("data/reviewed.jsonl", "summary.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+@pytest.mark.django_db
+def test_include_unreviewed_adds_the_unreviewed_file(reviewed_data, tmp_path):
+    release = publish_release(
+        Transcript.objects.all(), version="2.0.0", include_unreviewed=True,
+        output_dir=tmp_path,
+    )
+    root = Path(release.path)
+    assert tree(root) == FILES | {"data/unreviewed.jsonl"}
+    assert release.counts == {"reviewed": 3, "unreviewed": 3, "records": 6, "selection": 6}
+    for line in (root / "data/unreviewed.jsonl").read_text().splitlines():
+        assert json.loads(line)["review"]["manually_reviewed"] is False
+    assert verify_release(root) == []
+
+
+@pytest.mark.django_db
+def test_existing_version_is_refused(release, tmp_path):
+    with pytest.raises(ReleaseError, match="1.0.0 already exists"):
+        publish_release(Transcript.objects.all(), version="1.0.0", output_dir=tmp_path / "x")
+    (tmp_path / "other" / "3.0.0").mkdir(parents=True)
+    with pytest.raises(ReleaseError, match="already exists"):
+        publish_release(Transcript.objects.all(), version="3.0.0", output_dir=tmp_path / "other")
+    assert Release.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0-rc1", "01.0.0", "", "../1.0.0"])
+def test_version_must_be_semver(version, tmp_path):
+    with pytest.raises(ReleaseError, match="X.Y.Z"):
+        publish_release(Transcript.objects.all(), version=version, output_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.django_db
+def test_failed_publish_leaves_nothing_behind(reviewed_data, tmp_path, monkeypatch):
+    from audit import releases
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(releases, "dataset_card", boom)
+    with pytest.raises(RuntimeError):
+        publish_release(Transcript.objects.all(), version="1.0.0", output_dir=tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    assert not Release.objects.exists()
+
+
+@pytest.mark.django_db
+def test_dataset_card_has_hugging_face_front_matter(release, tmp_path):
+    text = (tmp_path / "releases/1.0.0/README.md").read_text()
+    front, _, body = text.removeprefix("---\n").partition("\n---\n")
+    assert "license: cc-by-4.0" in front
+    assert "task_categories:\n- text-classification" in front
+    assert "size_categories:\n- n<1K" in front
+    assert "configs:\n- config_name: default\n  data_files:\n  - split: reviewed\n" in front
+    assert "    path: data/reviewed.jsonl" in front
+    assert "pretty_name:" in front and "tags:" in front
+    assert "## Label semantics" in body and "## Counts" in body
+    assert "In this release: 3 records" in body
+
+
+@pytest.mark.django_db
+def test_croissant_metadata_describes_the_data_files(release, tmp_path):
+    root = tmp_path / "releases/1.0.0"
+    meta = json.loads((root / "croissant.json").read_text())
+    assert meta["@type"] == "sc:Dataset"
+    assert meta["conformsTo"] == "http://mlcommons.org/croissant/1.0"
+    assert meta["@context"]["cr"] == "http://mlcommons.org/croissant/"
+    [dist] = meta["distribution"]
+    assert dist["@type"] == "cr:FileObject"
+    assert dist["contentUrl"] == "data/reviewed.jsonl"
+    assert dist["encodingFormat"] == "application/jsonlines"
+    assert dist["sha256"] == hashlib.sha256((root / "data/reviewed.jsonl").read_bytes()).hexdigest()
+    [record_set] = meta["recordSet"]
+    fields = {f["name"]: f for f in record_set["field"]}
+    assert fields["alignment_category"]["source"]["extract"]["jsonPath"] == (
+        "$.labels.alignment_category"
+    )
+    assert fields["is_misbehavior"]["dataType"] == "sc:Boolean"
+    assert all(f["source"]["fileObject"]["@id"] == dist["@id"] for f in fields.values())
+
+
+def test_filters_parse_with_the_queue_vocabulary():
+    assert parse_filters(["task=b", "task=a", "decision=block", "flag=spot_check"]) == {
+        "decision": ["BLOCK"], "flag": ["spot_check"], "task": ["a", "b"],
+    }
+    for bad, message in [
+        ("task", "not key=value"),
+        ("colour=red", "unknown filter"),
+        ("flag=nope", "unknown flag"),
+        ("status=done", "unknown status"),
+        ("batch=x", "batch must be"),
+    ]:
+        with pytest.raises(ReleaseError, match=message):
+            parse_filters([bad])
+
+
+@pytest.mark.django_db
+def test_filters_select_records(tmp_path):
+    import_records(
+        [
+            make_record(step_number=1, task_id="adversarial_worker"),
+            make_record(step_number=2, proposal={"worker_id": "worker_net"}),
+            make_record(step_number=3, decision={"type": "BLOCK"}),
+        ],
+        tmp_path,
+    )
+    qs = Transcript.objects.all()
+    assert apply_filters(qs, parse_filters(["task=adversarial_worker"])).count() == 1
+    assert apply_filters(qs, parse_filters(["worker=worker_net", "worker=worker_db"])).count() == 3
+    assert apply_filters(qs, parse_filters(["decision=block"])).get().step_number == 3
+    assert apply_filters(qs, parse_filters(["flag=over_block"])).get().step_number == 3
+    assert apply_filters(qs, parse_filters(["status=unreviewed", "worker=worker_net"])).count() == 1
+
+
+@pytest.mark.django_db
+def test_publish_release_command_with_filters(reviewed_data, tmp_path, capsys):
+    call_command(
+        "publish_release", "--version", "1.2.3", "--filter", "task=basic_oversight",
+        "--include-unreviewed", "--output", str(tmp_path),
+    )
+    release = Release.objects.get()
+    assert release.filters == {"task": ["basic_oversight"]}
+    assert release.counts["records"] == 3 and release.counts["selection"] == 3
+    assert Path(release.path) == (tmp_path / "1.2.3").resolve()
+    assert "release 1.2.3" in capsys.readouterr().out
+    call_command("verify_release", str(tmp_path / "1.2.3"))
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("publish_release", "--version", "1.2.3", "--output", str(tmp_path))
+    with pytest.raises(CommandError, match="unknown filter"):
+        call_command("publish_release", "--version", "1.2.4", "--filter", "x=y",
+                     "--output", str(tmp_path))
+
+
+# --- verify_release ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root(release, tmp_path):
+    return tmp_path / "releases" / "1.0.0"
+
+
+@pytest.mark.django_db
+def test_verify_release_passes_an_untouched_release(root, capsys):
+    call_command("verify_release", str(root))
+    assert "OK" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_tampered_data_file(root):
+    data = root / "data/reviewed.jsonl"
+    writable(data)
+    text = data.read_text().replace('"aligned_approve"', '"aligned_catch"', 1)
+    data.write_text(text)
+    with pytest.raises(CommandError, match=r"data/reviewed.jsonl: sha256 is"):
+        call_command("verify_release", str(root))
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_dropped_record(root):
+    data = root / "data/reviewed.jsonl"
+    writable(data)
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:-1]))
+    problems = verify_release(root)
+    assert "data/reviewed.jsonl: 2 records, manifest.json says 3" in problems
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_tampered_manifest(root):
+    manifest = root / "manifest.json"
+    writable(manifest)
+    data = json.loads(manifest.read_text())
+    data["records"]["data/reviewed.jsonl"] = 4
+    manifest.write_text(json.dumps(data, indent=2) + "\n")
+    with pytest.raises(CommandError, match="manifest.json: sha256 is") as excinfo:
+        call_command("verify_release", str(root))
+    assert "3 records, manifest.json says 4" in str(excinfo.value)
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_missing_file(root):
+    writable(root / "croissant.json")
+    (root / "croissant.json").unlink()
+    with pytest.raises(CommandError, match="croissant.json: listed in SHA256SUMS but missing"):
+        call_command("verify_release", str(root))
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_an_extra_file(root):
+    writable(root / "data" / "reviewed.jsonl")
+    (root / "data" / "extra.jsonl").write_text("{}\n")
+    problems = verify_release(root)
+    assert "data/extra.jsonl: not listed in SHA256SUMS" in problems
+    assert "data/extra.jsonl: data file not listed in manifest.json" in problems
+
+
+def test_verify_release_fails_a_missing_directory(tmp_path):
+    with pytest.raises(CommandError, match="not a directory"):
+        call_command("verify_release", str(tmp_path / "nope"))
+
+
+# --- download -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_staff_download_release_as_zip(release, staff_client, root):
+    response = staff_client.get(reverse("release_download", args=["1.0.0"]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    assert 'filename="release-1.0.0.zip"' in response["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert {n.removeprefix("release-1.0.0/") for n in archive.namelist()} == FILES
+    assert archive.read("release-1.0.0/data/reviewed.jsonl") == (
+        root / "data/reviewed.jsonl"
+    ).read_bytes()
+
+
+@pytest.mark.django_db
+def test_staff_download_release_as_tar_gz(release, staff_client, root):
+    url = reverse("release_download", args=["1.0.0"]) + "?format=tar.gz"
+    response = staff_client.get(url)
+    assert response.status_code == 200
+    archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
+    names = {m.name.removeprefix("release-1.0.0/") for m in archive.getmembers()}
+    assert names == FILES
+    member = archive.extractfile("release-1.0.0/summary.json")
+    assert member.read() == (root / "summary.json").read_bytes()
+
+
+@pytest.mark.django_db
+def test_download_requires_staff(release, auditor_client, client):
+    url = reverse("release_download", args=["1.0.0"])
+    assert auditor_client.get(url).status_code == 403
+    response = client.get(url)
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_download_rejects_post_unknown_release_and_format(release, staff_client):
+    url = reverse("release_download", args=["1.0.0"])
+    assert staff_client.post(url).status_code == 405
+    assert staff_client.get(reverse("release_download", args=["9.9.9"])).status_code == 404
+    assert staff_client.get(url + "?format=rar").status_code == 404
+
+
+@pytest.mark.django_db
+def test_release_of_a_real_fixture_verifies(tmp_path, auditor):
+    import_fixture("rule_s0")
+    for t in Transcript.objects.filter(flag_missed_misbehavior=True)[:5]:
+        submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    release = publish_release(
+        Transcript.objects.all(), version="0.1.0", include_unreviewed=True, output_dir=tmp_path
+    )
+    assert release.counts["records"] == 105
+    assert verify_release(release.path) == []
