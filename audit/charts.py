@@ -44,7 +44,7 @@ def _svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart {escape(css_class)}" '
         f'id="{ident}" viewBox="0 0 {_num(width)} {_num(height)}" '
         f'width="{_num(width)}" height="{_num(height)}" role="img" '
-        f'aria-labelledby="{ident}-title {ident}-desc" '
+        f'aria-labelledby="{ident}-title" aria-describedby="{ident}-desc" '
         f'preserveAspectRatio="xMinYMin meet" font-size="{FONT}">',
         f'<title id="{ident}-title">{escape(title)}</title>',
         f'<desc id="{ident}-desc">{escape(desc)}</desc>',

@@ -62,9 +62,6 @@ class DashboardFilterForm(forms.Form):
             cond &= Q(timestamp__lt=_epoch(data["date_to"] + dt.timedelta(days=1)))
         return cond
 
-    def active(self) -> bool:
-        return bool(self.is_bound and self.is_valid() and any(self.cleaned_data.values()))
-
 
 def _epoch(day: dt.date) -> float:
     """Start of ``day`` in the current time zone, as the epoch seconds the timestamps use."""

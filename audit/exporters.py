@@ -44,12 +44,25 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from audit import metrics
-from audit.models import SETTLED_STATUSES, Review, Transcript, Verdict
+from audit.models import SETTLED_STATUSES, Flag, Review, Transcript, Verdict
 from audit.records import derive_labels
 
 CHUNK_SIZE = 2000
 EXPORT_ORDER = ("session_id", "task_id", "step_number", "fingerprint")
 REVIEW_KEY = "review"
+# The columns an exported record is built from; search_text and the rest stay in the database.
+EXPORT_FIELDS = (
+    "raw",
+    "status",
+    "decision_type",
+    "final_is_misbehavior",
+    "final_misbehavior_type",
+    "final_correct_decision",
+    "problems",
+    "required_reviews",
+    *(f"flag_{flag.value}" for flag in Flag),
+    *EXPORT_ORDER,
+)
 
 
 def pseudonym(user_id: int | None) -> str | None:
@@ -158,9 +171,19 @@ def iter_records(
 ) -> Iterator[dict[str, Any]]:
     """Exported records in export order, streamed: one query per chunk plus one for its reviews."""
     reviews = Prefetch("reviews", queryset=Review.objects.order_by("created_at", "id"))
-    rows = ordered(queryset).prefetch_related(reviews).iterator(chunk_size=chunk_size)
+    rows = (
+        ordered(queryset)
+        .only(*EXPORT_FIELDS)
+        .prefetch_related(reviews)
+        .iterator(chunk_size=chunk_size)
+    )
     for transcript in rows:
-        yield export_record(transcript)
+        record = export_record(transcript)
+        # The prefetch cache and its reviews point back at the transcript: a reference cycle
+        # that only the cyclic GC would free. Breaking it frees each chunk as soon as it is
+        # done, which keeps memory flat however many records stream through.
+        transcript.__dict__.pop("_prefetched_objects_cache", None)
+        yield record
 
 
 def iter_lines(queryset: QuerySet[Transcript], *, chunk_size: int = CHUNK_SIZE) -> Iterator[str]:

@@ -519,3 +519,44 @@ def lease_for(transcript: Transcript, *, auditor: Any) -> Lease | None:
 
 def settled(transcript: Transcript) -> bool:
     return transcript.status in SETTLED_STATUSES
+
+
+# --- checking the cache --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    transcript: Transcript
+    differences: dict[str, tuple[Any, Any]]
+
+    def describe(self) -> str:
+        parts = ", ".join(
+            f"{name} stored {stored!r}, reviews say {derived!r}"
+            for name, (stored, derived) in self.differences.items()
+        )
+        t = self.transcript
+        return f"#{t.pk} ({t.session_id} step {t.step_number}): {parts}"
+
+
+def find_mismatches(queryset: QuerySet[Transcript], *, chunk_size: int = 500):
+    """Transcripts whose cached final labels differ from what their reviews derive.
+
+    Streams in chunks with one review query per chunk, so it runs over any size of data.
+    """
+    last = 0
+    base = queryset.order_by("pk")
+    while True:
+        chunk = list(base.filter(pk__gt=last)[:chunk_size])
+        if not chunk:
+            return
+        last = chunk[-1].pk
+        by_transcript: dict[int, list[Review]] = {t.pk: [] for t in chunk}
+        for review in Review.objects.filter(
+            transcript_id__in=list(by_transcript), superseded_by__isnull=True
+        ):
+            by_transcript[review.transcript_id].append(review)
+        for transcript in chunk:
+            state = derive_final_state(transcript, by_transcript[transcript.pk])
+            differences = state.differences(transcript)
+            if differences:
+                yield Mismatch(transcript=transcript, differences=differences)

@@ -60,9 +60,7 @@ def _alpha_from_scratch(units):
 
 
 def test_alpha_matches_krippendorff_2011_nominal_example_with_missing_data():
-    assert krippendorff_alpha_nominal(_units(KRIPPENDORFF_2011_C)) == pytest.approx(
-        0.743, abs=5e-4
-    )
+    assert krippendorff_alpha_nominal(_units(KRIPPENDORFF_2011_C)) == pytest.approx(0.743, abs=5e-4)
 
 
 def test_alpha_matches_krippendorff_2011_binary_two_observer_example():
@@ -105,9 +103,7 @@ def test_alpha_is_one_for_perfect_agreement_over_two_categories():
 
 def test_cohen_kappa_matches_the_wikipedia_worked_example():
     # 50 proposals: both yes 20, A yes/B no 5, A no/B yes 10, both no 15 -> kappa = 0.4.
-    pairs = (
-        [("yes", "yes")] * 20 + [("yes", "no")] * 5 + [("no", "yes")] * 10 + [("no", "no")] * 15
-    )
+    pairs = [("yes", "yes")] * 20 + [("yes", "no")] * 5 + [("no", "yes")] * 10 + [("no", "no")] * 15
     assert cohen_kappa(pairs) == pytest.approx(0.4)
 
 

@@ -93,8 +93,7 @@ def test_reviewed_record_holds_final_labels_in_the_original_key_order(tmp_path, 
         unknown_top_level={"nested": [1, 2]},
     )
     [t] = import_records([record], tmp_path)
-    review(t, auditor, Verdict.RELABEL, rationale="worker invented a metric",
-           **relabel_values(t))
+    review(t, auditor, Verdict.RELABEL, rationale="worker invented a metric", **relabel_values(t))
     [out] = exported(Transcript.objects.all())
 
     assert list(out) == [*record, "review"]
@@ -154,7 +153,9 @@ def test_review_block_lists_every_review_with_stable_pseudonyms(tmp_path, audito
     assert reviews[0]["auditor"] == reviews[1]["auditor"] != reviews[2]["auditor"]
     assert all(PSEUDONYM.match(r["auditor"]) for r in reviews)
     assert reviews[1]["after"] == {
-        "is_misbehavior": False, "misbehavior_type": None, "correct_decision": "APPROVE",
+        "is_misbehavior": False,
+        "misbehavior_type": None,
+        "correct_decision": "APPROVE",
     }
     assert reviews[1]["before"]["alignment_category"] == "aligned_approve"
     assert reviews[0]["created_at"].startswith("20")
@@ -213,9 +214,10 @@ def test_export_order_is_session_task_step_then_fingerprint(tmp_path):
         make_record(session_id="a", step_number=1),
     ]
     import_records(records, tmp_path)
-    keys = [(r["session_id"], r["task_id"], r["step_number"]) for r in exported(
-        Transcript.objects.all()
-    )]
+    keys = [
+        (r["session_id"], r["task_id"], r["step_number"])
+        for r in exported(Transcript.objects.all())
+    ]
     assert keys == sorted(keys)
 
 
@@ -234,9 +236,9 @@ def test_exporting_an_export_keeps_the_earlier_review_block(tmp_path, auditor):
 @pytest.mark.django_db
 def test_summary_holds_every_metric_of_the_selection(tmp_path, auditor):
     transcripts = import_records([make_record(step_number=n) for n in range(5)], tmp_path)
-    review(transcripts[0], auditor, Verdict.RELABEL, rationale="why", **relabel_values(
-        transcripts[0]
-    ))
+    review(
+        transcripts[0], auditor, Verdict.RELABEL, rationale="why", **relabel_values(transcripts[0])
+    )
     qs = Transcript.objects.all()
     summary = exporters.build_summary(qs)
     assert summary == {
@@ -253,11 +255,10 @@ def test_summary_holds_every_metric_of_the_selection(tmp_path, auditor):
     }
     assert summary["review_status"]["relabeled"] == 1
     assert summary["label_changes"]["aligned_approve"] == {
-        "aligned_approve": 4, "alignment_failure_fn": 1,
+        "aligned_approve": 4,
+        "alignment_failure_fn": 1,
     }
-    assert exporters.dump_summary(summary) == exporters.dump_summary(
-        exporters.build_summary(qs)
-    )
+    assert exporters.dump_summary(summary) == exporters.dump_summary(exporters.build_summary(qs))
 
 
 @pytest.mark.django_db
@@ -282,8 +283,14 @@ def test_export_command_gzip_is_reproducible_and_filters(tmp_path):
     )
     first, second = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
     for path in (first, second):
-        call_command("export_transcripts", "--output", str(path), "--gzip",
-                     "--filter", "task=adversarial_worker")
+        call_command(
+            "export_transcripts",
+            "--output",
+            str(path),
+            "--gzip",
+            "--filter",
+            "task=adversarial_worker",
+        )
     assert first.read_bytes() == second.read_bytes()
     [line] = gzip.decompress(first.read_bytes()).decode().splitlines()
     assert json.loads(line)["task_id"] == "adversarial_worker"
@@ -294,8 +301,9 @@ def test_export_command_rejects_an_unknown_filter(tmp_path):
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="unknown filter 'colour'"):
-        call_command("export_transcripts", "--output", str(tmp_path / "x"), "--filter",
-                     "colour=red")
+        call_command(
+            "export_transcripts", "--output", str(tmp_path / "x"), "--filter", "colour=red"
+        )
 
 
 @pytest.mark.django_db
@@ -308,34 +316,51 @@ def test_round_trip_import_review_export_reimport(tmp_path, auditor, auditor2, a
     assert inconsistent and missed and len(others) == 3
 
     review(inconsistent, auditor, Verdict.CONFIRM, seconds_spent=20)
-    review(missed, auditor, Verdict.RELABEL, rationale="not misbehavior after all",
-           **relabel_values(missed))
-    review(others[0], auditor, Verdict.RELABEL, rationale="invented metric",
-           **relabel_values(others[0]))
+    review(
+        missed,
+        auditor,
+        Verdict.RELABEL,
+        rationale="not misbehavior after all",
+        **relabel_values(missed),
+    )
+    review(
+        others[0],
+        auditor,
+        Verdict.RELABEL,
+        rationale="invented metric",
+        **relabel_values(others[0]),
+    )
     set_required_reviews(Transcript.objects.filter(pk=others[1].pk), 2)
     review(others[1], auditor, Verdict.CONFIRM)
-    review(others[1], auditor2, Verdict.RELABEL, rationale="disagree",
-           **relabel_values(others[1]))
-    review(others[1], adjudicator, Verdict.ADJUDICATE, rationale="auditor2 is right",
-           **relabel_values(others[1]))
+    review(others[1], auditor2, Verdict.RELABEL, rationale="disagree", **relabel_values(others[1]))
+    review(
+        others[1],
+        adjudicator,
+        Verdict.ADJUDICATE,
+        rationale="auditor2 is right",
+        **relabel_values(others[1]),
+    )
     review(others[2], auditor, Verdict.UNSURE, rationale="needs a second look")
 
     reviewed = Transcript.objects.reviewed()
     assert set(reviewed.values_list("status", flat=True)) == {
-        Status.CONFIRMED, Status.RELABELED, Status.ADJUDICATED,
+        Status.CONFIRMED,
+        Status.RELABELED,
+        Status.ADJUDICATED,
     }
     reviewed_summary = metrics.summarize(reviewed, basis="reviewed")
     whole_reviewed_summary = metrics.summarize(Transcript.objects.all(), basis="reviewed")
     finals = {
         (t.session_id, t.task_id, t.step_number): (
-            t.final_is_misbehavior, t.final_misbehavior_type, t.final_correct_decision,
+            t.final_is_misbehavior,
+            t.final_misbehavior_type,
+            t.final_correct_decision,
             t.final_alignment_category,
         )
         for t in Transcript.objects.all()
     }
     history = {
-        (t.task_id, t.step_number): Review.objects.filter(transcript=t).count()
-        for t in reviewed
+        (t.task_id, t.step_number): Review.objects.filter(transcript=t).count() for t in reviewed
     }
     reviewed_file = exporters.write_jsonl(reviewed, tmp_path / "reviewed.jsonl")
     all_file = exporters.write_jsonl(Transcript.objects.all(), tmp_path / "all.jsonl")
@@ -351,7 +376,9 @@ def test_round_trip_import_review_export_reimport(tmp_path, auditor, auditor2, a
     for t in again:
         key = (t.session_id, t.task_id, t.step_number)
         assert (
-            t.final_is_misbehavior, t.final_misbehavior_type, t.final_correct_decision,
+            t.final_is_misbehavior,
+            t.final_misbehavior_type,
+            t.final_correct_decision,
             t.final_alignment_category,
         ) == finals[key]
         assert t.alignment_category == finals[key][3]  # imported labels are now consistent

@@ -26,7 +26,11 @@ from audit.reviews import submit_review
 from tests.factories import import_fixture, import_records, make_record
 
 FILES = {
-    "README.md", "SHA256SUMS", "croissant.json", "data/reviewed.jsonl", "manifest.json",
+    "README.md",
+    "SHA256SUMS",
+    "croissant.json",
+    "data/reviewed.jsonl",
+    "manifest.json",
     "summary.json",
 }
 
@@ -43,8 +47,10 @@ def writable(path: Path) -> None:
 @pytest.fixture
 def reviewed_data(tmp_path, auditor):
     transcripts = import_records(
-        [make_record(step_number=n, task_id=("basic_oversight", "adversarial_worker")[n % 2])
-         for n in range(6)],
+        [
+            make_record(step_number=n, task_id=("basic_oversight", "adversarial_worker")[n % 2])
+            for n in range(6)
+        ],
         tmp_path,
     )
     for t in transcripts[:3]:
@@ -55,7 +61,9 @@ def reviewed_data(tmp_path, auditor):
 @pytest.fixture
 def release(reviewed_data, tmp_path, staff_user):
     return publish_release(
-        Transcript.objects.all(), version="1.0.0", output_dir=tmp_path / "releases",
+        Transcript.objects.all(),
+        version="1.0.0",
+        output_dir=tmp_path / "releases",
         user=staff_user,
     )
 
@@ -110,7 +118,9 @@ def test_same_reviewed_data_gives_byte_identical_data_files(release, tmp_path):
 @pytest.mark.django_db
 def test_include_unreviewed_adds_the_unreviewed_file(reviewed_data, tmp_path):
     release = publish_release(
-        Transcript.objects.all(), version="2.0.0", include_unreviewed=True,
+        Transcript.objects.all(),
+        version="2.0.0",
+        include_unreviewed=True,
         output_dir=tmp_path,
     )
     root = Path(release.path)
@@ -190,7 +200,9 @@ def test_croissant_metadata_describes_the_data_files(release, tmp_path):
 
 def test_filters_parse_with_the_queue_vocabulary():
     assert parse_filters(["task=b", "task=a", "decision=block", "flag=spot_check"]) == {
-        "decision": ["BLOCK"], "flag": ["spot_check"], "task": ["a", "b"],
+        "decision": ["BLOCK"],
+        "flag": ["spot_check"],
+        "task": ["a", "b"],
     }
     for bad, message in [
         ("task", "not key=value"),
@@ -224,8 +236,14 @@ def test_filters_select_records(tmp_path):
 @pytest.mark.django_db
 def test_publish_release_command_with_filters(reviewed_data, tmp_path, capsys):
     call_command(
-        "publish_release", "--version", "1.2.3", "--filter", "task=basic_oversight",
-        "--include-unreviewed", "--output", str(tmp_path),
+        "publish_release",
+        "--version",
+        "1.2.3",
+        "--filter",
+        "task=basic_oversight",
+        "--include-unreviewed",
+        "--output",
+        str(tmp_path),
     )
     release = Release.objects.get()
     assert release.filters == {"task": ["basic_oversight"]}
@@ -236,8 +254,9 @@ def test_publish_release_command_with_filters(reviewed_data, tmp_path, capsys):
     with pytest.raises(CommandError, match="already exists"):
         call_command("publish_release", "--version", "1.2.3", "--output", str(tmp_path))
     with pytest.raises(CommandError, match="unknown filter"):
-        call_command("publish_release", "--version", "1.2.4", "--filter", "x=y",
-                     "--output", str(tmp_path))
+        call_command(
+            "publish_release", "--version", "1.2.4", "--filter", "x=y", "--output", str(tmp_path)
+        )
 
 
 # --- verify_release ----------------------------------------------------------------------------
@@ -318,9 +337,10 @@ def test_staff_download_release_as_zip(release, staff_client, root):
     assert 'filename="release-1.0.0.zip"' in response["Content-Disposition"]
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     assert {n.removeprefix("release-1.0.0/") for n in archive.namelist()} == FILES
-    assert archive.read("release-1.0.0/data/reviewed.jsonl") == (
-        root / "data/reviewed.jsonl"
-    ).read_bytes()
+    assert (
+        archive.read("release-1.0.0/data/reviewed.jsonl")
+        == (root / "data/reviewed.jsonl").read_bytes()
+    )
 
 
 @pytest.mark.django_db
@@ -328,11 +348,12 @@ def test_staff_download_release_as_tar_gz(release, staff_client, root):
     url = reverse("release_download", args=["1.0.0"]) + "?format=tar.gz"
     response = staff_client.get(url)
     assert response.status_code == 200
-    archive = tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content)), mode="r:gz")
-    names = {m.name.removeprefix("release-1.0.0/") for m in archive.getmembers()}
-    assert names == FILES
-    member = archive.extractfile("release-1.0.0/summary.json")
-    assert member.read() == (root / "summary.json").read_bytes()
+    data = io.BytesIO(b"".join(response.streaming_content))
+    with tarfile.open(fileobj=data, mode="r:gz") as archive:
+        names = {m.name.removeprefix("release-1.0.0/") for m in archive.getmembers()}
+        assert names == FILES
+        member = archive.extractfile("release-1.0.0/summary.json")
+        assert member.read() == (root / "summary.json").read_bytes()
 
 
 @pytest.mark.django_db

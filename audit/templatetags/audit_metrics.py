@@ -41,3 +41,9 @@ def signed(value: Any) -> str:
     if value is None or value == 0:
         return ""
     return f"+{value}" if value > 0 else str(value)
+
+
+@register.filter
+def basename(path: Any) -> str:
+    """The file name of a stored path (batches keep the path they were imported from)."""
+    return str(path or "").replace("\\", "/").rsplit("/", 1)[-1]

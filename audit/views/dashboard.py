@@ -20,6 +20,14 @@ from audit.permissions import is_staff
 
 # Categories in the order of the 2x2: truth (rows) by the overseer's decision (columns).
 CATEGORY_ORDER = [category.value for category in Category]
+# Short column heads for the label change heat map (the full names label its rows).
+CATEGORY_SHORT = {
+    "aligned_catch": "catch",
+    "alignment_failure_fn": "missed",
+    "aligned_approve": "approve",
+    "alignment_failure_fp": "over-block",
+    "unknown": "unknown",
+}
 ACCURACY_TITLES = {
     "misbehavior_type": "Overseer accuracy per misbehavior type",
     "task_id": "Overseer accuracy per task",
@@ -145,7 +153,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "label-changes",
             matrix=changes["matrix"],
             rows=changes["originals"],
-            columns=changes["finals"],
+            columns=[CATEGORY_SHORT.get(final, final) for final in changes["finals"]],
             title="Label changes, original category to final category",
             row_title="original (as imported)",
             column_title="final (reviewed)",

@@ -103,7 +103,12 @@ SCORE_KEYS = (
     "reasoning_quality",
     "deception_risk",
 )
-DEBATE_SCORES = ("advocate_strength", "prosecutor_strength", "decision_confidence", "debate_quality")
+DEBATE_SCORES = (
+    "advocate_strength",
+    "prosecutor_strength",
+    "decision_confidence",
+    "debate_quality",
+)
 
 
 def present_record(raw: str) -> dict[str, Any]:
@@ -115,8 +120,10 @@ def present_record(raw: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         record = {}
     proposal, decision = _obj(record, "proposal"), _obj(record, "decision")
-    cot, debate, context = _obj(record, "cot_analysis"), _obj(record, "debate_result"), _obj(
-        record, "context"
+    cot, debate, context = (
+        _obj(record, "cot_analysis"),
+        _obj(record, "debate_result"),
+        _obj(record, "context"),
     )
     services = context.get("available_services")
     reasons = cot.get("suspicion_reasons")
@@ -130,9 +137,7 @@ def present_record(raw: str) -> dict[str, Any]:
             "target": _scalar(proposal.get("target")),
             "worker_id": _scalar(proposal.get("worker_id")),
             "worker_reasoning": _scalar(proposal.get("worker_reasoning")),
-            "parameters": pretty(proposal.get("parameters"))
-            if has(proposal, "parameters")
-            else "",
+            "parameters": pretty(proposal.get("parameters")) if has(proposal, "parameters") else "",
         },
         "decision": {
             "type": _scalar(decision.get("type")),
@@ -233,8 +238,14 @@ def _facet_counts(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             .annotate(n=Count("id"))
             .order_by("-n", column)[:FACET_LIMIT]
         )
-        items = [{"value": value, "label": f"#{value}" if name == "batch" else value or "(empty)",
-                  "n": n} for value, n in rows]
+        items = [
+            {
+                "value": value,
+                "label": f"#{value}" if name == "batch" else value or "(empty)",
+                "n": n,
+            }
+            for value, n in rows
+        ]
         selected = values[name]
         if selected not in ("", None) and all(str(i["value"]) != str(selected) for i in items):
             items.append({"value": selected, "label": str(selected), "n": 0})
@@ -264,8 +275,13 @@ def _facet_selects(
             for item in counts[name]
         ]
         selects.append(
-            {"name": name, "label": label, "blank": blank, "options": options, "active": current
-             not in ("", OPEN)}
+            {
+                "name": name,
+                "label": label,
+                "blank": blank,
+                "options": options,
+                "active": current not in ("", OPEN),
+            }
         )
     return selects
 
@@ -465,9 +481,7 @@ def _session_filters(request: HttpRequest) -> Q | None:
 def _go_next(request: HttpRequest) -> HttpResponse:
     """Claim the next item: swap it in (htmx) or redirect to it; back to the queue when none."""
     skipped = request.session.get(SKIP_KEY, [])
-    transcript = reviews.claim_next(
-        request.user, filters=_session_filters(request), skip=skipped
-    )
+    transcript = reviews.claim_next(request.user, filters=_session_filters(request), skip=skipped)
     if transcript is None:
         messages.info(request, "Nothing left for you to review here. Well done.")
         url = reverse("queue")
@@ -513,7 +527,7 @@ def submit_review(request: HttpRequest, pk: int) -> HttpResponse:
             outcome = reviews.submit_review(
                 transcript, auditor=request.user, **form.domain_kwargs()
             )
-        except reviews.StaleVersion as stale:
+        except reviews.StaleVersion:
             current = Transcript.objects.select_related("batch").get(pk=pk)
             return _render_item(
                 request,
@@ -570,7 +584,9 @@ def adjudication_queue(request: HttpRequest) -> HttpResponse:
         "next_url": f"{base}{page + 1}" if offset + PAGE_SIZE < total else "",
     }
     template = (
-        "audit/adjudication_list.html#results" if _is_htmx(request) else "audit/adjudication_list.html"
+        "audit/adjudication_list.html#results"
+        if _is_htmx(request)
+        else "audit/adjudication_list.html"
     )
     return render(request, template, context)
 

@@ -1,0 +1,181 @@
+"""python manage.py bench [--count N] [--quick] [--seed S]
+
+Prints figures, never pass/fail: import throughput and peak memory, export streaming throughput
+and peak memory (at a tenth of N and at N, to show it stays flat), summary time, and the queue and
+item pages' render time and query counts through the test client.
+
+Everything happens inside one transaction that is rolled back at the end, so the database is
+left as it was; on SQLite that transaction holds the write lock, so run it against a development
+database, not one people are using.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.urls import NoReverseMatch, reverse
+
+from audit import exporters
+from audit.generator import write_jsonl as generate_jsonl
+from audit.importers import import_file
+from audit.models import Status, Transcript, Verdict
+from audit.permissions import ADJUDICATOR, AUDITOR
+from audit.reviews import submit_review
+
+MB = 1024 * 1024
+PAGE_RUNS = 5
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _timed[T](function: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - start
+
+
+def _traced[T](function: Callable[[], T]) -> tuple[T, float, float]:
+    """Result, seconds and peak traced Python memory (MB) of one call."""
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        result = function()
+        seconds = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, seconds, peak / MB
+
+
+class Command(BaseCommand):
+    help = "Measure import, export, summary and page speed and memory (prints figures only)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--count", type=int, default=20000, help="records (default 20000)")
+        parser.add_argument("--quick", action="store_true", help="2000 records, fewer page runs")
+        parser.add_argument("--seed", type=int, default=1, help="generator seed")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        count = 2000 if options["quick"] and options["count"] == 20000 else options["count"]
+        if count < 1:
+            raise CommandError("--count must be at least 1")
+        self.runs = 2 if options["quick"] else PAGE_RUNS
+        # DEBUG keeps every SQL statement in memory, which would swamp the memory figures.
+        with (
+            override_settings(DEBUG=False),
+            tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp,
+        ):
+            try:
+                with transaction.atomic():
+                    self.run(Path(tmp), count=count, seed=options["seed"])
+                    raise _Rollback
+            except _Rollback:
+                pass
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.figure("process max RSS", f"{rss:.0f} MB")
+        self.stdout.write("(bench data rolled back)")
+
+    def figure(self, name: str, value: str) -> None:
+        self.stdout.write(f"{name:<34} {value}")
+
+    def run(self, tmp: Path, *, count: int, seed: int) -> None:
+        self.stdout.write(f"database: {connection.vendor}, records: {count}")
+        source = tmp / "bench.jsonl"
+        _, seconds = _timed(lambda: generate_jsonl(source, count=count, seed=seed))
+        size = source.stat().st_size
+        self.figure("generate", f"{seconds:.2f} s ({size / MB:.1f} MB of JSONL)")
+
+        result, seconds, peak = _traced(lambda: import_file(source))
+        if result.failed:
+            raise CommandError(
+                "the generated file did not import: " + "; ".join(result.report_lines())
+            )
+        self.figure(
+            "import",
+            f"{seconds:.2f} s, {result.imported / seconds:.0f} records/s, "
+            f"{size / MB / seconds:.1f} MB/s (traced)",
+        )
+        self.figure("import peak memory", f"{peak:.1f} MB (tracemalloc)")
+
+        user = self.bench_user()
+        reviewed = self.review_some(user, batch_id=result.batch_id, n=max(1, min(500, count // 20)))
+        self.figure("reviews recorded", str(reviewed))
+
+        # Only the bench's own records, whatever else the database holds.
+        everything = Transcript.objects.filter(batch_id=result.batch_id)
+        written, seconds = _timed(lambda: exporters.write_jsonl(everything, tmp / "all.jsonl"))
+        self.figure(
+            "export",
+            f"{seconds:.2f} s, {written.records / seconds:.0f} records/s, "
+            f"{written.size / MB / seconds:.1f} MB/s",
+        )
+        tenth = Transcript.objects.filter(pk__in=everything.values("pk")[: max(1, count // 10)])
+        small, _, small_peak = _traced(lambda: exporters.write_jsonl(tenth, tmp / "tenth.jsonl"))
+        full, _, full_peak = _traced(lambda: exporters.write_jsonl(everything, tmp / "all.jsonl"))
+        self.figure(f"export peak memory ({small.records})", f"{small_peak:.1f} MB (tracemalloc)")
+        self.figure(f"export peak memory ({full.records})", f"{full_peak:.1f} MB (tracemalloc)")
+
+        _, seconds = _timed(lambda: exporters.build_summary(everything))
+        self.figure("summary.json metrics", f"{seconds * 1000:.0f} ms")
+
+        self.pages(user)
+
+    def bench_user(self) -> Any:
+        user = get_user_model().objects.create_user(username="bench-auditor", is_staff=True)
+        for name in (AUDITOR, ADJUDICATOR):
+            group, _ = Group.objects.get_or_create(name=name)
+            user.groups.add(group)
+        return user
+
+    def review_some(self, user: Any, *, batch_id: int | None, n: int) -> int:
+        done = 0
+        queued = Transcript.objects.filter(batch_id=batch_id).in_queue()
+        for transcript in queued.order_by("-priority", "id")[:n]:
+            submit_review(
+                transcript,
+                auditor=user,
+                verdict=Verdict.CONFIRM,
+                seconds_spent=30,
+                based_on_version=transcript.version,
+            )
+            done += 1
+        return done
+
+    def pages(self, user: Any) -> None:
+        # SERVER_NAME: "testserver" is not an allowed host outside the test runner.
+        client = Client(SERVER_NAME="localhost")
+        client.force_login(user)
+        item = Transcript.objects.filter(status=Status.UNREVIEWED).order_by("id").first()
+        pages = [("queue page", "queue", ()), ("item page", "item", (item.pk,) if item else ())]
+        for label, name, args in pages:
+            try:
+                url = reverse(name, args=args)
+            except NoReverseMatch:
+                self.figure(label, "not available")
+                continue
+            timings, queries, status = [], 0, 0
+            for _ in range(self.runs):
+                with CaptureQueriesContext(connection) as captured:
+                    response, seconds = _timed(lambda url=url: client.get(url, secure=True))
+                timings.append(seconds)
+                queries, status = len(captured), response.status_code
+            timings.sort()
+            self.figure(
+                label,
+                f"{timings[len(timings) // 2] * 1000:.0f} ms median of {self.runs}, "
+                f"{queries} queries, HTTP {status}",
+            )

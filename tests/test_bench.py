@@ -1,0 +1,40 @@
+"""The bench command runs end to end and prints its figures (no timing assertions)."""
+
+import pytest
+from django.core.management import call_command
+
+from audit.models import ImportBatch, Review, Transcript
+
+FIGURES = (
+    "generate",
+    "import ",
+    "import peak memory",
+    "reviews recorded",
+    "export ",
+    "export peak memory",
+    "summary.json metrics",
+    "queue page",
+    "item page",
+    "process max RSS",
+)
+
+
+@pytest.mark.django_db
+def test_bench_prints_every_figure_and_leaves_no_data(capsys):
+    call_command("bench", "--count", "40", "--quick")
+    out = capsys.readouterr().out
+    for name in FIGURES:
+        assert name in out, name
+    assert "records: 40" in out
+    assert "HTTP 200" in out
+    assert not Transcript.objects.exists()
+    assert not Review.objects.exists()
+    assert not ImportBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_bench_rejects_a_zero_count():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("bench", "--count", "0")

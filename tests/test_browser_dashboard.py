@@ -1,0 +1,130 @@
+"""The dashboard in real Chromium: demo-like data, a screenshot, and the figures on the page
+equal to ``manage.py summarize --json``; filtering swaps the figures and keeps the URL."""
+
+import datetime as dt
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from audit.importers import import_file
+from audit.models import Review, Transcript
+from audit.reviews import adjudicate, submit_review
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+MB = {"is_misbehavior": True, "misbehavior_type": "reward_hacking", "correct_decision": "BLOCK"}
+SAFE = {"is_misbehavior": False, "misbehavior_type": "", "correct_decision": "APPROVE"}
+
+
+def _generated(tmp_path, *, count, seed, name):
+    from audit.generator import write_jsonl
+
+    path = tmp_path / name
+    write_jsonl(path, count=count, seed=seed)
+    return path
+
+
+def _verdict(item, user, verdict, labels=None):
+    item.refresh_from_db()
+    labels = labels or {}
+    return submit_review(
+        item,
+        auditor=user,
+        verdict=verdict,
+        rationale="" if verdict == "confirm" else "checked the earlier steps",
+        seconds_spent=40 + item.pk % 90,
+        based_on_version=item.version,
+        **labels,
+    )
+
+
+@pytest.fixture
+def demo_data(tmp_path, auditor, auditor2, adjudicator):
+    """Generated transcripts in two batches, one with K=2, and a few days of reviews."""
+    first = import_file(_generated(tmp_path, count=300, seed=11, name="demo-a.jsonl"))
+    second = import_file(
+        _generated(tmp_path, count=200, seed=12, name="demo-b.jsonl"), required_reviews=2
+    )
+    assert not first.failed and not second.failed
+    queued = list(Transcript.objects.filter(batch_id=first.batch_id, in_queue=True)[:40])
+    for i, item in enumerate(queued):
+        labels = MB if i % 4 == 0 else None
+        _verdict(item, auditor, "relabel" if labels else "confirm", labels)
+    pairs = list(Transcript.objects.filter(batch_id=second.batch_id, in_queue=True)[:24])
+    for i, item in enumerate(pairs):
+        _verdict(item, auditor, "confirm")
+        if i % 5 == 0:
+            _verdict(item, auditor2, "relabel", MB if not item.is_misbehavior else SAFE)
+        else:
+            _verdict(item, auditor2, "confirm")
+    for item in Transcript.objects.filter(status="disputed")[:3]:
+        item.refresh_from_db()
+        adjudicate(
+            item,
+            adjudicator=adjudicator,
+            rationale="the debate transcript settles it",
+            based_on_version=item.version,
+            **MB,
+        )
+    # Spread the reviews over the last few days for the progress-over-time picture.
+    now = timezone.now()
+    for offset, review_ids in enumerate(_chunks(list(Review.objects.values_list("id", flat=True)))):
+        Review.objects.filter(id__in=review_ids).update(
+            created_at=now - dt.timedelta(days=4 - offset)
+        )
+    return first, second
+
+
+def _chunks(ids, parts=5):
+    size = max(1, -(-len(ids) // parts))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _summary(*args):
+    out = StringIO()
+    call_command("summarize", "--json", *args, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_dashboard_figures_match_summarize_and_are_saved_as_a_screenshot(
+    demo_data, browser_login, live_server, artifacts_dir
+):
+    page = browser_login("alice")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(live_server.url + "/dashboard/")
+    expected = _summary()
+    for basis in ("as_imported", "reviewed"):
+        for key in ("total_decisions", "correct_decisions", "accuracy", "precision", "recall"):
+            shown = page.get_by_test_id(f"summary-{basis}-{key}").inner_text()
+            assert shown == str(expected[basis][key]), (basis, key)
+    assert expected["as_imported"]["accuracy"] != expected["reviewed"]["accuracy"]
+    assert page.get_by_test_id("progress-total").inner_text() == "500"
+    # Every picture is an image whose accessible name is its title.
+    for name in ("Reviews per day", "Confusion matrix, as imported", "Confusion matrix, reviewed",
+                 "Label changes, original category to final category",
+                 "Overseer accuracy per misbehavior type"):  # fmt: skip
+        assert page.get_by_role("img", name=name, exact=True).count() == 1, name
+    page.screenshot(path=str(artifacts_dir / "dashboard.png"), full_page=True)
+
+
+def test_filtering_swaps_the_figures_and_puts_the_filter_in_the_url(
+    demo_data, browser_login, live_server, artifacts_dir
+):
+    first, _second = demo_data
+    page = browser_login("alice")
+    page.goto(live_server.url + "/dashboard/")
+    with page.expect_response(lambda r: "/dashboard/?" in r.url):
+        page.select_option("#id_batch", str(first.batch_id))
+    page.wait_for_url(f"**/dashboard/?*batch={first.batch_id}*")
+    page.get_by_test_id("progress-total").filter(has_text="300").wait_for()
+    expected = _summary("--batch", str(first.batch_id))
+    assert page.get_by_test_id("summary-reviewed-accuracy").inner_text() == str(
+        expected["reviewed"]["accuracy"]
+    )
+    # The URL is the state: reloading it gives the same figures.
+    page.reload()
+    assert page.get_by_test_id("progress-total").inner_text() == "300"
+    assert page.locator("#id_batch").input_value() == str(first.batch_id)

@@ -1,0 +1,578 @@
+"""Review screens (audit.views.review): the checklist for every view (works, login, permission,
+method, 404, htmx fragment), pinned query counts, blindness on the page, conflicts, escaping."""
+
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from audit import reviews
+from audit.forms import opened_token
+from audit.models import Lease, Review, Status, Transcript, Verdict
+from tests.factories import import_records, make_misbehavior, make_record
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE = "<script>alert(1)</script>"
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def episode(n: int, *, session: str = "session_view", start: int = 1) -> list[dict]:
+    """An episode of n steps; every other one a missed misbehavior (so queued)."""
+    records = []
+    for step in range(start, start + n):
+        if step % 2:
+            records.append(
+                make_misbehavior(
+                    mb_type="loop_exploitation",
+                    decision="APPROVE",
+                    session_id=session,
+                    step_number=step,
+                    proposal={"worker_reasoning": f"step {step}: retry the same fix"},
+                )
+            )
+        else:
+            records.append(make_record(session_id=session, step_number=step))
+    return records
+
+
+@pytest.fixture
+def items(tmp_path):
+    return import_records(episode(6), tmp_path)
+
+
+@pytest.fixture
+def queued(items):
+    return [t for t in items if t.in_queue]
+
+
+@pytest.fixture
+def disputed(queued, auditor, auditor2):
+    transcript = queued[0]
+    reviews.set_required_reviews(Transcript.objects.filter(pk=transcript.pk), 2)
+    t = Transcript.objects.get(pk=transcript.pk)
+    reviews.submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    t = Transcript.objects.get(pk=transcript.pk)
+    reviews.submit_review(
+        t,
+        auditor=auditor2,
+        verdict=Verdict.RELABEL,
+        is_misbehavior=False,
+        correct_decision="APPROVE",
+        rationale="bob thinks the retry is legitimate",
+        based_on_version=t.version,
+    )
+    t = Transcript.objects.get(pk=transcript.pk)
+    assert t.status == Status.DISPUTED
+    return t
+
+
+def verdict_data(transcript: Transcript, verdict: str, **extra) -> dict:
+    return {
+        "verdict": verdict,
+        "based_on_version": transcript.version,
+        "opened": opened_token(transcript),
+        **extra,
+    }
+
+
+def adjudication_data(transcript: Transcript, **extra) -> dict:
+    return {
+        "is_misbehavior": "yes",
+        "misbehavior_type": "loop_exploitation",
+        "correct_decision": "BLOCK",
+        "rationale": "same fix retried three times",
+        "based_on_version": transcript.version,
+        "opened": opened_token(transcript),
+        **extra,
+    }
+
+
+# --- the checklist, view by view --------------------------------------------------------------
+
+# name, method, needs a transcript pk, role client fixture for the positive case
+VIEWS = [
+    ("queue", "get", False, "auditor_client"),
+    ("item", "get", True, "auditor_client"),
+    ("next_item", "post", False, "auditor_client"),
+    ("skip_item", "post", True, "auditor_client"),
+    ("submit_review", "post", True, "auditor_client"),
+    ("adjudication_queue", "get", False, "adjudicator_client"),
+    ("adjudicate_item", "get", True, "adjudicator_client"),
+    ("submit_adjudication", "post", True, "adjudicator_client"),
+]
+
+
+def url_for(name: str, needs_pk: bool, pk: int) -> str:
+    return reverse(name, args=[pk]) if needs_pk else reverse(name)
+
+
+def payload(name: str, transcript: Transcript) -> dict:
+    if name == "submit_review":
+        return verdict_data(transcript, "confirm")
+    if name == "submit_adjudication":
+        return adjudication_data(transcript)
+    return {}
+
+
+@pytest.mark.parametrize(("name", "method", "needs_pk", "role"), VIEWS)
+def test_view_works(request, disputed, name, method, needs_pk, role):
+    client = request.getfixturevalue(role)
+    url = url_for(name, needs_pk, disputed.pk)
+    response = getattr(client, method)(url, payload(name, disputed))
+    assert response.status_code in (200, 302), response.content[:500]
+    if response.status_code == 200:
+        assert b"<html" in response.content
+
+
+@pytest.mark.parametrize(("name", "method", "needs_pk", "role"), VIEWS)
+def test_view_requires_login(disputed, name, method, needs_pk, role):
+    url = url_for(name, needs_pk, disputed.pk)
+    response = getattr(Client(), method)(url, payload(name, disputed))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize(("name", "method", "needs_pk", "role"), VIEWS)
+def test_view_requires_role(plain_client, disputed, name, method, needs_pk, role):
+    url = url_for(name, needs_pk, disputed.pk)
+    response = getattr(plain_client, method)(url, payload(name, disputed))
+    assert response.status_code == 403
+    assert not Review.objects.filter(auditor__username="pat").exists()
+
+
+@pytest.mark.parametrize("name", ["adjudication_queue", "adjudicate_item", "submit_adjudication"])
+def test_adjudication_views_refuse_plain_auditors(auditor_client, disputed, name):
+    method = "post" if name == "submit_adjudication" else "get"
+    url = url_for(name, name != "adjudication_queue", disputed.pk)
+    response = getattr(auditor_client, method)(url, payload(name, disputed))
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(("name", "method", "needs_pk", "role"), VIEWS)
+def test_view_rejects_wrong_method(request, disputed, name, method, needs_pk, role):
+    client = request.getfixturevalue(role)
+    url = url_for(name, needs_pk, disputed.pk)
+    wrong = client.post if method == "get" else client.get
+    assert wrong(url).status_code == 405
+
+
+@pytest.mark.parametrize(("name", "method", "needs_pk", "role"), [v for v in VIEWS if v[2]])
+def test_view_404_on_missing_transcript(request, disputed, name, method, needs_pk, role):
+    client = request.getfixturevalue(role)
+    url = reverse(name, args=[disputed.pk + 10_000])
+    assert getattr(client, method)(url, payload(name, disputed)).status_code == 404
+
+
+@pytest.mark.parametrize(("name", "method", "needs_pk", "role"), VIEWS)
+def test_view_htmx_request_gets_a_fragment(request, disputed, name, method, needs_pk, role):
+    client = request.getfixturevalue(role)
+    url = url_for(name, needs_pk, disputed.pk)
+    response = getattr(client, method)(url, payload(name, disputed), **HTMX)
+    assert response.status_code == 200, response.content[:500]
+    assert b"<html" not in response.content
+    assert b"<body" not in response.content
+    assert response.content.strip() or response.has_header("HX-Redirect")
+
+
+# --- queue ----------------------------------------------------------------------------------------
+
+
+def test_queue_default_shows_open_queued_items_only(auditor_client, items, auditor):
+    queued = [t for t in items if t.in_queue]
+    t = Transcript.objects.get(pk=queued[0].pk)
+    reviews.submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    html = auditor_client.get(reverse("queue")).content.decode()
+    shown = set(map(int, re.findall(r'data-id="(\d+)"', html)))
+    assert shown == {t.pk for t in queued[1:]}
+
+
+def test_queue_filters_and_counts(auditor_client, tmp_path):
+    import_records(
+        [
+            *episode(4, session="s_a"),
+            make_misbehavior(
+                decision="APPROVE",
+                session_id="s_b",
+                step_number=1,
+                proposal={"worker_id": "worker_net"},
+            ),
+        ],
+        tmp_path,
+    )
+    response = auditor_client.get(reverse("queue"), {"worker": "worker_net"})
+    html = response.content.decode()
+    assert len(re.findall(r"data-row ", html)) == 1
+    # Counts per worker are computed without the worker filter itself.
+    assert re.search(r'value="worker_db"[^>]*>worker_db \(2\)', html)
+    assert re.search(r'value="worker_net"[^>]*selected>worker_net \(1\)', html)
+    html = auditor_client.get(reverse("queue"), {"session": "s_a", "status": "any"}).content
+    assert len(re.findall(rb"data-row ", html)) == 2
+
+
+def test_queue_free_text_search(auditor_client, items):
+    html = auditor_client.get(reverse("queue"), {"q": "STEP 3: retry"}).content.decode()
+    assert len(re.findall(r"data-row ", html)) == 1
+
+
+def test_queue_bad_filter_values_fall_back_to_defaults(auditor_client, items):
+    response = auditor_client.get(reverse("queue"), {"flag": "nope", "page": "x", "sort": "zz"})
+    assert response.status_code == 200
+    assert len(re.findall(rb"data-row ", response.content)) == 3
+
+
+def test_queue_sort_and_pagination(auditor_client, tmp_path):
+    import_records(episode(120, session="long"), tmp_path)  # 60 queued
+    first = auditor_client.get(reverse("queue"), {"sort": "step"}).content.decode()
+    second = auditor_client.get(reverse("queue"), {"sort": "step", "page": 2}).content.decode()
+    ids_first = re.findall(r'data-id="(\d+)"', first)
+    ids_second = re.findall(r'data-id="(\d+)"', second)
+    queued = Transcript.objects.in_queue().count()  # 60 flagged, plus any spot checks
+    assert len(ids_first) == 50 and len(ids_second) == queued - 50
+    assert not set(ids_first) & set(ids_second)
+    assert 'id="page-next"' in first and "page=2" in first
+    desc = auditor_client.get(reverse("queue"), {"sort": "-step"}).content.decode()
+    assert re.findall(r'data-id="(\d+)"', desc)[0] == ids_second[-1]
+
+
+def test_queue_query_count_is_constant(auditor_client, django_assert_num_queries, tmp_path):
+    import_records(episode(6, session="small"), tmp_path, name="a.jsonl")
+    auditor_client.get(reverse("queue"))  # warm the session
+    with django_assert_num_queries(13):
+        auditor_client.get(reverse("queue"), {"flag": "missed_misbehavior"})
+    import_records(episode(200, session="big"), tmp_path, name="b.jsonl")
+    with django_assert_num_queries(13):
+        auditor_client.get(reverse("queue"), {"flag": "missed_misbehavior"})
+
+
+def test_queue_escapes_hostile_text(auditor_client, tmp_path):
+    import_records(
+        [make_misbehavior(decision="APPROVE", session_id=HOSTILE, proposal={"target": HOSTILE})],
+        tmp_path,
+    )
+    html = auditor_client.get(reverse("queue")).content.decode()
+    assert HOSTILE not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# --- item page ------------------------------------------------------------------------------------
+
+
+def test_item_page_shows_the_record_and_timeline(auditor_client, items):
+    t = items[2]  # step 3
+    html = auditor_client.get(reverse("item", args=[t.pk])).content.decode()
+    assert "step 3: retry the same fix" in html
+    assert 'id="timeline-list"' in html
+    assert html.count('data-step="') == 6
+    assert re.search(r'class="current[^"]*" data-step="3"', html)
+    assert f'href="{reverse("item", args=[items[1].pk])}"' in html  # previous step (k)
+    assert f'href="{reverse("item", args=[items[3].pk])}"' in html  # next step (j)
+    assert "the overseer approved it" in html  # the problem, in words
+    assert 'id="verdict-form"' in html
+
+
+def test_item_page_query_count_is_constant(auditor_client, django_assert_num_queries, tmp_path):
+    small = import_records(episode(3, session="q_small"), tmp_path, name="a.jsonl")
+    big = import_records(episode(150, session="q_big"), tmp_path, name="b.jsonl")
+    auditor_client.get(reverse("queue"))  # warm the session
+    with django_assert_num_queries(7):
+        auditor_client.get(reverse("item", args=[small[0].pk]))
+    with django_assert_num_queries(7):
+        auditor_client.get(reverse("item", args=[big[0].pk]))
+
+
+def test_item_page_escapes_hostile_text(auditor_client, tmp_path):
+    [t] = import_records(
+        [
+            make_misbehavior(
+                decision="APPROVE",
+                proposal={"worker_reasoning": HOSTILE, "parameters": {"x": HOSTILE}},
+                decision_extra=None,
+            )
+        ],
+        tmp_path,
+    )
+    html = auditor_client.get(reverse("item", args=[t.pk])).content.decode()
+    assert HOSTILE not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_item_page_is_blind_before_own_review(auditor_client, adjudicator_client, queued, auditor2):
+    t = queued[0]
+    reviews.set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
+    t = Transcript.objects.get(pk=t.pk)
+    reviews.submit_review(
+        t,
+        auditor=auditor2,
+        verdict=Verdict.RELABEL,
+        is_misbehavior=False,
+        correct_decision="APPROVE",
+        rationale="bob-secret-rationale",
+        based_on_version=t.version,
+    )
+    for client in (auditor_client, adjudicator_client):  # not disputed: adjudicators blind too
+        html = client.get(reverse("item", args=[t.pk])).content.decode()
+        assert "bob-secret-rationale" not in html
+        assert "bob" not in html.replace("bob-", "")
+        assert 'id="blind-note"' in html
+        assert "1 of 2 reviews done" in html
+        assert 'id="final-hidden"' in html
+
+
+def test_item_page_shows_others_after_own_review(auditor_client, auditor, disputed):
+    html = auditor_client.get(reverse("item", args=[disputed.pk])).content.decode()
+    assert "bob thinks the retry is legitimate" in html
+    assert 'id="final-labels"' in html
+    assert html.count('class="history-row') == 2
+
+
+def test_submit_confirm_redirects_to_next_item(auditor_client, queued):
+    t = queued[0]
+    response = auditor_client.post(
+        reverse("submit_review", args=[t.pk]), verdict_data(t, "confirm")
+    )
+    assert response.status_code == 302
+    assert Transcript.objects.get(pk=t.pk).status == Status.CONFIRMED
+    nxt = int(response["Location"].rstrip("/").split("/")[-1])
+    assert nxt != t.pk and nxt in {q.pk for q in queued}
+
+
+def test_submit_with_htmx_swaps_in_the_next_item_and_pushes_its_url(auditor_client, queued):
+    t = queued[0]
+    response = auditor_client.post(
+        reverse("submit_review", args=[t.pk]), verdict_data(t, "confirm"), **HTMX
+    )
+    assert response.status_code == 200
+    pushed = response["HX-Push-Url"]
+    assert pushed != reverse("item", args=[t.pk])
+    assert f'data-item="{pushed.rstrip("/").split("/")[-1]}"' in response.content.decode()
+    assert "Saved your confirm" in response.content.decode()
+
+
+def test_submit_when_nothing_is_left_goes_back_to_the_queue(auditor_client, queued):
+    Transcript.objects.exclude(pk=queued[0].pk).update(in_queue=False)
+    t = queued[0]
+    response = auditor_client.post(
+        reverse("submit_review", args=[t.pk]), verdict_data(t, "confirm")
+    )
+    assert response["Location"] == reverse("queue")
+    response = auditor_client.post(reverse("next_item"), **HTMX)
+    assert response["HX-Redirect"] == reverse("queue")
+
+
+def test_relabel_without_rationale_shows_errors_and_saves_nothing(auditor_client, queued):
+    t = queued[0]
+    data = verdict_data(t, "relabel", is_misbehavior="no", correct_decision="APPROVE", rationale="")
+    response = auditor_client.post(reverse("submit_review", args=[t.pk]), data)
+    assert response.status_code == 422
+    assert 'id="error-rationale"' in response.content.decode()
+    assert 'data-mode="relabel"' in response.content.decode()
+    assert not Review.objects.exists()
+
+
+def test_relabel_through_the_page(auditor_client, queued):
+    t = queued[0]
+    data = verdict_data(
+        t,
+        "relabel",
+        is_misbehavior="no",
+        correct_decision="APPROVE",
+        rationale="the retry had a new parameter",
+    )
+    auditor_client.post(reverse("submit_review", args=[t.pk]), data)
+    t = Transcript.objects.get(pk=t.pk)
+    assert t.status == Status.RELABELED
+    assert t.final_alignment_category == "aligned_approve"
+    review = Review.objects.get()
+    assert review.rationale == "the retry had a new parameter"
+    assert 0 <= review.seconds_spent <= 5
+
+
+def test_forged_opened_token_falls_back_to_client_seconds(auditor_client, queued):
+    t = queued[0]
+    data = verdict_data(t, "confirm", opened="forged", seconds_client="42")
+    auditor_client.post(reverse("submit_review", args=[t.pk]), data)
+    assert Review.objects.get().seconds_spent == 42
+
+
+def test_stale_verdict_gets_a_conflict_view(auditor_client, auditor2, queued):
+    t = queued[0]
+    reviews.set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
+    t = Transcript.objects.get(pk=t.pk)
+    data = verdict_data(
+        t, "relabel", is_misbehavior="no", correct_decision="APPROVE", rationale="mine"
+    )
+    reviews.submit_review(
+        t,
+        auditor=auditor2,
+        verdict=Verdict.RELABEL,
+        is_misbehavior=False,
+        correct_decision="APPROVE",
+        rationale="bob-secret-rationale",
+        based_on_version=t.version,
+    )
+    response = auditor_client.post(reverse("submit_review", args=[t.pk]), data, **HTMX)
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert 'id="conflict"' in html
+    assert "bob at" in html  # who wrote in between
+    assert "bob-secret-rationale" not in html  # but not what: still blind
+    assert "<html" not in html
+    # The form is offered again against the new version, with the auditor's entries.
+    current = Transcript.objects.get(pk=t.pk)
+    assert f'name="based_on_version" value="{current.version}"' in html
+    assert "mine</textarea>" in html
+    assert Review.objects.filter(auditor__username="alice").count() == 0
+
+
+def test_stale_verdict_without_htmx_is_a_full_conflict_page(auditor_client, auditor2, queued):
+    t = queued[0]
+    stale = verdict_data(t, "confirm")
+    reviews.submit_review(t, auditor=auditor2, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    response = auditor_client.post(reverse("submit_review", args=[t.pk]), stale)
+    assert response.status_code == 409
+    assert b"<html" in response.content and b'id="conflict"' in response.content
+
+
+def test_skip_releases_and_does_not_hand_the_item_back(auditor_client, auditor, queued):
+    response = auditor_client.post(reverse("next_item"))
+    first = int(response["Location"].rstrip("/").split("/")[-1])
+    assert Lease.objects.filter(auditor=auditor, transcript_id=first).exists()
+    response = auditor_client.post(reverse("skip_item", args=[first]))
+    second = int(response["Location"].rstrip("/").split("/")[-1])
+    assert second != first
+    assert not Lease.objects.filter(auditor=auditor, transcript_id=first).exists()
+
+
+def test_start_reviewing_keeps_to_the_queue_filters(auditor_client, tmp_path):
+    import_records([*episode(4, session="s_a"), *episode(4, session="s_b")], tmp_path)
+    response = auditor_client.post(reverse("next_item"), {"filters": "session=s_b"})
+    pk = int(response["Location"].rstrip("/").split("/")[-1])
+    assert Transcript.objects.get(pk=pk).session_id == "s_b"
+    response = auditor_client.post(reverse("skip_item", args=[pk]))
+    pk2 = int(response["Location"].rstrip("/").split("/")[-1])
+    assert Transcript.objects.get(pk=pk2).session_id == "s_b"
+
+
+# --- adjudication ---------------------------------------------------------------------------------
+
+
+def test_adjudication_queue_lists_disputed_items(adjudicator_client, disputed):
+    html = adjudicator_client.get(reverse("adjudication_queue")).content.decode()
+    assert re.findall(r'data-id="(\d+)"', html) == [str(disputed.pk)]
+
+
+def test_adjudication_page_shows_reviews_side_by_side(adjudicator_client, disputed):
+    html = adjudicator_client.get(reverse("adjudicate_item", args=[disputed.pk])).content.decode()
+    assert html.count('class="review-card') == 2
+    assert "bob thinks the retry is legitimate" in html
+    assert "alice" in html
+    assert 'class="differs"' in html or "differs" in html
+
+
+def test_adjudicate_through_the_page(adjudicator_client, disputed):
+    response = adjudicator_client.post(
+        reverse("submit_adjudication", args=[disputed.pk]), adjudication_data(disputed)
+    )
+    assert response.status_code == 302
+    t = Transcript.objects.get(pk=disputed.pk)
+    assert t.status == Status.ADJUDICATED
+    assert t.final_alignment_category == "alignment_failure_fn"
+    assert Review.objects.filter(verdict=Verdict.ADJUDICATE).count() == 1
+
+
+def test_adjudication_without_rationale_is_refused(adjudicator_client, disputed):
+    response = adjudicator_client.post(
+        reverse("submit_adjudication", args=[disputed.pk]),
+        adjudication_data(disputed, rationale=""),
+    )
+    assert response.status_code == 422
+    assert b'id="error-rationale"' in response.content
+    assert Transcript.objects.get(pk=disputed.pk).status == Status.DISPUTED
+
+
+def test_stale_adjudication_gets_a_conflict_view(adjudicator_client, staff_user, disputed):
+    stale = adjudication_data(disputed)
+    reviews.adjudicate(
+        disputed,
+        adjudicator=staff_user,
+        is_misbehavior=False,
+        misbehavior_type="",
+        correct_decision="APPROVE",
+        rationale="sam decided first",
+        based_on_version=disputed.version,
+    )
+    response = adjudicator_client.post(
+        reverse("submit_adjudication", args=[disputed.pk]), stale, **HTMX
+    )
+    assert response.status_code == 409
+    assert b'id="conflict"' in response.content
+    assert Review.objects.filter(verdict=Verdict.ADJUDICATE).count() == 1
+
+
+# --- end to end: two auditors blind, disagreeing, an adjudicator settles -------------------------
+
+
+def test_k2_blind_disagreement_adjudicated_end_to_end(
+    auditor_client, auditor2_client, adjudicator_client, queued
+):
+    t = queued[0]
+    reviews.set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
+    Transcript.objects.exclude(pk=t.pk).update(in_queue=False)
+
+    # Both auditors are handed the same item (it needs two reviews).
+    a = auditor_client.post(reverse("next_item"))
+    b = auditor2_client.post(reverse("next_item"))
+    assert a["Location"] == b["Location"] == reverse("item", args=[t.pk])
+
+    page = auditor_client.get(a["Location"]).content.decode()
+    version = int(re.search(r'name="based_on_version" value="(\d+)"', page).group(1))
+    opened = re.search(r'name="opened" value="([^"]+)"', page).group(1)
+    auditor_client.post(
+        reverse("submit_review", args=[t.pk]),
+        {"verdict": "confirm", "based_on_version": version, "opened": opened},
+    )
+
+    # Bob sees nothing of alice's verdict before giving his own.
+    page = auditor2_client.get(b["Location"]).content.decode()
+    assert "alice" not in page
+    version = int(re.search(r'name="based_on_version" value="(\d+)"', page).group(1))
+    opened = re.search(r'name="opened" value="([^"]+)"', page).group(1)
+    auditor2_client.post(
+        reverse("submit_review", args=[t.pk]),
+        {
+            "verdict": "relabel",
+            "is_misbehavior": "no",
+            "correct_decision": "APPROVE",
+            "rationale": "legitimate retry",
+            "based_on_version": version,
+            "opened": opened,
+        },
+    )
+    assert Transcript.objects.get(pk=t.pk).status == Status.DISPUTED
+    page = auditor2_client.get(b["Location"]).content.decode()
+    assert "alice" in page  # after his own verdict, bob sees hers
+
+    listing = adjudicator_client.get(reverse("adjudication_queue")).content.decode()
+    assert f'data-id="{t.pk}"' in listing
+    page = adjudicator_client.get(reverse("adjudicate_item", args=[t.pk])).content.decode()
+    version = int(re.search(r'name="based_on_version" value="(\d+)"', page).group(1))
+    adjudicator_client.post(
+        reverse("submit_adjudication", args=[t.pk]),
+        {
+            "is_misbehavior": "yes",
+            "misbehavior_type": "loop_exploitation",
+            "correct_decision": "BLOCK",
+            "rationale": "the same fix, retried",
+            "based_on_version": version,
+        },
+    )
+    t = Transcript.objects.get(pk=t.pk)
+    assert t.status == Status.ADJUDICATED
+
+    history = auditor_client.get(reverse("item", args=[t.pk])).content.decode()
+    rows = re.findall(r'data-verdict="(\w+)"', history)
+    assert rows == ["confirm", "relabel", "adjudicate"]
+    assert "legitimate retry" in history and "the same fix, retried" in history
+    assert 'id="closed-note"' in history
