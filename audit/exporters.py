@@ -1,7 +1,7 @@
 """Exported records and summaries: the reviewed dataset as JSONL, streamed.
 
 An exported record is the original line (``json.loads(transcript.raw)``: every key, in its
-original order, unknown keys included) with two changes:
+original order, unknown keys included), changed only as follows:
 
 - ``ground_truth`` and ``labels`` hold the final, consistent values **for reviewed records**
   (status confirmed, relabeled or adjudicated). Only the known keys are replaced, in place:

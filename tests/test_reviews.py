@@ -524,3 +524,39 @@ def test_claim_next_skips_disputed_and_settled_items(items, auditor, auditor2, a
 def test_claim_next_respects_filters(items, auditor):
     claimed = reviews.claim_next(auditor, filters={"step_number": 3})
     assert claimed.pk == items[2].pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_hand_out_different_items(tmp_path):
+    import threading
+
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    import_records(
+        [make_misbehavior(decision="APPROVE", step_number=step) for step in range(1, 9)], tmp_path
+    )
+    users = [get_user_model().objects.create(username=f"racer{n}") for n in range(6)]
+    claimed: list[int | None] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(users))
+
+    def work(user):
+        try:
+            start.wait()
+            item = reviews.claim_next(user)
+            claimed.append(item.pk if item else None)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert None not in claimed
+    assert len(set(claimed)) == len(users)
+    assert Lease.objects.count() == len(users)
