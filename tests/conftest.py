@@ -97,6 +97,12 @@ def browser_login(page, live_server) -> Callable:
     return login
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The default PBKDF2 hasher is deliberately slow; tests log users in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # --- users and clients ---------------------------------------------------------------------------
 
 
