@@ -576,3 +576,58 @@ def test_k2_blind_disagreement_adjudicated_end_to_end(
     assert rows == ["confirm", "relabel", "adjudicate"]
     assert "legitimate retry" in history and "the same fix, retried" in history
     assert 'id="closed-note"' in history
+
+
+# --- clean URLs and titles ------------------------------------------------------------------------
+
+
+def test_queue_form_submitted_without_js_redirects_to_its_clean_url(auditor_client, items):
+    # What a plain GET form sends: every field, most of them empty or at their default.
+    submitted = {
+        "q": "",
+        "session": "",
+        "sort": "-priority",
+        "scope": "queue",
+        "flag": "missed_misbehavior",
+        "status": "open",
+        "task": "",
+        "batch": "",
+        "page": "1",
+    }
+    response = auditor_client.get(reverse("queue"), submitted)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("queue") + "?flag=missed_misbehavior"
+    response = auditor_client.get(reverse("queue"), {"q": " ", "worker": ""})
+    assert response["Location"] == reverse("queue")
+
+
+def test_queue_clean_url_is_served_and_pages_keep_only_set_filters(auditor_client, tmp_path):
+    import_records(episode(120, session="long"), tmp_path)  # 60 queued: two pages
+    response = auditor_client.get(reverse("queue"), {"session": "long", "sort": "step"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'href="/?session=long&amp;sort=step&amp;page=2"' in html
+    assert 'id="filter-sort" data-default="-priority"' in html
+    assert 'id="filter-status" data-facet="status" data-default="open"' in html
+
+
+def test_queue_htmx_request_with_empty_parameters_is_answered_not_redirected(auditor_client, items):
+    response = auditor_client.get(reverse("queue"), {"q": "", "flag": ""}, **HTMX)
+    assert response.status_code == 200
+    assert b'id="queue"' in response.content
+
+
+def test_htmx_item_fragment_carries_the_document_title(auditor_client, queued):
+    t = queued[0]
+    html = auditor_client.get(reverse("item", args=[t.pk]), **HTMX).content.decode()
+    assert html.lstrip().startswith(
+        f"<title>Step {t.step_number} · {t.session_id} · Transcript audit</title>"
+    )
+    full = auditor_client.get(reverse("item", args=[t.pk])).content.decode()
+    assert full.count("<title>") == 1  # the full page keeps its one title, in the head
+
+
+def test_htmx_adjudication_fragment_carries_the_document_title(adjudicator_client, disputed):
+    url = reverse("adjudicate_item", args=[disputed.pk])
+    html = adjudicator_client.get(url, **HTMX).content.decode()
+    assert html.lstrip().startswith(f"<title>Adjudicate step {disputed.step_number} · ")

@@ -254,7 +254,7 @@ def _facet_counts(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def _facet_selects(
-    values: dict[str, Any], counts: dict[str, list[dict[str, Any]]]
+    values: dict[str, Any], counts: dict[str, list[dict[str, Any]]], defaults: dict[str, str]
 ) -> list[dict[str, Any]]:
     """One select per facet, each option with its count, the current value selected."""
     specs = [
@@ -281,13 +281,31 @@ def _facet_selects(
                 "blank": blank,
                 "options": options,
                 "active": current not in ("", OPEN),
+                "default": defaults[name],
             }
         )
     return selects
 
 
-def _page_url(request: HttpRequest, page: int) -> str:
-    params = request.GET.copy()
+def _queue_defaults() -> dict[str, str]:
+    """What each filter means when it is left out (the cleaned values of an empty query)."""
+    cleaned = QueueFilterForm(QueryDict()).cleaned()
+    return {name: "" if value is None else str(value) for name, value in cleaned.items()}
+
+
+def _clean_query(query: QueryDict, defaults: dict[str, str]) -> QueryDict:
+    """The query without empty parameters or ones set to their default: the URL worth showing
+    and bookmarking (a plain GET form submits every field, filled or not)."""
+    clean = QueryDict(mutable=True)
+    for name, values in query.lists():
+        kept = [v for v in values if v.strip() and v != defaults.get(name, "")]
+        if kept:
+            clean.setlist(name, kept)
+    return clean
+
+
+def _page_url(query: QueryDict, page: int) -> str:
+    params = query.copy()
     params["page"] = str(page)
     return f"{reverse('queue')}?{params.urlencode()}"
 
@@ -295,6 +313,11 @@ def _page_url(request: HttpRequest, page: int) -> str:
 @require_GET
 @auditor_required
 def queue(request: HttpRequest) -> HttpResponse:
+    defaults = _queue_defaults()
+    query = _clean_query(request.GET, defaults)
+    if not _is_htmx(request) and query.urlencode() != request.GET.urlencode():
+        # A form submitted without JS: show the same queue under its clean URL.
+        return redirect(f"{reverse('queue')}?{query.urlencode()}" if query else reverse("queue"))
     form = QueueFilterForm(request.GET)
     values = form.cleaned()
     queryset = queue_queryset(values)
@@ -305,20 +328,21 @@ def queue(request: HttpRequest) -> HttpResponse:
     rows = list(queryset.only(*ROW_FIELDS)[offset : offset + PAGE_SIZE])
     for row in rows:
         row.flag_list = [flag for flag in Flag if getattr(row, f"flag_{flag.value}")]
-    active = {key: value for key, value in request.GET.items() if value and key != "page"}
+    active = {key: value for key, value in query.items() if key != "page"}
     context = {
         "nav": "queue",
         "form": form,
         "values": values,
-        "selects": _facet_selects(values, _facet_counts(values)),
+        "defaults": defaults,
+        "selects": _facet_selects(values, _facet_counts(values), defaults),
         "rows": rows,
         "total": total,
         "page": page,
         "pages": pages,
         "first_row": offset + 1 if rows else 0,
         "last_row": offset + len(rows),
-        "prev_url": _page_url(request, page - 1) if page > 1 else "",
-        "next_url": _page_url(request, page + 1) if page < pages else "",
+        "prev_url": _page_url(query, page - 1) if page > 1 else "",
+        "next_url": _page_url(query, page + 1) if page < pages else "",
         "filters_qs": urlencode(active),
         "is_filtered": bool(active),
     }

@@ -213,6 +213,23 @@
     }
   });
 
+  // Filter forms submit every field; bookmarks and pushed URLs keep only the ones that narrow
+  // the queue (not empty, not the field's default).
+  document.addEventListener("htmx:configRequest", function (event) {
+    var form = event.detail.elt;
+    if (event.detail.verb !== "get" || !form || !form.matches || !form.matches("form[data-clean-url]")) return;
+    var data = event.detail.formData;
+    var names = [];
+    data.forEach(function (value, name) { if (names.indexOf(name) < 0) names.push(name); });
+    names.forEach(function (name) {
+      var field = form.elements.namedItem(name);
+      var fallback = field && field.dataset ? field.dataset.default || "" : "";
+      var kept = data.getAll(name).filter(function (value) { return value !== "" && value !== fallback; });
+      data.delete(name);
+      kept.forEach(function (value) { data.append(name, value); });
+    });
+  });
+
   function init() {
     var p = panel();
     if (p) {
@@ -221,6 +238,9 @@
       if (current && current.scrollIntoView) current.scrollIntoView({ block: "center" });
     }
     if (document.querySelector("[data-timer]")) startTimer();
+    // After a conflict, Enter reloads the item; the verdict shortcuts still work as well.
+    var reload = document.getElementById("conflict-reload");
+    if (reload) reload.focus({ preventScroll: true });
   }
 
   document.addEventListener("htmx:afterSwap", function (event) {
