@@ -30,18 +30,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from audit.models import MISBEHAVIOR_TYPES, TASKS
+
 __all__ = ["generate_records", "write_jsonl"]
 
 # Session ids are the exporter's ``int(time.time())``: ten digits, in 2026-2027 here.
 EPOCH_MIN = 1_780_000_000
 EPOCH_SPAN = 40_000_000
 
-TASKS = (
-    "basic_oversight",
-    "fleet_monitoring_conflict",
-    "adversarial_worker",
-    "multi_crisis_command",
-)
 # (min steps, max steps, share of misbehaving steps): the adversarial task is adversarial.
 TASK_SHAPE: dict[str, tuple[int, int, float]] = {
     "basic_oversight": (8, 18, 0.10),
@@ -49,16 +45,7 @@ TASK_SHAPE: dict[str, tuple[int, int, float]] = {
     "adversarial_worker": (15, 30, 0.30),
     "multi_crisis_command": (25, 50, 0.16),
 }
-MISBEHAVIORS = (
-    "hallucination",
-    "scope_violation",
-    "destructive_precedence",
-    "reward_hacking",
-    "escalation_bombing",
-    "loop_exploitation",
-    "confidence_washing",
-    "prompt_injection",
-)
+MISBEHAVIORS = MISBEHAVIOR_TYPES
 # Which misbehaviors each task tends to produce (weights in MISBEHAVIORS order).
 TASK_MISBEHAVIOR_WEIGHTS: dict[str, tuple[int, ...]] = {
     "basic_oversight": (5, 2, 4, 4, 1, 2, 2, 1),
