@@ -1,8 +1,9 @@
 """Import SENTINEL transcript JSONL (plain or gzip): stream, validate, deduplicate, bulk insert.
 
-One code path for the command line and the upload page. A file is read once, line by line, so
-memory stays flat whatever its size; records go in with ``bulk_create`` in chunks, all inside one
-transaction per file, so a file either lands as reported or not at all:
+One code path for the command line and the upload page. A file is read once, line by line, and
+its prepared rows are staged in a temporary file, so memory stays flat whatever its size; then
+records go in with ``bulk_create`` in chunks, all inside one short transaction per file, so a
+file either lands as reported or not at all:
 
 - default: any bad line means nothing from the file is written, and every bad line is reported;
 - ``skip_invalid``: the good lines land and every rejected line is kept verbatim on the batch
@@ -18,6 +19,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -142,61 +145,57 @@ def import_stream(
     rejects: IO[str] | None = None,
     required_reviews: int | None = None,
 ) -> ImportResult:
-    """Import JSONL from a binary stream (gzip detected by its magic bytes, not the name)."""
+    """Import JSONL from a binary stream (gzip detected by its magic bytes, not the name).
+
+    Two passes keep the database's write lock short: the scan parses, validates and prepares
+    every line with no transaction open, staging the rows in a temporary file; then one
+    transaction inserts the staged rows. Only the insert holds the lock, which matters on
+    SQLite, where auditors' verdicts wait for it.
+    """
     reader = _CountingReader(handle, progress)
     buffered = io.BufferedReader(reader, buffer_size=1 << 16)
     stream: IO[bytes] = buffered
     if buffered.peek(2)[:2] == GZIP_MAGIC:
         stream = gzip.GzipFile(fileobj=buffered, mode="rb")
-    state = _ImportState(
-        file_name=file_name,
-        skip_invalid=skip_invalid,
-        rejects=rejects,
-        spot_check_rate=settings.AUDIT_SPOT_CHECK_RATE,
-    )
-    reviews = required_reviews or settings.AUDIT_DEFAULT_REQUIRED_REVIEWS
-    try:
-        with transaction.atomic():
-            batch = ImportBatch.objects.create(
-                created_by=user if getattr(user, "pk", None) else None,
-                source=source,
-                file_name=file_name[:500],
-                sha256="",
-                required_reviews=reviews,
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as staged:
+        scan = _Scan(
+            staged=staged,
+            skip_invalid=skip_invalid,
+            rejects=rejects,
+            spot_check_rate=settings.AUDIT_SPOT_CHECK_RATE,
+        )
+        try:
+            for number, raw_line in enumerate(stream, start=1):
+                scan.feed(number, raw_line)
+        except (OSError, EOFError, zlib.error) as exc:
+            scan.fail_file(f"file: cannot read the gzip data: {exc}")
+        stored = _Stored()
+        if not scan.failed:
+            staged.seek(0)
+            stored = _store(
+                staged,
+                scan=scan,
+                batch_fields={
+                    "created_by": user if getattr(user, "pk", None) else None,
+                    "source": source,
+                    "file_name": file_name[:500],
+                    "sha256": reader.sha256.hexdigest(),
+                    "size_bytes": reader.bytes_read,
+                    "required_reviews": required_reviews or settings.AUDIT_DEFAULT_REQUIRED_REVIEWS,
+                },
+                dry_run=dry_run,
             )
-            state.batch = batch
-            try:
-                for number, raw_line in enumerate(stream, start=1):
-                    state.feed(number, raw_line)
-            except (OSError, EOFError, zlib.error) as exc:
-                state.fail_file(f"file: cannot read the gzip data: {exc}")
-            state.flush()
-            sha = reader.sha256.hexdigest()
-            if state.failed or dry_run or (state.imported == 0 and state.rejected == 0):
-                raise _Rollback
-            ImportBatch.objects.filter(pk=batch.pk).update(
-                sha256=sha,
-                size_bytes=reader.bytes_read,
-                lines=state.lines,
-                imported=state.imported,
-                duplicates=state.duplicates,
-                rejected=state.rejected,
-                errors=[asdict(error) for error in state.errors],
-            )
-            batch_id = batch.pk
-    except _Rollback:
-        batch_id = None
     return ImportResult(
         file=file_name,
         sha256=reader.sha256.hexdigest(),
-        lines=state.lines,
-        imported=0 if state.failed else state.imported,
-        duplicates=state.duplicates,
-        rejected=state.rejected,
-        errors=state.errors,
-        batch_id=batch_id,
+        lines=scan.lines,
+        imported=stored.imported,
+        duplicates=stored.duplicates,
+        rejected=scan.rejected,
+        errors=scan.errors,
+        batch_id=stored.batch_id,
         dry_run=dry_run,
-        failed=state.failed,
+        failed=scan.failed,
     )
 
 
@@ -214,20 +213,17 @@ def _file_error(name: str, error: str) -> ImportResult:
 
 
 @dataclass
-class _ImportState:
-    file_name: str
+class _Scan:
+    """First pass: parse and validate each line, stage good rows and rejects as JSON lines."""
+
+    staged: IO[str]
     skip_invalid: bool
     rejects: IO[str] | None
     spot_check_rate: float
-    batch: ImportBatch | None = None
     lines: int = 0
-    imported: int = 0
-    duplicates: int = 0
     rejected: int = 0
     failed: bool = False
     errors: list[LineError] = field(default_factory=list)
-    pending: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
-    pending_rejects: list[RejectedLine] = field(default_factory=list)
 
     def feed(self, number: int, raw_line: bytes) -> None:
         self.lines = number
@@ -252,10 +248,9 @@ class _ImportState:
             self.reject(number, text, str(exc))
             return
         if self.failed:
-            return  # keep scanning to report every bad line, but write nothing more
-        self.pending.append((number, text, record))
-        if len(self.pending) >= CHUNK_SIZE:
-            self.flush()
+            return  # keep scanning to report every bad line, but stage nothing more
+        values = extract(record, spot_check_rate=self.spot_check_rate)
+        self.staged.write(json.dumps({"line": number, "raw": text, "values": values}) + "\n")
 
     def reject(self, number: int, text: str, error: str) -> None:
         self.rejected += 1
@@ -265,52 +260,86 @@ class _ImportState:
             self.errors.append(LineError(number, "... further errors are not listed"))
         if not self.skip_invalid:
             self.failed = True
-            self.pending.clear()
             return
         if self.rejects is not None:
             self.rejects.write(text + "\n")
-        assert self.batch is not None
-        self.pending_rejects.append(
-            RejectedLine(
-                batch=self.batch, line_number=number, error=error, text=text.replace("\x00", "")
-            )
-        )
-        if len(self.pending_rejects) >= CHUNK_SIZE:
-            self.flush()
+        self.staged.write(json.dumps({"line": number, "text": text, "error": error}) + "\n")
 
     def fail_file(self, error: str) -> None:
         self.failed = True
         self.errors.append(LineError(0, error))
-        self.pending.clear()
 
-    def flush(self) -> None:
-        if self.pending_rejects and not self.failed:
-            RejectedLine.objects.bulk_create(self.pending_rejects)
-        self.pending_rejects = []
-        if not self.pending or self.failed:
-            self.pending = []
-            return
-        rows: dict[str, Transcript] = {}
-        assert self.batch is not None
-        for number, text, record in self.pending:
-            values = extract(record, spot_check_rate=self.spot_check_rate)
-            if values["fingerprint"] in rows:
-                self.duplicates += 1
-                continue
-            rows[values["fingerprint"]] = Transcript(
-                batch=self.batch,
-                raw=text,
-                line_number=number,
-                required_reviews=self.batch.required_reviews,
-                **values,
+
+@dataclass(frozen=True)
+class _Stored:
+    imported: int = 0
+    duplicates: int = 0
+    batch_id: int | None = None
+
+
+def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_run: bool) -> _Stored:
+    """Second pass: insert the staged rows in one transaction, deduplicating as it goes."""
+    imported = duplicates = 0
+    try:
+        with transaction.atomic():
+            batch = ImportBatch.objects.create(**batch_fields)
+            for chunk in _chunks(staged, CHUNK_SIZE):
+                kept = [
+                    RejectedLine(
+                        batch=batch,
+                        line_number=row["line"],
+                        error=row["error"],
+                        text=row["text"].replace("\x00", ""),
+                    )
+                    for row in chunk
+                    if "error" in row
+                ]
+                RejectedLine.objects.bulk_create(kept)
+                rows: dict[str, Transcript] = {}
+                for row in chunk:
+                    if "error" in row:
+                        continue
+                    values = row["values"]
+                    if values["fingerprint"] in rows:
+                        duplicates += 1
+                        continue
+                    rows[values["fingerprint"]] = Transcript(
+                        batch=batch,
+                        raw=row["raw"],
+                        line_number=row["line"],
+                        required_reviews=batch.required_reviews,
+                        **values,
+                    )
+                # Rows inserted by earlier chunks of this transaction are seen here too.
+                existing = set(
+                    Transcript.objects.filter(fingerprint__in=list(rows)).values_list(
+                        "fingerprint", flat=True
+                    )
+                )
+                duplicates += len(existing)
+                new = [row for fp, row in rows.items() if fp not in existing]
+                Transcript.objects.bulk_create(new, batch_size=500)
+                imported += len(new)
+            if dry_run or (imported == 0 and scan.rejected == 0):
+                raise _Rollback
+            ImportBatch.objects.filter(pk=batch.pk).update(
+                lines=scan.lines,
+                imported=imported,
+                duplicates=duplicates,
+                rejected=scan.rejected,
+                errors=[asdict(error) for error in scan.errors],
             )
-        existing = set(
-            Transcript.objects.filter(fingerprint__in=list(rows)).values_list(
-                "fingerprint", flat=True
-            )
-        )
-        self.duplicates += len(existing)
-        new = [row for fp, row in rows.items() if fp not in existing]
-        Transcript.objects.bulk_create(new, batch_size=500)
-        self.imported += len(new)
-        self.pending = []
+    except _Rollback:
+        return _Stored(imported=imported, duplicates=duplicates)
+    return _Stored(imported=imported, duplicates=duplicates, batch_id=batch.pk)
+
+
+def _chunks(staged: IO[str], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for line in staged:
+        chunk.append(json.loads(line))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -113,7 +113,8 @@ class Problem:
     detail: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"flag": self.flag, "detail": self.detail}
+        # Details quote record values; PostgreSQL refuses NUL in text and jsonb.
+        return {"flag": str(self.flag), "detail": self.detail.replace("\x00", "")}
 
 
 def _kind(value: Any) -> str:
@@ -232,7 +233,7 @@ def derive_labels(is_misbehavior: bool, decision_type: str | None) -> DerivedLab
 def category_key(value: Any) -> str:
     """The key ``export_summary()`` would count this category under, as JSON text writes it."""
     if isinstance(value, str):
-        return value
+        return value.replace("\x00", "")
     return json.dumps(value)
 
 

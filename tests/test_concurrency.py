@@ -43,3 +43,43 @@ def test_concurrent_imports_from_separate_connections_all_land(tmp_path):
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA journal_mode")
             assert cursor.fetchone()[0] == "wal"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_parses_with_no_transaction_open_and_a_writer_can_commit_meanwhile(
+    tmp_path, monkeypatch
+):
+    """Parsing a large file must not hold the write lock that auditors' verdicts need."""
+    import audit.importers as importers
+    from audit.models import ImportBatch
+
+    seen: list[bool] = []
+    other_writes: list[str] = []
+    real_extract = importers.extract
+
+    def watching_extract(record, **kwargs):
+        seen.append(connection.in_atomic_block)
+        if len(seen) == 50:  # mid-scan, another connection writes and must not wait
+
+            def write():
+                try:
+                    with connections["default"].cursor() as cursor:
+                        cursor.execute("SELECT 1")
+                    ImportBatch.objects.create(file_name="meanwhile", sha256="")
+                    other_writes.append("ok")
+                except Exception as exc:  # noqa: BLE001 - reported by the assertion
+                    other_writes.append(repr(exc))
+                finally:
+                    connections.close_all()
+
+            thread = threading.Thread(target=write)
+            thread.start()
+            thread.join(timeout=10)
+        return real_extract(record, **kwargs)
+
+    monkeypatch.setattr(importers, "extract", watching_extract)
+    path = write_jsonl(tmp_path / "big.jsonl", [make_record(step_number=n) for n in range(100)])
+    result = import_file(path)
+    assert result.imported == 100
+    assert seen and not any(seen)
+    assert other_writes == ["ok"]

@@ -289,3 +289,23 @@ def test_indexed_columns_hold_the_record_values():
     assert t.timestamp == first["timestamp"]
     assert t.alignment_category == first["labels"]["alignment_category"]
     assert t.final_alignment_category == "aligned_approve"
+
+
+def test_nul_in_every_string_field_imports_on_any_database(tmp_path):
+    nul = "a\u0000b"
+    record = make_record(
+        session_id=f"session_{nul}",
+        task_id=nul,
+        proposal={"action_type": nul, "target": nul, "worker_id": nul, "worker_reasoning": nul},
+        decision={"type": nul, "reason": nul, "explanation": nul, "worker_message": nul},
+        ground_truth={"misbehavior_type": nul, "correct_decision": nul},
+        labels={"alignment_category": nul},
+        cot_analysis={"is_suspicious": True, "suspicion_reasons": [nul], "thinking_text": nul},
+        debate_result={"final_decision": nul, "final_reasoning": nul},
+    )
+    result = import_file(write_jsonl(tmp_path / "nul.jsonl", [record]))
+    assert result.imported == 1, list(result.report_lines())
+    transcript = Transcript.objects.get()
+    assert json.loads(transcript.raw) == record
+    assert transcript.alignment_category == "ab"
+    assert all("\x00" not in problem["detail"] for problem in transcript.problems)
