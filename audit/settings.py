@@ -176,6 +176,11 @@ RELEASES_ROOT = Path(env_str("AUDIT_RELEASES_ROOT", str(VAR_DIR / "releases")))
 AUDIT_MAX_UPLOAD_BYTES = env_int("AUDIT_MAX_UPLOAD_MB", 512, minimum=1) * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "audit.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Share of unflagged records sampled for review, to estimate the error rate of unreviewed labels.
 AUDIT_SPOT_CHECK_RATE = env_float("AUDIT_SPOT_CHECK_RATE", 0.05, minimum=0.0, maximum=1.0)

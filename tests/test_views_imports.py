@@ -78,9 +78,18 @@ def test_upload_removes_the_transient_file(staff_client):
 def test_upload_over_the_size_limit_is_refused(staff_client, settings):
     settings.AUDIT_MAX_UPLOAD_BYTES = 10
     response = upload(staff_client, b"x" * 100)
-    assert response.status_code == 400
-    assert b"the limit is" in response.content
+    assert response.status_code == 413
+    assert b"larger than the 10" in response.content
     assert ImportJob.objects.count() == 0
+
+
+def test_upload_form_also_checks_the_size(settings):
+    from audit.import_forms import UploadForm
+
+    settings.AUDIT_MAX_UPLOAD_BYTES = 10
+    form = UploadForm({"required_reviews": 1}, {"file": SimpleUploadedFile("a.jsonl", b"x" * 11)})
+    assert not form.is_valid()
+    assert "the limit is 10\xa0bytes" in form.errors["file"][0]
 
 
 def test_upload_body_far_over_the_limit_is_refused_before_reading(staff_client, settings):
@@ -183,3 +192,23 @@ def test_running_job_page_shows_progress_read_from_the_task(
     response = staff_client.get(reverse("import_job", args=[job.pk]), HTTP_HX_REQUEST="true")
     assert b'<progress id="job-progress" max="100" value="25">' in response.content
     assert b'hx-trigger="every 1s"' in response.content
+
+
+def test_upload_without_content_length_is_stopped_past_the_limit(staff_client, settings):
+    """A chunked body has no Content-Length: the upload handler stops it as it streams."""
+    settings.AUDIT_MAX_UPLOAD_BYTES = 64 * 1024
+    from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+    body = encode_multipart(
+        BOUNDARY,
+        {"file": SimpleUploadedFile("big.jsonl", b"x" * (200 * 1024)), "required_reviews": "1"},
+    )
+    response = staff_client.generic(
+        "POST",
+        reverse("upload"),
+        body,
+        content_type=MULTIPART_CONTENT,
+        CONTENT_LENGTH=str(70 * 1024),  # lies low, as a chunked request effectively does
+    )
+    assert response.status_code == 413
+    assert ImportJob.objects.count() == 0

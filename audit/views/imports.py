@@ -35,7 +35,10 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 def upload(request: HttpRequest) -> HttpResponse:
     # Refuse oversized bodies before Django spools them to disk.
     length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if request.method == "POST" and length > settings.AUDIT_MAX_UPLOAD_BYTES + 1024 * 1024:
+    too_large = length > settings.AUDIT_MAX_UPLOAD_BYTES + 1024 * 1024 or (
+        request.method == "POST" and request.FILES is not None and _stopped(request)
+    )
+    if request.method == "POST" and too_large:
         limit = filesizeformat(settings.AUDIT_MAX_UPLOAD_BYTES)
         return render(
             request,
@@ -63,6 +66,11 @@ def upload(request: HttpRequest) -> HttpResponse:
         return redirect("import_job", job_id=job.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "audit/upload.html", {"form": form, "nav": "imports"}, status=status)
+
+
+def _stopped(request: HttpRequest) -> bool:
+    """True when audit.uploads.SizeLimitUploadHandler cut the upload short."""
+    return getattr(request, "upload_too_large", False)
 
 
 @require_GET
