@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def test_check_deploy_has_no_warnings(tmp_path):
+def production_env(tmp_path):
     env = {
         **os.environ,
         "AUDIT_DEBUG": "false",
@@ -27,15 +27,45 @@ def test_check_deploy_has_no_warnings(tmp_path):
     # conftest sets DJANGO_ALLOW_ASYNC_UNSAFE for Playwright; production never has it.
     for name in ("DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_SETTINGS_MODULE"):
         env.pop(name, None)
+    return env
+
+
+def test_check_deploy_has_no_warnings(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=BASE_DIR,
-        env=env,
+        env=production_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+SERVE_STATIC = """
+import django, sys
+django.setup()
+from django.test import Client
+from django.templatetags.static import static
+url = static("audit/app.css")
+response = Client().get(url, secure=True, headers={"host": "audit.example.org"})
+body = b"".join(response.streaming_content) if response.streaming else response.content
+print(url, response.status_code, len(body))
+sys.exit(0 if response.status_code == 200 and b"Transcript audit" in body else 1)
+"""
+
+
+def test_production_serves_hashed_static_files_after_collectstatic(tmp_path):
+    env = {**production_env(tmp_path), "DJANGO_SETTINGS_MODULE": "audit.settings"}
+    for command in (
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        [sys.executable, "-c", SERVE_STATIC],
+    ):
+        result = subprocess.run(
+            command, cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "/static/audit/app." in result.stdout  # the manifest's hashed name
 
 
 @pytest.mark.browser
