@@ -29,7 +29,7 @@ venv:
 	@scripts/bootstrap --no-migrate
 
 run: bootstrap
-	$(PY) manage.py setup_demo
+	$(PY) manage.py setup_demo --url http://$(HOST):$(PORT)/
 	@echo
 	@echo "Serving on http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
 	@echo

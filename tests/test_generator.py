@@ -305,11 +305,11 @@ def test_setup_demo_is_idempotent_and_demo_users_can_log_in(settings, tmp_path):
     demo.save()
 
     out = io.StringIO()
-    call_command("setup_demo", count=80, seed=7, stdout=out)
+    call_command("setup_demo", count=80, seed=7, url="http://127.0.0.1:9123/", stdout=out)
     assert Transcript.objects.count() == 80
     assert ImportBatch.objects.count() == batches
     assert "Imported 0 new, 80 already present" in out.getvalue()
-    assert "demo" in out.getvalue() and "http://" in out.getvalue()
+    assert "demo" in out.getvalue() and "Open:   http://127.0.0.1:9123/" in out.getvalue()
 
     expected_groups = {
         "demo": {"auditor", "adjudicator"},

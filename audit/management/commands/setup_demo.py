@@ -33,6 +33,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--count", type=int, default=1500, help="demo records (default 1500)")
         parser.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:8000/", help="where the app will be served"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         count: int = options["count"]
@@ -65,8 +68,7 @@ class Command(BaseCommand):
         self.ensure_users()
         self.stdout.write(self.style.SUCCESS("\nDemo ready."))
         lines = [
-            "  Start:  python manage.py runserver",
-            "  Open:   http://127.0.0.1:8000/",
+            f"  Open:   {options['url']}",
             "  Log in with (password for all: demo):",
             *(f"    {name:<12} {label}" for name, (_, _, label) in DEMO_USERS.items()),
         ]
