@@ -242,7 +242,25 @@ class Transcript(models.Model):
             models.Index(fields=["session_id", "task_id", "step_number"], name="tr_episode"),
             # "Next": the highest-priority queued item that still needs reviews.
             models.Index(fields=["in_queue", "status", "-priority", "id"], name="tr_next"),
-            # Queue filters and counts per value.
+            # Queue facet counts and filters (views.review._facet_counts): every column a facet
+            # groups or filters by, so each count is an index-only scan of the queued rows
+            # (measured at 100k rows on SQLite: 570-830 ms per queue page without, 90-160 with).
+            models.Index(
+                fields=[
+                    "in_queue",
+                    "status",
+                    *(f"flag_{flag.value}" for flag in Flag),
+                    "alignment_category",
+                    "task_id",
+                    "worker_id",
+                    "decision_type",
+                    "misbehavior_type",
+                    "batch",
+                    "priority",
+                ],
+                name="tr_queue_facets",
+            ),
+            # Queue filters on their own.
             models.Index(fields=["status"], name="tr_status"),
             models.Index(fields=["task_id"], name="tr_task"),
             models.Index(fields=["worker_id"], name="tr_worker"),
