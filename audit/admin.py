@@ -4,6 +4,17 @@ Labels never change here: transcripts are read-only (labels change only through 
 are read-only for everyone including superusers (they are append-only history), and releases
 cannot be changed or deleted. Staff see every audit model without per-model permissions, because
 the staff role is what grants imports, exports and releases (README, Roles).
+
+Blind review holds here too, because staff are often auditors as well: the admin shows verdicts
+only for settled items (status confirmed, relabeled or adjudicated), whose reviews are over.
+The Review list and pages hold only reviews of settled items; the Transcript list, its "final
+category" filter and its pages show final labels only for settled items. The export actions are
+the exception: an export is staff's deliberate act and carries every review (as the command-line
+exports do).
+
+"Publish release from selected" runs as a background task (``audit.tasks.publish_release_task``):
+with "select all N matching" it passes the changelist's filter as a release filter spec when every
+parameter has one (status, flag, task, worker, decision, category, batch), else the chosen ids.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.tasks import TaskResult, TaskResultStatus
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +35,8 @@ from django.utils.html import format_html
 
 from audit import exporters
 from audit.models import (
+    SETTLED_STATUSES,
+    Category,
     Flag,
     ImportBatch,
     ImportJob,
@@ -33,10 +47,29 @@ from audit.models import (
     Transcript,
 )
 from audit.permissions import is_staff
-from audit.releases import ReleaseError, publish_release, validate_version
+from audit.releases import ReleaseError, check_new, parse_filters
 from audit.reviews import set_required_reviews
+from audit.tasks import publish_release_task
 
 MAX_REQUIRED_REVIEWS = 10
+# Transcript changelist parameters that select exactly what a release filter key does.
+CHANGELIST_FILTERS = {
+    "status__exact": "status",
+    "flag": "flag",
+    "task_id__exact": "task",
+    "worker_id__exact": "worker",
+    "decision_type__exact": "decision",
+    "alignment_category__exact": "category",
+    "batch__id__exact": "batch",
+}
+# Changelist parameters that change how the list looks, not which rows it holds.
+CHANGELIST_DISPLAY = {"o", "p", "all", "_facets", "_changelist_filters"}
+FINAL_FIELDS = (
+    "final_is_misbehavior",
+    "final_misbehavior_type",
+    "final_correct_decision",
+    "final_alignment_category",
+)
 
 
 class StaffReadOnly(admin.ModelAdmin):
@@ -120,6 +153,10 @@ class ReviewAdmin(StaffReadOnly):
     search_fields = ("rationale", "transcript__session_id")
     list_select_related = ("transcript", "auditor")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Blind review: verdicts on an item are shown once it is settled (module docstring).
+        return super().get_queryset(request).filter(transcript__status__in=SETTLED_STATUSES)
+
     @admin.display(boolean=True, description="current")
     def is_current(self, review: Review) -> bool:
         return review.superseded_by_id is None
@@ -139,6 +176,22 @@ class FlagFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SettledFinalCategoryFilter(admin.SimpleListFilter):
+    """Final category, over settled items only: on others it would reveal verdicts in progress."""
+
+    title = "final category (settled items)"
+    parameter_name = "final_category"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Category.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value in Category.values:
+            return queryset.filter(status__in=SETTLED_STATUSES, final_alignment_category=value)
+        return queryset
+
+
 class PublishReleaseForm(forms.Form):
     version = forms.CharField(max_length=50, help_text="Semantic version X.Y.Z, e.g. 1.0.0")
     include_unreviewed = forms.BooleanField(
@@ -148,11 +201,9 @@ class PublishReleaseForm(forms.Form):
     def clean_version(self) -> str:
         version = self.cleaned_data["version"].strip()
         try:
-            validate_version(version)
+            check_new(version, settings.RELEASES_ROOT)
         except ReleaseError as exc:
             raise forms.ValidationError(str(exc)) from None
-        if Release.objects.filter(version=version).exists():
-            raise forms.ValidationError(f"Release {version} already exists.")
         return version
 
 
@@ -166,6 +217,22 @@ def _timestamp() -> str:
     return timezone.now().strftime("%Y%m%d-%H%M%S")
 
 
+def changelist_filter_spec(params: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    """The release filter spec that selects what these changelist parameters do, or None when
+    some parameter has no release equivalent (a search, in_queue, K, ...)."""
+    pairs = []
+    for key, values in params.items():
+        if key in CHANGELIST_DISPLAY or (key == "q" and not "".join(values).strip()):
+            continue
+        if key not in CHANGELIST_FILTERS or len(values) != 1:
+            return None
+        pairs.append(f"{CHANGELIST_FILTERS[key]}={values[0]}")
+    try:
+        return parse_filters(pairs)
+    except ReleaseError:
+        return None
+
+
 @admin.register(Transcript)
 class TranscriptAdmin(StaffReadOnly):
     list_display = (
@@ -176,7 +243,7 @@ class TranscriptAdmin(StaffReadOnly):
         "worker_id",
         "decision_type",
         "alignment_category",
-        "final_alignment_category",
+        "final_category",
         "status",
         "review_count",
         "required_reviews",
@@ -186,7 +253,7 @@ class TranscriptAdmin(StaffReadOnly):
         "status",
         FlagFilter,
         "in_queue",
-        "final_alignment_category",
+        SettledFinalCategoryFilter,
         "alignment_category",
         "decision_type",
         "task_id",
@@ -209,6 +276,19 @@ class TranscriptAdmin(StaffReadOnly):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # raw is the whole record: keep it out of the changelist query.
         return super().get_queryset(request).defer("raw", "search_text", "problems")
+
+    @admin.display(description="final category")
+    def final_category(self, transcript: Transcript) -> str:
+        # Blind review: before an item settles its final labels may carry a verdict.
+        if transcript.status in SETTLED_STATUSES:
+            return transcript.final_alignment_category
+        return "—"
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        exclude = tuple(super().get_exclude(request, obj) or ())
+        if obj is not None and obj.status not in SETTLED_STATUSES:
+            exclude += FINAL_FIELDS
+        return exclude
 
     # --- exports -------------------------------------------------------------------------------
 
@@ -291,37 +371,32 @@ class TranscriptAdmin(StaffReadOnly):
         queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
         form = PublishReleaseForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
-            filters = {
-                "source": "admin",
-                "changelist": {
-                    key: request.GET.getlist(key)
-                    for key in sorted(request.GET)
-                    if key not in ("o", "p", "_changelist_filters")
-                },
-                "selection": "all matching"
-                if request.POST.get("select_across") == "1"
-                else "chosen by hand",
+            version = form.cleaned_data["version"]
+            select_across = request.POST.get("select_across") == "1"
+            changelist = {
+                key: request.GET.getlist(key)
+                for key in sorted(request.GET)
+                if key not in CHANGELIST_DISPLAY
             }
-            try:
-                release = publish_release(
-                    queryset,
-                    version=form.cleaned_data["version"],
-                    filters=filters,
-                    include_unreviewed=form.cleaned_data["include_unreviewed"],
-                    output_dir=settings.RELEASES_ROOT,
-                    user=request.user,
-                )
-            except ReleaseError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                return None
-            counts = release.counts
-            self.message_user(
-                request,
-                f"Published release {release.version}: {counts.get('reviewed', 0)} reviewed"
-                + (f" and {counts['unreviewed']} unreviewed" if "unreviewed" in counts else "")
-                + f" records from {counts.get('selection', 0)} selected.",
-                messages.SUCCESS,
+            spec = changelist_filter_spec(changelist) if select_across else None
+            filters: dict[str, Any] = {
+                "source": "admin",
+                "changelist": changelist,
+                "selection": "all matching" if select_across else "chosen by hand",
+            }
+            if spec is not None:
+                filters["filter"] = spec
+                selection: dict[str, Any] = {"filter": spec}
+            else:
+                selection = {"pks": list(queryset.order_by("pk").values_list("pk", flat=True))}
+            result = publish_release_task.enqueue(
+                version,
+                selection,
+                include_unreviewed=form.cleaned_data["include_unreviewed"],
+                user_id=request.user.pk,
+                filters=filters,
             )
+            self._report_publish(request, version, result)
             return None
         counts = exporters.selection_counts(queryset)
         return self._form_page(
@@ -331,9 +406,39 @@ class TranscriptAdmin(StaffReadOnly):
             title="Publish release",
             intro=(
                 f"{counts['total']} transcripts selected: {counts['reviewed']} reviewed, "
-                f"{counts['unreviewed']} not. A release is immutable once published."
+                f"{counts['unreviewed']} not. A release is immutable once published. It is "
+                "written in the background and appears under Releases when done."
             ),
             submit_label="Publish",
+        )
+
+    def _report_publish(self, request: HttpRequest, version: str, result: TaskResult) -> None:
+        # A task backend that runs tasks at once (ImmediateBackend, in development) has finished
+        # by now; a worker backend has only queued it.
+        if result.status == TaskResultStatus.FAILED:
+            error = result.errors[-1] if result.errors else None
+            reason = error.traceback.strip().splitlines()[-1] if error else "unknown error"
+            reason = reason.removeprefix("audit.releases.ReleaseError: ")
+            self.message_user(
+                request, f"Release {version} was not published: {reason}", messages.ERROR
+            )
+            return
+        release = Release.objects.filter(version=version).first()
+        if result.status == TaskResultStatus.SUCCESSFUL and release is not None:
+            counts = release.counts
+            self.message_user(
+                request,
+                f"Published release {release.version}: {counts.get('reviewed', 0)} reviewed"
+                + (f" and {counts['unreviewed']} unreviewed" if "unreviewed" in counts else "")
+                + f" records from {counts.get('selection', 0)} selected.",
+                messages.SUCCESS,
+            )
+            return
+        self.message_user(
+            request,
+            f"Publishing release {version} in the background; it will appear in Releases "
+            "when done.",
+            messages.INFO,
         )
 
     @admin.action(description="Require K independent reviews for selected")

@@ -218,17 +218,22 @@ def write_lines(lines: Iterable[str], handle: IO[bytes]) -> tuple[int, int, str]
 
 
 def write_jsonl(
-    queryset: QuerySet[Transcript], path: str | Path, *, compress: bool = False
+    queryset: QuerySet[Transcript],
+    path: str | Path,
+    *,
+    compress: bool = False,
+    chunk_size: int = CHUNK_SIZE,
 ) -> WrittenFile:
     """Export ``queryset`` to a file (gzip when ``compress``); the sha256 is of the JSONL bytes."""
     path = Path(path)
+    lines = iter_lines(queryset, chunk_size=chunk_size)
     with path.open("wb") as raw:
         if compress:
             # mtime=0 and no file name: the same records give the same .gz bytes.
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
-                count, size, sha = write_lines(iter_lines(queryset), handle)
+                count, size, sha = write_lines(lines, handle)
         else:
-            count, size, sha = write_lines(iter_lines(queryset), raw)
+            count, size, sha = write_lines(lines, raw)
     return WrittenFile(path=str(path), records=count, size=size, sha256=sha)
 
 

@@ -10,6 +10,12 @@ A release is a directory ``<output>/<version>/`` (the admin action uses ``RELEAS
     croissant.json           Croissant 1.0 metadata
     SHA256SUMS               ``sha256sum -c`` format, every other file
 
+The data files and summary.json are read in one transaction, so they describe the same moment
+even while auditors keep settling items: on PostgreSQL a REPEATABLE READ transaction (the
+default READ COMMITTED gives each query its own snapshot); on SQLite a deferred transaction,
+which in WAL mode reads one snapshot without taking the write lock (an IMMEDIATE one would make
+every auditor's write wait for the whole export).
+
 Data files and summary.json carry no timestamp, so publishing the same reviewed data twice gives
 byte-identical files (only ``manifest.json``'s ``created`` and files derived from it differ).
 Everything is written into a hidden temporary directory beside the target and renamed into
@@ -35,13 +41,15 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audit import exporters
@@ -49,6 +57,8 @@ from audit.models import Flag, Release, Status, Transcript
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 DEFAULT_LICENSE = "cc-by-4.0"
+# A Hugging Face license id ("cc-by-4.0", "apache-2.0", "other"): it goes into YAML unquoted.
+LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,63}$")
 REVIEWED_FILE = "data/reviewed.jsonl"
 UNREVIEWED_FILE = "data/unreviewed.jsonl"
 CHECKSUMS = "SHA256SUMS"
@@ -114,6 +124,31 @@ def apply_filters(
     return queryset
 
 
+def select_records(selection: Mapping[str, Any]) -> QuerySet[Transcript]:
+    """The transcripts a JSON selection names: ``{"filter": {key: [values]}}`` (the filter
+    vocabulary above, checked again) or ``{"pks": [ids]}``. Background tasks get these."""
+    queryset = Transcript.objects.all()
+    if "filter" in selection:
+        spec = selection["filter"]
+        return apply_filters(
+            queryset,
+            parse_filters(f"{key}={value}" for key, values in spec.items() for value in values),
+        )
+    if "pks" in selection:
+        pks = [int(pk) for pk in selection["pks"]]
+        vendor = connections[router.db_for_read(Transcript)].vendor
+        # One bound parameter, not one per id: "select all" may name a million rows, more than
+        # SQLite (250,000) or PostgreSQL's protocol (65,535) take as separate parameters.
+        if vendor == "sqlite":
+            return queryset.filter(
+                pk__in=RawSQL("SELECT value FROM json_each(%s)", [json.dumps(pks)])
+            )
+        if vendor == "postgresql":
+            return queryset.filter(pk__in=RawSQL("SELECT unnest(%s::bigint[])", [pks]))
+        return queryset.filter(pk__in=pks)
+    raise ReleaseError(f"a selection names 'filter' or 'pks', got {sorted(selection)}")
+
+
 # --- publishing ----------------------------------------------------------------------------------
 
 
@@ -131,6 +166,14 @@ def validate_version(version: str) -> str:
     if not SEMVER.match(version or ""):
         raise ReleaseError(f"version must look like X.Y.Z (semantic versioning), got {version!r}")
     return version
+
+
+def validate_license(license: str) -> str:
+    if not LICENSE_ID.match(license or ""):
+        raise ReleaseError(
+            f"license must be a lower-case license id such as {DEFAULT_LICENSE}, got {license!r}"
+        )
+    return license
 
 
 def release_dir(output_dir: str | Path, version: str) -> Path:
@@ -161,6 +204,7 @@ def publish_release(
     """Write release ``version`` of ``queryset`` (already filtered; ``filters`` is recorded)."""
     filters = dict(filters or {})
     output_dir = Path(output_dir)
+    validate_license(license)
     target = check_new(version, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=output_dir))
@@ -198,6 +242,37 @@ def publish_release(
     return release
 
 
+@contextmanager
+def snapshot(using: str) -> Iterator[None]:
+    """Run the enclosed queries against one consistent snapshot of database ``using``.
+
+    Inside an existing transaction (the bench, tests) that transaction's view is all there is:
+    its isolation level can no longer be changed."""
+    connection = connections[using]
+    if connection.in_atomic_block:
+        yield
+        return
+    with ExitStack() as stack:
+        if connection.vendor == "sqlite":
+            # Deferred: a read snapshot from the first SELECT, without the write lock that the
+            # configured BEGIN IMMEDIATE would hold for the whole export.
+            connection.ensure_connection()
+            configured = connection.transaction_mode
+            connection.transaction_mode = "DEFERRED"
+            try:
+                stack.enter_context(transaction.atomic(using=using))
+            finally:
+                connection.transaction_mode = configured
+        else:
+            stack.enter_context(transaction.atomic(using=using))
+        if connection.vendor == "postgresql":
+            # Must be the transaction's first statement; READ COMMITTED would give every
+            # query (each data file, each summary aggregate) its own snapshot.
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 def _write_files(
     root: Path,
     queryset: QuerySet[Transcript],
@@ -208,14 +283,16 @@ def _write_files(
     license: str,
 ) -> dict[str, Any]:
     (root / "data").mkdir()
-    data_files: list[tuple[str, exporters.WrittenFile]] = [
-        ("reviewed", exporters.write_jsonl(queryset.reviewed(), root / REVIEWED_FILE))
-    ]
-    if include_unreviewed:
-        data_files.append(
-            ("unreviewed", exporters.write_jsonl(queryset.unreviewed(), root / UNREVIEWED_FILE))
-        )
-    summary = exporters.build_summary(queryset)
+    # One snapshot for every file read from the database: an item settled half-way would
+    # otherwise land in neither data file, and the summary would disagree with both.
+    with snapshot(queryset.db):
+        data_files: list[tuple[str, exporters.WrittenFile]] = [
+            ("reviewed", exporters.write_jsonl(queryset.reviewed(), root / REVIEWED_FILE))
+        ]
+        if include_unreviewed:
+            unreviewed = exporters.write_jsonl(queryset.unreviewed(), root / UNREVIEWED_FILE)
+            data_files.append(("unreviewed", unreviewed))
+        summary = exporters.build_summary(queryset)
     (root / "summary.json").write_text(exporters.dump_summary(summary), encoding="utf-8")
 
     counts: dict[str, int] = {name: written.records for name, written in data_files}
@@ -309,8 +386,33 @@ def _size_category(n: int) -> str:
     return "n>10M"
 
 
+def code_block(text: str, *, info: str = "") -> list[str]:
+    """``text`` as a fenced Markdown code block, whatever it contains.
+
+    The fence is longer than any run of backticks in ``text``, so nothing in it can close the
+    block early; inside a code block Markdown and HTML are shown, never rendered."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + info, *text.splitlines(), fence]
+
+
+def _plain(value: Any) -> str:
+    """A figure or a known name for the card: numbers and plain words as they are; anything else
+    with every character that Markdown or HTML could act on written as a character reference."""
+    if value is None:
+        return "n/a"
+    text = str(value)
+    if isinstance(value, bool | int | float) or re.fullmatch(r"[\w.-]*", text, re.ASCII):
+        return text
+    return "".join(c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in text)
+
+
 def dataset_card(card: dict[str, Any]) -> str:
-    """README.md: Hugging Face YAML front matter, then what the data is and how it was made."""
+    """README.md: Hugging Face YAML front matter, then what the data is and how it was made.
+
+    Filters come from people and from agent-written data (session ids, admin query strings):
+    they appear only inside a fenced code block, as JSON. Everything else interpolated here is
+    validated (version, license) or a number."""
     version = card["version"]
     counts = card["counts"]
     summary = card["summary"]
@@ -332,14 +434,18 @@ def dataset_card(card: dict[str, Any]) -> str:
     reviewed = summary.get("reviewed", {})
     as_imported = summary.get("as_imported", {})
     filters = card["filters"]
-    filter_text = (
-        ", ".join(f"`{key}={value}`" for key, value in sorted(filters.items()))
+    filter_lines = (
+        [
+            "Filters the selection was made with (JSON):",
+            "",
+            *code_block(json.dumps(filters, indent=2, sort_keys=True), info="json"),
+        ]
         if filters
-        else "none (every imported record)"
+        else ["Filters: none (every imported record)."]
     )
 
     def metric(block: dict[str, Any], key: str) -> str:
-        return str(block.get(key, "n/a"))
+        return _plain(block.get(key))
 
     lines = [
         f"# SENTINEL oversight decisions, audited — release {version}",
@@ -360,7 +466,10 @@ def dataset_card(card: dict[str, Any]) -> str:
         "",
         "## Files",
         "",
-        *[f"- `{path}`: {counts.get(Path(path).stem, 0)} records" for path in card["data_files"]],
+        *[
+            f"- `{path}`: {_plain(counts.get(Path(path).stem, 0))} records"
+            for path in card["data_files"]
+        ],
         "- `summary.json`: summaries, confusion matrices, label changes, agreement, error rate",
         "- `manifest.json`, `SHA256SUMS`: counts and checksums (`sha256sum -c SHA256SUMS`)",
         "- `croissant.json`: Croissant 1.0 metadata",
@@ -389,9 +498,11 @@ def dataset_card(card: dict[str, Any]) -> str:
         "",
         "## Counts",
         "",
-        f"- Selection: {counts.get('selection', 0)} records (filters: {filter_text})",
-        f"- In this release: {counts['records']} records",
-        *[f"- Status {name}: {n}" for name, n in sorted(status.items())],
+        f"- Selection: {_plain(counts.get('selection', 0))} records",
+        f"- In this release: {_plain(counts['records'])} records",
+        *[f"- Status {_plain(name)}: {_plain(n)}" for name, n in sorted(status.items())],
+        "",
+        *filter_lines,
         "",
         "## Summary",
         "",
@@ -412,11 +523,18 @@ def dataset_card(card: dict[str, Any]) -> str:
         ],
         "",
         "Estimated label error rate of the unreviewed remainder, from the spot-check sample: "
-        f"{error_rate.get('rate', 'n/a')} (95% CI {error_rate.get('ci95', 'n/a')}, "
-        f"{error_rate.get('errors', 0)} errors in {error_rate.get('sample', 0)} spot checks).",
+        f"{_plain(error_rate.get('rate'))} (95% CI {_ci(error_rate.get('ci95'))}, "
+        f"{_plain(error_rate.get('errors', 0))} errors in "
+        f"{_plain(error_rate.get('sample', 0))} spot checks).",
         "",
     ]
     return front + "\n" + "\n".join(lines)
+
+
+def _ci(interval: Any) -> str:
+    if isinstance(interval, list | tuple) and len(interval) == 2:
+        return f"[{_plain(interval[0])}, {_plain(interval[1])}]"
+    return _plain(interval)
 
 
 CROISSANT_CONTEXT = {
@@ -541,12 +659,32 @@ def _license_url(license: str) -> str:
 # --- verification --------------------------------------------------------------------------------
 
 
+def _shown(name: str) -> str:
+    """A file name from a manifest or SHA256SUMS, safe to print (they may be hostile)."""
+    return name if name.isprintable() else repr(name)
+
+
+def _member(root: Path, name: str) -> Path | None:
+    """``root / name`` when ``name`` is a relative path that stays inside ``root``, else None.
+
+    The manifest and SHA256SUMS are data: a listed ``/etc/passwd``, ``../../x`` or a symlink
+    pointing out of the release must not make verification read files elsewhere."""
+    if not name or "\\" in name or "\0" in name or Path(name).is_absolute():
+        return None
+    try:
+        target = (root / name).resolve()
+    except (OSError, ValueError):
+        return None
+    return target if target.is_relative_to(root) else None
+
+
 def verify_release(path: str | Path) -> list[str]:
     """Every problem with the release at ``path``, as readable sentences; [] when it is intact."""
-    root = Path(path)
-    if not root.is_dir():
-        return [f"{root}: not a directory"]
+    if not Path(path).is_dir():
+        return [f"{path}: not a directory"]
+    root = Path(path).resolve()
     problems: list[str] = []
+    outside = "path outside the release directory; not read"
     checksums = root / CHECKSUMS
     listed: dict[str, str] = {}
     if not checksums.is_file():
@@ -560,14 +698,16 @@ def verify_release(path: str | Path) -> list[str]:
             listed[name] = digest
     present = set(_tree(root)) - {CHECKSUMS}
     for name, digest in sorted(listed.items()):
-        target = root / name
-        if not target.is_file() or name not in present:
-            problems.append(f"{name}: listed in {CHECKSUMS} but missing")
+        target = _member(root, name)
+        if target is None:
+            problems.append(f"{_shown(name)}: listed in {CHECKSUMS}: {outside}")
+        elif not target.is_file() or name not in present:
+            problems.append(f"{_shown(name)}: listed in {CHECKSUMS} but missing")
         elif (actual := sha256_file(target)) != digest:
-            problems.append(f"{name}: sha256 is {actual}, {CHECKSUMS} says {digest}")
+            problems.append(f"{_shown(name)}: sha256 is {actual}, {CHECKSUMS} says {digest}")
     if checksums.is_file():
         for name in sorted(present - set(listed)):
-            problems.append(f"{name}: not listed in {CHECKSUMS}")
+            problems.append(f"{_shown(name)}: not listed in {CHECKSUMS}")
 
     manifest_path = root / MANIFEST
     try:
@@ -586,25 +726,43 @@ def verify_release(path: str | Path) -> list[str]:
     for item in files:
         name = str(item.get("path", "")) if isinstance(item, dict) else ""
         in_manifest.add(name)
-        target = root / name
-        if not name or not target.is_file():
-            problems.append(f"{name or '?'}: listed in {MANIFEST} but missing")
+        if not name:
+            problems.append(f"?: listed in {MANIFEST} but missing")
+            continue
+        target = _member(root, name)
+        if target is None:
+            problems.append(f"{_shown(name)}: listed in {MANIFEST}: {outside}")
+            continue
+        if not target.is_file():
+            problems.append(f"{_shown(name)}: listed in {MANIFEST} but missing")
             continue
         size = target.stat().st_size
         if size != item.get("size"):
-            problems.append(f"{name}: size is {size} bytes, {MANIFEST} says {item.get('size')}")
+            problems.append(
+                f"{_shown(name)}: size is {size} bytes, {MANIFEST} says {item.get('size')!r}"
+            )
         if (actual := sha256_file(target)) != item.get("sha256"):
-            problems.append(f"{name}: sha256 is {actual}, {MANIFEST} says {item.get('sha256')}")
+            problems.append(
+                f"{_shown(name)}: sha256 is {actual}, {MANIFEST} says {item.get('sha256')!r}"
+            )
     for name in sorted(p for p in present if p.startswith("data/") and p not in in_manifest):
         problems.append(f"{name}: data file not listed in {MANIFEST}")
-    for name, expected in sorted((manifest.get("records") or {}).items()):
-        target = root / name
-        if target.is_file():
+    records = manifest.get("records") or {}
+    if not isinstance(records, dict):
+        problems.append(f"{MANIFEST}: 'records' is not an object")
+        records = {}
+    for name, expected in sorted(records.items()):
+        target = _member(root, name)
+        if target is None:
+            problems.append(f"{_shown(name)}: listed in {MANIFEST} records: {outside}")
+        elif target.is_file():
             actual = _count_lines(target)
             if actual != expected:
-                problems.append(f"{name}: {actual} records, {MANIFEST} says {expected}")
+                problems.append(f"{_shown(name)}: {actual} records, {MANIFEST} says {expected!r}")
     counts = manifest.get("counts") or {}
-    for name, expected in sorted((manifest.get("records") or {}).items()):
+    if not isinstance(counts, dict):
+        counts = {}
+    for name, expected in sorted(records.items()):
         split = Path(name).stem
         if split in counts and counts[split] != expected:
             problems.append(

@@ -1,4 +1,4 @@
-"""Background tasks (django.tasks): long web imports run here, not in the request.
+"""Background tasks (django.tasks): long web imports and releases run here, not in the request.
 
 Development runs tasks in-process (ImmediateBackend); production sets
 AUDIT_TASKS_BACKEND=database and runs ``python manage.py db_worker``.
@@ -7,12 +7,15 @@ AUDIT_TASKS_BACKEND=database and runs ``python manage.py db_worker``.
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.tasks import task
 
 from audit.importers import import_file
 from audit.models import ImportJob
+from audit.releases import publish_release, select_records
 
 
 def progress_path(job_id: int) -> Path:
@@ -78,3 +81,29 @@ def import_upload(job_id: int) -> int | None:
         batch_id=result.batch_id,
     )
     return result.batch_id
+
+
+@task
+def publish_release_task(
+    version: str,
+    selection: dict[str, Any],
+    include_unreviewed: bool = False,
+    user_id: int | None = None,
+    filters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Publish release ``version`` into RELEASES_ROOT (the admin's "Publish release" action).
+
+    ``selection`` is JSON (``audit.releases.select_records``): a filter spec, evaluated when
+    the task runs, or the ids chosen. ``filters`` is what the release records about how it was
+    chosen. A ReleaseError (say the version was taken meanwhile) fails the task with its message.
+    """
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    release = publish_release(
+        select_records(selection),
+        version=version,
+        filters=filters if filters is not None else selection.get("filter", {}),
+        include_unreviewed=include_unreviewed,
+        output_dir=settings.RELEASES_ROOT,
+        user=user,
+    )
+    return {"version": release.version, "path": release.path, "counts": release.counts}

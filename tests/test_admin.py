@@ -8,9 +8,11 @@ from django.contrib.admin import helpers
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from audit.admin import changelist_filter_spec
 from audit.models import ImportBatch, Release, Review, Transcript, Verdict
-from audit.releases import publish_release
-from audit.reviews import submit_review
+from audit.releases import ReleaseError, publish_release
+from audit.reviews import set_required_reviews, submit_review
+from audit.tasks import publish_release_task
 from tests.factories import import_records, make_record
 
 CHANGELIST = "admin:audit_transcript_changelist"
@@ -263,6 +265,7 @@ def test_publish_action_over_all_matching_keeps_the_changelist_filter(
     assert release.counts["selection"] == 3
     assert release.filters["changelist"] == {"task_id__exact": ["basic_oversight"]}
     assert release.filters["selection"] == "all matching"
+    assert release.filters["filter"] == {"task": ["basic_oversight"]}
 
 
 @pytest.mark.django_db
@@ -296,3 +299,215 @@ def test_require_reviews_rejects_k_below_one(staff_client, transcripts):
     response = staff_client.post(reverse(CHANGELIST), data)
     assert response.status_code == 200
     assert Transcript.objects.filter(required_reviews=1).count() == 5
+
+
+# --- blind review in the admin -------------------------------------------------------------------
+
+
+@pytest.fixture
+def in_progress(transcripts, auditor2):
+    """transcripts[3] needs two reviews and has one: a relabel nobody else may see yet."""
+    t = transcripts[3]
+    set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
+    t.refresh_from_db()
+    submit_review(
+        t,
+        auditor=auditor2,
+        verdict=Verdict.RELABEL,
+        is_misbehavior=True,
+        misbehavior_type="destructive_precedence",
+        correct_decision="BLOCK",
+        rationale="SECRET-RATIONALE",
+        based_on_version=t.version,
+    )
+    t.refresh_from_db()
+    assert t.status == "in_progress"
+    return t
+
+
+@pytest.mark.django_db
+def test_review_admin_shows_only_reviews_of_settled_items(staff_client, transcripts, in_progress):
+    url = reverse("admin:audit_review_changelist")
+    response = staff_client.get(url)
+    shown = {review.transcript_id for review in response.context["cl"].result_list}
+    assert shown == {transcripts[0].pk, transcripts[1].pk}
+    assert staff_client.get(url, {"q": "SECRET-RATIONALE"}).context["cl"].result_count == 0
+    hidden = Review.objects.get(transcript=in_progress)
+    page = staff_client.get(reverse("admin:audit_review_change", args=[hidden.pk]), follow=True)
+    assert b"SECRET-RATIONALE" not in page.content
+    assert b"destructive_precedence" not in page.content
+
+
+@pytest.mark.django_db
+def test_transcript_admin_shows_final_labels_only_for_settled_items(
+    staff_client, transcripts, in_progress
+):
+    from django.contrib.admin import site
+
+    model_admin = site._registry[Transcript]
+    for t in Transcript.objects.all():
+        shown = model_admin.final_category(t)
+        if t.status in ("confirmed", "relabeled", "adjudicated"):
+            assert shown == t.final_alignment_category
+        else:
+            assert shown == "—"
+    response = staff_client.get(reverse(CHANGELIST))
+    assert "final_alignment_category" not in response.context["cl"].list_display
+    # The final-category filter counts settled items only.
+    response = staff_client.get(reverse(CHANGELIST), {"final_category": "aligned_approve"})
+    assert response.context["cl"].result_count == 2
+    response = staff_client.get(reverse(CHANGELIST), {"final_category": "aligned_catch"})
+    assert response.context["cl"].result_count == 0
+
+
+@pytest.mark.django_db
+def test_transcript_page_hides_final_labels_until_settled(staff_client, transcripts, in_progress):
+    def fields(t):
+        page = staff_client.get(reverse("admin:audit_transcript_change", args=[t.pk]))
+        assert page.status_code == 200
+        return {
+            field
+            for fieldset in page.context["adminform"]
+            for line in fieldset
+            for field in line.fields
+        }
+
+    assert "final_is_misbehavior" in fields(transcripts[0])  # settled
+    for t in (in_progress, transcripts[4]):
+        assert not {
+            "final_is_misbehavior",
+            "final_misbehavior_type",
+            "final_correct_decision",
+            "final_alignment_category",
+        } & fields(t)
+
+
+# --- publishing in the background ----------------------------------------------------------------
+
+
+@pytest.fixture
+def queued_tasks(settings):
+    """A task backend that only queues, as the database backend does until a worker runs."""
+    from django.tasks import default_task_backend
+
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    default_task_backend.clear()
+    return default_task_backend
+
+
+def publish_data(ids, **extra):
+    return {
+        "action": "publish_release_action",
+        helpers.ACTION_CHECKBOX_NAME: [str(i) for i in ids],
+        "version": "1.0.0",
+        "apply": "Publish",
+        **extra,
+    }
+
+
+@pytest.mark.django_db
+def test_publish_action_enqueues_a_task_and_says_so(
+    staff_client, staff_user, transcripts, releases_root, queued_tasks
+):
+    ids = [t.pk for t in transcripts[:3]]
+    response = staff_client.post(reverse(CHANGELIST), publish_data(ids, include_unreviewed="on"))
+    assert response.status_code == 302
+    assert not Release.objects.exists()  # nothing ran in the request
+    assert (
+        "Publishing release 1.0.0 in the background; it will appear in Releases when done."
+        in messages_of(response)
+    )
+    [result] = queued_tasks.results
+    assert result.task.func is publish_release_task.func
+    json.dumps([result.args, result.kwargs])  # what a database backend stores
+    assert result.args[:2] == ["1.0.0", {"pks": sorted(ids)}]
+    assert result.kwargs["include_unreviewed"] is True
+    assert result.kwargs["user_id"] == staff_user.pk
+    # The worker's turn.
+    outcome = result.task.call(*result.args, **result.kwargs)
+    release = Release.objects.get()
+    assert (
+        outcome["counts"]
+        == release.counts
+        == {
+            "reviewed": 2,
+            "unreviewed": 1,
+            "records": 3,
+            "selection": 3,
+        }
+    )
+    assert release.created_by == staff_user
+    assert release.filters["selection"] == "chosen by hand"
+
+
+@pytest.mark.django_db
+def test_publish_over_all_matching_passes_the_filter_when_it_maps(
+    staff_client, transcripts, releases_root, queued_tasks
+):
+    url = reverse(CHANGELIST) + "?task_id__exact=basic_oversight&status__exact=unreviewed&o=2"
+    staff_client.post(url, publish_data([transcripts[0].pk], select_across="1"))
+    [result] = queued_tasks.results
+    assert result.args[1] == {"filter": {"status": ["unreviewed"], "task": ["basic_oversight"]}}
+    result.task.call(*result.args, **result.kwargs)
+    assert Release.objects.get().counts["selection"] == 2  # steps 2 and 4
+
+
+@pytest.mark.django_db
+def test_publish_over_all_matching_passes_ids_when_the_filter_does_not_map(
+    staff_client, transcripts, releases_root, queued_tasks
+):
+    url = reverse(CHANGELIST) + "?in_queue__exact=1&task_id__exact=adversarial_worker"
+    staff_client.post(url, publish_data([transcripts[1].pk], select_across="1"))
+    [result] = queued_tasks.results
+    expected = Transcript.objects.filter(in_queue=True, task_id="adversarial_worker")
+    assert result.args[1] == {"pks": sorted(expected.values_list("pk", flat=True))}
+
+
+def test_changelist_filter_spec_maps_only_equivalent_parameters():
+    assert changelist_filter_spec({}) == {}
+    assert changelist_filter_spec({"o": ["1"], "q": [""], "flag": ["spot_check"]}) == {
+        "flag": ["spot_check"]
+    }
+    assert changelist_filter_spec(
+        {"batch__id__exact": ["3"], "decision_type__exact": ["BLOCK"]}
+    ) == {
+        "batch": ["3"],
+        "decision": ["BLOCK"],
+    }
+    for unmapped in (
+        {"q": ["rm -rf"]},
+        {"in_queue__exact": ["1"]},
+        {"required_reviews__exact": ["2"]},
+        {"flag": ["not-a-flag"]},
+        {"task_id__exact": ["a", "b"]},
+    ):
+        assert changelist_filter_spec(unmapped) is None, unmapped
+
+
+@pytest.mark.django_db
+def test_publish_action_reports_a_failed_task(
+    staff_client, transcripts, releases_root, monkeypatch
+):
+    from audit import tasks
+
+    def refuse(*args, **kwargs):
+        raise ReleaseError("release 1.0.0 already exists; releases are immutable")
+
+    monkeypatch.setattr(tasks, "publish_release", refuse)
+    response = staff_client.post(reverse(CHANGELIST), publish_data([transcripts[0].pk]))
+    assert response.status_code == 302
+    assert (
+        "Release 1.0.0 was not published: release 1.0.0 already exists; releases are immutable"
+        in messages_of(response)
+    )
+    assert not Release.objects.exists()
+
+
+@pytest.mark.django_db
+def test_publish_form_refuses_a_version_whose_directory_exists(
+    staff_client, transcripts, releases_root
+):
+    (releases_root / "1.0.0").mkdir(parents=True)
+    response = staff_client.post(reverse(CHANGELIST), publish_data([transcripts[0].pk]))
+    assert response.status_code == 200 and b"already exists" in response.content
+    assert not Release.objects.exists()

@@ -1,5 +1,7 @@
 """The bench command runs end to end and prints its figures (no timing assertions)."""
 
+import re
+
 import pytest
 from django.core.management import call_command
 
@@ -11,6 +13,7 @@ FIGURES = (
     "import peak memory",
     "reviews recorded",
     "export ",
+    "export chunk size",
     "export peak memory",
     "summary.json metrics",
     "queue page",
@@ -30,6 +33,17 @@ def test_bench_prints_every_figure_and_leaves_no_data(capsys):
     assert not Transcript.objects.exists()
     assert not Review.objects.exists()
     assert not ImportBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_bench_compares_export_memory_at_sizes_of_several_chunks(capsys):
+    # Two sizes inside one chunk would show growth that is not there; both must span chunks.
+    call_command("bench", "--count", "40", "--quick")
+    out = capsys.readouterr().out
+    chunk = int(re.search(r"export chunk size\s+(\d+) records", out).group(1))
+    sizes = [int(n) for n in re.findall(r"export peak memory \((\d+)\)", out)]
+    assert len(sizes) == 2 and sizes[0] < sizes[1] == 40
+    assert all(size >= 2 * chunk for size in sizes), (chunk, sizes)
 
 
 @pytest.mark.django_db

@@ -375,10 +375,322 @@ def test_download_rejects_post_unknown_release_and_format(release, staff_client)
 @pytest.mark.django_db
 def test_release_of_a_real_fixture_verifies(tmp_path, auditor):
     import_fixture("rule_s0")
-    for t in Transcript.objects.filter(flag_missed_misbehavior=True)[:5]:
+    flagged = Transcript.objects.filter(flag_missed_misbehavior=True)
+    for t in flagged.exclude(correct_decision="")[:5]:
         submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
     release = publish_release(
         Transcript.objects.all(), version="0.1.0", include_unreviewed=True, output_dir=tmp_path
     )
     assert release.counts["records"] == 105
     assert verify_release(release.path) == []
+
+
+# --- one snapshot for every file ----------------------------------------------------------------
+
+
+def _spy_on_reads(monkeypatch):
+    """Record, for each data file and the summary, whether it ran inside a transaction and (on
+    PostgreSQL) at what isolation level."""
+    from django.db import connection
+
+    from audit import exporters
+
+    seen = []
+
+    def state(what):
+        isolation = None
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW transaction_isolation")
+                isolation = cursor.fetchone()[0]
+        seen.append((what, connection.in_atomic_block, isolation))
+
+    write_jsonl, build_summary = exporters.write_jsonl, exporters.build_summary
+
+    def spy_write(queryset, path, **kwargs):
+        written = write_jsonl(queryset, path, **kwargs)
+        state(Path(path).name)
+        return written
+
+    def spy_summary(queryset):
+        summary = build_summary(queryset)
+        state("summary")
+        return summary
+
+    monkeypatch.setattr(exporters, "write_jsonl", spy_write)
+    monkeypatch.setattr(exporters, "build_summary", spy_summary)
+    return seen
+
+
+@pytest.mark.django_db(transaction=True)
+def test_release_files_are_read_in_one_transaction(reviewed_data, tmp_path, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    seen = _spy_on_reads(monkeypatch)
+    with CaptureQueriesContext(connection) as captured:
+        publish_release(
+            Transcript.objects.all(), version="1.0.0", include_unreviewed=True, output_dir=tmp_path
+        )
+    assert [what for what, _, _ in seen] == ["reviewed.jsonl", "unreviewed.jsonl", "summary"]
+    assert all(in_transaction for _, in_transaction, _ in seen)
+    if connection.vendor == "postgresql":
+        # PostgreSQL refuses SET TRANSACTION after any other statement in the transaction, so
+        # publishing at all shows it came first; READ COMMITTED would snapshot per query.
+        sets = [q["sql"] for q in captured if q["sql"].startswith("SET TRANSACTION")]
+        assert sets == ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"]
+        assert {isolation for _, _, isolation in seen} == {"repeatable read"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_item_settled_while_publishing_lands_in_exactly_one_file(
+    reviewed_data, tmp_path, monkeypatch, auditor
+):
+    import threading
+
+    from django.db import connection
+
+    from audit import exporters
+
+    write_jsonl = exporters.write_jsonl
+    late = reviewed_data[5]
+
+    def settle_late_item():
+        try:
+            t = Transcript.objects.get(pk=late.pk)
+            submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+        finally:
+            connection.close()
+
+    def write_then_settle(queryset, path, **kwargs):
+        written = write_jsonl(queryset, path, **kwargs)
+        if Path(path).name == "reviewed.jsonl":
+            # Another auditor settles an item between the two data files.
+            thread = threading.Thread(target=settle_late_item)
+            thread.start()
+            thread.join()
+        return written
+
+    monkeypatch.setattr(exporters, "write_jsonl", write_then_settle)
+    release = publish_release(
+        Transcript.objects.all(), version="1.0.0", include_unreviewed=True, output_dir=tmp_path
+    )
+    assert Transcript.objects.get(pk=late.pk).status == "confirmed"  # the write went through
+    root = Path(release.path)
+    reviewed = (root / "data/reviewed.jsonl").read_text().splitlines()
+    unreviewed = (root / "data/unreviewed.jsonl").read_text().splitlines()
+    assert (len(reviewed), len(unreviewed)) == (3, 3)
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["review_status"]["confirmed"] == 3
+    assert summary["review_status"]["unreviewed"] == 3
+
+
+# --- selections (background publishing) --------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_select_records_by_ids_or_filter(reviewed_data):
+    from audit.releases import select_records
+
+    chosen = [reviewed_data[1].pk, reviewed_data[4].pk]
+    assert set(select_records({"pks": chosen}).values_list("pk", flat=True)) == set(chosen)
+    assert select_records({"pks": []}).count() == 0
+    assert select_records({"filter": {"task": ["adversarial_worker"]}}).count() == 3
+    assert select_records({"filter": {}}).count() == 6
+    with pytest.raises(ReleaseError, match="unknown filter"):
+        select_records({"filter": {"colour": ["red"]}})
+    with pytest.raises(ReleaseError, match="'filter' or 'pks'"):
+        select_records({})
+
+
+# --- dataset card: hostile text ------------------------------------------------------------------
+
+HOSTILE = "x` <img src=x onerror=alert(1)> ``` `` `<script>alert(2)</script>"
+
+
+def split_fences(text):
+    """(outside, blocks): Markdown text outside fenced code blocks, and each block's content,
+    following CommonMark: a block closes at a line of at least as many backticks."""
+    outside, blocks, fence, block = [], [], None, []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if fence is None:
+            run = len(stripped) - len(stripped.lstrip("`"))
+            if run >= 3 and "`" not in stripped[run:]:
+                fence, block = run, []
+            else:
+                outside.append(line)
+        elif stripped and set(stripped) == {"`"} and len(stripped) >= fence:
+            blocks.append("\n".join(block))
+            fence = None
+        else:
+            block.append(line)
+    assert fence is None, "unclosed code block"
+    return "\n".join(outside), blocks
+
+
+@pytest.mark.django_db
+def test_dataset_card_shows_hostile_filters_only_inside_a_code_block(reviewed_data, tmp_path):
+    filters = {"session": [HOSTILE], f"changelist{HOSTILE}": {"q": [HOSTILE, "a|b"]}}
+    release = publish_release(
+        Transcript.objects.all(), version="1.0.0", filters=filters, output_dir=tmp_path
+    )
+    root = Path(release.path)
+    outside, blocks = split_fences((root / "README.md").read_text())
+    for fragment in ("<img", "onerror", "<script", "alert("):
+        assert fragment not in outside
+    assert [json.loads(block) for block in blocks] == [filters]
+    assert "Filters the selection was made with" in outside
+    croissant = (root / "croissant.json").read_text()
+    assert "<img" not in croissant and "onerror" not in croissant
+    assert verify_release(root) == []
+
+
+@pytest.mark.django_db
+def test_dataset_card_without_filters_says_so(release, tmp_path):
+    text = (tmp_path / "releases/1.0.0/README.md").read_text()
+    assert "Filters: none (every imported record)." in text
+    assert "```" not in text
+
+
+def test_dataset_card_escapes_any_text_in_summary_figures():
+    from audit.releases import dataset_card
+
+    card = {
+        "version": "1.0.0",
+        "counts": {"records": 1, "selection": 1, "reviewed": 1},
+        "filters": {},
+        "summary": {
+            "review_status": {"<b>x</b>": 1, "confirmed": "<img src=x>"},
+            "as_imported": {"accuracy": "`<i>`"},
+            "reviewed": {"accuracy": 0.5},
+            "estimated_error_rate": {"rate": None, "ci95": ["<u>", 1.0], "errors": 0},
+        },
+        "data_files": ["data/reviewed.jsonl"],
+        "license": "cc-by-4.0",
+    }
+    text = dataset_card(card)
+    assert "<" not in text.partition("\n---\n")[2]
+    assert "Status confirmed: &#60;img&#32;" not in text  # spaces stay spaces
+    assert "| accuracy | &#96;&#60;i&#62;&#96; | 0.5 |" in text
+    assert "- Status confirmed: &#60;img src&#61;x&#62;" in text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("license", ["MIT", "mit\nevil: yes", "", "cc by", "<b>"])
+def test_license_must_be_a_license_id(reviewed_data, tmp_path, license):
+    with pytest.raises(ReleaseError, match="license must be"):
+        publish_release(
+            Transcript.objects.all(), version="1.0.0", output_dir=tmp_path, license=license
+        )
+    assert not Release.objects.exists()
+
+
+# --- verify_release: paths outside the release ---------------------------------------------------
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def secret(tmp_path):
+    path = tmp_path / "secret.txt"
+    path.write_text("not part of any release\n")
+    return path
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Every file verify_release hashes or counts."""
+    from audit import releases
+
+    seen = []
+    sha256_file, count_lines = releases.sha256_file, releases._count_lines
+
+    def spy_sha(path):
+        seen.append(Path(path).resolve())
+        return sha256_file(path)
+
+    def spy_count(path):
+        seen.append(Path(path).resolve())
+        return count_lines(path)
+
+    monkeypatch.setattr(releases, "sha256_file", spy_sha)
+    monkeypatch.setattr(releases, "_count_lines", spy_count)
+    return seen
+
+
+@pytest.mark.django_db
+def test_verify_release_refuses_paths_outside_the_release_in_sha256sums(root, secret, reads):
+    relative = os.path.relpath(secret, root)  # ../../secret.txt
+    assert relative.startswith("../")
+    sums = root / "SHA256SUMS"
+    writable(sums)
+    digest = _sha(secret.read_bytes())
+    with sums.open("a") as handle:
+        handle.write(f"{digest}  {secret}\n{digest}  {relative}\n")
+    problems = verify_release(root)
+    outside = "path outside the release directory; not read"
+    assert f"{secret}: listed in SHA256SUMS: {outside}" in problems
+    assert f"{relative}: listed in SHA256SUMS: {outside}" in problems
+    assert all(path.is_relative_to(root.resolve()) for path in reads)
+    with pytest.raises(CommandError, match="outside the release"):
+        call_command("verify_release", str(root))
+
+
+@pytest.mark.django_db
+def test_verify_release_refuses_paths_outside_the_release_in_the_manifest(root, secret, reads):
+    manifest = root / "manifest.json"
+    writable(manifest)
+    data = json.loads(manifest.read_text())
+    relative = os.path.relpath(secret, root)
+    size, digest = secret.stat().st_size, _sha(secret.read_bytes())
+    data["files"] += [
+        {"path": str(secret), "sha256": digest, "size": size},
+        {"path": relative, "sha256": digest, "size": size},
+    ]
+    data["records"][relative] = 1
+    manifest.write_text(json.dumps(data))
+    problems = verify_release(root)
+    outside = "path outside the release directory; not read"
+    assert f"{secret}: listed in manifest.json: {outside}" in problems
+    assert f"{relative}: listed in manifest.json: {outside}" in problems
+    assert f"{relative}: listed in manifest.json records: {outside}" in problems
+    assert all(path.is_relative_to(root.resolve()) for path in reads)
+    with pytest.raises(CommandError, match="outside the release"):
+        call_command("verify_release", str(root))
+
+
+@pytest.mark.django_db
+def test_verify_release_refuses_a_symlink_out_of_the_release(root, secret, reads):
+    writable(root / "data" / "reviewed.jsonl")
+    (root / "data" / "link.jsonl").symlink_to(secret)
+    sums = root / "SHA256SUMS"
+    writable(sums)
+    with sums.open("a") as handle:
+        handle.write(f"{_sha(secret.read_bytes())}  data/link.jsonl\n")
+    problems = verify_release(root)
+    assert (
+        "data/link.jsonl: listed in SHA256SUMS: path outside the release directory; not read"
+        in (problems)
+    )
+    assert all(path.is_relative_to(root.resolve()) for path in reads)
+
+
+@pytest.mark.django_db
+def test_verify_release_reports_each_problem_once(root):
+    import io
+
+    data = root / "data/reviewed.jsonl"
+    writable(data)
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:-1]))
+    problems = verify_release(root)
+    assert len(problems) >= 2
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("verify_release", str(root), stdout=out, stderr=err)
+    printed = out.getvalue() + err.getvalue() + str(excinfo.value)
+    for problem in problems:
+        assert printed.count(problem) == 1, problem
+    assert f"{len(problems)} problem(s)" in str(excinfo.value)

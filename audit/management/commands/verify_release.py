@@ -19,9 +19,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         problems = verify_release(options["path"])
         if problems:
-            for problem in problems:
-                self.stderr.write(problem)
+            # Once, in the error Django prints (and tests and scripts catch): one per line.
             raise CommandError(
-                f"{options['path']}: {len(problems)} problem(s): " + "; ".join(problems)
+                f"{options['path']}: {len(problems)} problem(s):\n"
+                + "\n".join(f"  {problem}" for problem in problems)
             )
         self.stdout.write(self.style.SUCCESS(f"{options['path']}: OK"))
