@@ -22,7 +22,7 @@ from audit.models import (
     Transcript,
     Verdict,
 )
-from audit.reviews import clamp_seconds, final_labels
+from audit.reviews import clamp_seconds
 
 OPENED_SALT = "audit.review.opened"
 
@@ -139,18 +139,20 @@ MB_TYPE_CHOICES = [("", "—"), *((value, value) for value in MISBEHAVIOR_TYPES)
 DECISION_CHOICES = [("", "—"), *((value, value) for value in DECISION_TYPES)]
 
 
-def opened_token(transcript: Transcript, *, at: float | None = None) -> str:
-    """Signed note of when the page was rendered and what it showed: the server's measure of
-    seconds spent (the JS timer cannot be trusted) and the "before" of a conflict view."""
+def opened_token(transcript: Transcript, *, status: str, at: float | None = None) -> str:
+    """Signed note of when the page was rendered and which version it showed: the server's
+    measure of seconds spent (the JS timer cannot be trusted) and the "before" of a conflict
+    view. Signed, not encrypted (anyone can read it): it holds nothing the viewer was not
+    shown, so ``status`` is the status as shown to them (``reviews.shown_status``), never
+    final labels."""
     return signing.dumps(
         {
             "pk": transcript.pk,
             "at": time.time() if at is None else at,
             "v": transcript.version,
-            **final_labels(transcript),
+            "status": status,
         },
         salt=OPENED_SALT,
-        compress=True,
     )
 
 
@@ -219,7 +221,6 @@ def labels_initial(transcript: Transcript) -> dict[str, Any]:
         if transcript.correct_decision in DECISION_TYPES
         else "",
         "based_on_version": transcript.version,
-        "opened": opened_token(transcript),
     }
 
 
@@ -238,9 +239,7 @@ class AdjudicationForm(_LabelsForm):
 
 def rebased(form: _LabelsForm, transcript: Transcript) -> dict[str, Any]:
     """The submitted values against the current version: the conflict view offers them again
-    so the auditor can re-decide without retyping."""
+    so the auditor can re-decide without retyping (the view signs a new ``opened``)."""
     data = form.data.copy()
     data["based_on_version"] = str(transcript.version)
-    seen = form.seen()
-    data["opened"] = opened_token(transcript, at=seen.get("at") if seen else None)
     return data

@@ -16,6 +16,21 @@ Rules (README, Review workflow):
 - Items that are not settled keep the imported ground truth as their final labels, so the cache
   depends on the reviews alone, never on what it held before.
 - Every write locks the transcript row, refuses a stale ``based_on_version`` and bumps the version.
+- A CONFIRM needs a complete imported label (a known correct decision; a known type when it is
+  misbehavior): confirming a gap would publish it as reviewed. Such items are relabeled.
+- Once K counting reviews are in (settled or disputed), the item takes no reviews from newcomers:
+  only auditors with a current counting review on it may revise theirs. So a late review can
+  neither unsettle a settled item nor add noise to a dispute; raising K reopens the item.
+  Adjudicated items take no more reviews at all (the adjudicator's word is final).
+
+Blindness (``may_see_reviews``, the one rule every screen applies): others' verdicts, the final
+labels and the settled status (confirmed/relabeled/adjudicated, shown to blind viewers only as
+"settled") stay hidden until the viewer has given a verdict of their own (UNSURE does not
+count); adjudicators see everything on disputed and adjudicated items.
+
+Leases: "Next" claims one, and so does opening an item that still has room (counting reviews
+plus others' live leases below K). Opening an item drops the auditor's other leases: an auditor
+reserves what they are looking at, not every step they browse past.
 """
 
 from __future__ import annotations
@@ -48,6 +63,10 @@ from audit.records import derive_category
 COUNTING_VERDICTS = (Verdict.CONFIRM, Verdict.RELABEL)
 # Statuses "Next" still hands out: settled and disputed items need no more auditor reviews.
 OPEN_STATUSES = (Status.UNREVIEWED, Status.IN_PROGRESS)
+# Statuses an adjudicator works on (and may see every review of).
+ADJUDICATION_STATUSES = (Status.DISPUTED, Status.ADJUDICATED)
+# What a blind viewer is told about a settled item: that it is settled, not how.
+SETTLED = "settled"
 MAX_SECONDS = 3600
 FINAL_FIELDS = (
     "status",
@@ -236,6 +255,47 @@ def validate_labels(
     return Labels(bool(is_misbehavior), misbehavior_type, correct_decision)
 
 
+def incomplete_label(transcript: Transcript) -> str:
+    """What keeps the imported label from being confirmed, in words ("" when complete)."""
+    gaps = []
+    decision = transcript.correct_decision
+    if not decision:
+        gaps.append("no correct decision")
+    elif decision not in DECISION_TYPES:
+        gaps.append(f"correct decision {decision!r} is not one of {', '.join(DECISION_TYPES)}")
+    mb_type = transcript.misbehavior_type
+    if transcript.is_misbehavior and not mb_type:
+        gaps.append("misbehavior without a type")
+    elif transcript.is_misbehavior and mb_type not in MISBEHAVIOR_TYPES:
+        gaps.append(f"unknown misbehavior type {mb_type!r}")
+    return "; ".join(gaps)
+
+
+def review_refusal(transcript: Transcript, *, auditor: Any, reviews: Iterable[Review]) -> str:
+    """Why ``auditor`` may not give a verdict on the item now ("" when they may).
+
+    ``reviews`` are the item's current reviews. The words never say how a settled item was
+    settled, so the note can be shown to a blind viewer.
+    """
+    counted = transcript.review_count
+    if transcript.status in OPEN_STATUSES:
+        return ""
+    revising = any(
+        review.auditor_id == auditor.pk and review.verdict in COUNTING_VERDICTS
+        for review in reviews
+    )
+    if transcript.status == Status.ADJUDICATED and revising:
+        return "Adjudicated: this item is settled and takes no more reviews."
+    if revising:
+        return ""
+    if transcript.status == Status.DISPUTED:
+        return (
+            f"Disputed ({counted} of {transcript.required_reviews} reviews in): it waits for "
+            "adjudication and needs no more reviews."
+        )
+    return f"Settled ({counted} of {transcript.required_reviews} reviews) — no more reviews needed."
+
+
 def clamp_seconds(seconds: float | int | None) -> int:
     try:
         value = int(seconds or 0)
@@ -331,10 +391,15 @@ def submit_review(
         raise ValidationError({"verdict": f"Unknown verdict {verdict!r}."})
     with transaction.atomic():
         current = _lock_current(transcript, based_on_version)
-        if current.status == Status.ADJUDICATED:
-            # The adjudicator's word is final; more reviews would only be noise in the history.
-            raise ValidationError("This item has been adjudicated; it takes no more reviews.")
+        refusal = review_refusal(current, auditor=auditor, reviews=current_reviews(current))
+        if refusal:
+            raise ValidationError(refusal)
         if verdict == Verdict.CONFIRM:
+            gaps = incomplete_label(current)
+            if gaps:
+                raise ValidationError(
+                    {"verdict": f"The imported label is incomplete ({gaps}); relabel it instead."}
+                )
             labels = original_labels(current)
         return _record(
             current,
@@ -384,21 +449,64 @@ def adjudicate(
         )
 
 
-def may_see_reviews(transcript: Transcript, viewer: Any, reviews: Sequence[Review]) -> bool:
-    """Blindness: others' verdicts stay hidden until the viewer has given their own.
+def gave_verdict(viewer: Any, reviews: Iterable[Review]) -> bool:
+    """Whether the viewer has a current verdict of their own among ``reviews``. UNSURE is not
+    one (else "unsure" would be a way to peek and then revise)."""
+    return any(
+        review.auditor_id == viewer.pk and review.verdict != Verdict.UNSURE for review in reviews
+    )
 
-    ``reviews`` are the item's current reviews. An UNSURE review does not unlock them (else
-    "unsure" would be a way to peek and then revise). Adjudicators see everything once the item
-    is in adjudication; staff are not exempt.
-    """
+
+def may_see(transcript: Transcript, viewer: Any, *, reviewed: bool) -> bool:
+    """Blindness, the one rule: others' verdicts stay hidden until the viewer has given their
+    own (``reviewed``, see ``gave_verdict``). Adjudicators see everything once the item is in
+    adjudication; staff are not exempt."""
     from audit.permissions import ADJUDICATOR, has_role
 
-    if any(
-        review.auditor_id == viewer.pk and review.verdict != Verdict.UNSURE for review in reviews
-    ):
+    if reviewed:
         return True
-    return transcript.status in (Status.DISPUTED, Status.ADJUDICATED) and has_role(
-        viewer, ADJUDICATOR
+    return transcript.status in ADJUDICATION_STATUSES and has_role(viewer, ADJUDICATOR)
+
+
+def may_see_reviews(transcript: Transcript, viewer: Any, reviews: Sequence[Review]) -> bool:
+    """``may_see`` given the item's current reviews."""
+    return may_see(transcript, viewer, reviewed=gave_verdict(viewer, reviews))
+
+
+@dataclass(frozen=True)
+class ShownStatus:
+    value: str
+    label: str
+
+
+def shown_status(transcript: Transcript, *, see_all: bool) -> ShownStatus:
+    """The status as a viewer may see it: how a settled item was settled (confirmed, relabeled,
+    adjudicated) tells which way the verdict went, so a blind viewer only learns "settled"."""
+    if not see_all and transcript.status in SETTLED_STATUSES:
+        return ShownStatus(SETTLED, "Settled")
+    return ShownStatus(transcript.status, Status(transcript.status).label)
+
+
+def shown_category(transcript: Transcript, *, reviewed: bool, viewer: Any) -> str:
+    """The alignment category a viewer may see: the final one, or the as-imported one (derived
+    from the imported ground truth) while the reviews are hidden from them."""
+    if may_see(transcript, viewer, reviewed=reviewed):
+        return transcript.final_alignment_category
+    return derive_category(transcript.is_misbehavior, transcript.decision_type)
+
+
+def next_disputed(adjudicator: Any) -> Transcript | None:
+    """The disputed item to adjudicate next, by priority. Items the adjudicator reviewed
+    themselves come last: someone else should settle a dispute they are part of, but when
+    nothing else is left they may (small teams; the history shows who did what)."""
+    own = Review.objects.filter(
+        transcript=OuterRef("pk"), auditor=adjudicator, superseded_by__isnull=True
+    ).exclude(verdict=Verdict.ADJUDICATE)
+    return (
+        Transcript.objects.filter(status=Status.DISPUTED)
+        .annotate(own=Exists(own))
+        .order_by("own", "-priority", "id")
+        .first()
     )
 
 
@@ -511,14 +619,52 @@ def release_lease(transcript: Transcript, *, auditor: Any) -> int:
     return deleted
 
 
-def lease_for(transcript: Transcript, *, auditor: Any) -> Lease | None:
-    return Lease.objects.filter(
-        transcript=transcript, auditor=auditor, expires_at__gt=timezone.now()
-    ).first()
+def live_leases(transcript: Transcript) -> list[Lease]:
+    """The item's unexpired leases, with their auditors, oldest first."""
+    return list(
+        Lease.objects.filter(transcript=transcript, expires_at__gt=timezone.now())
+        .select_related("auditor")
+        .order_by("claimed_at", "id")
+    )
 
 
-def settled(transcript: Transcript) -> bool:
-    return transcript.status in SETTLED_STATUSES
+def has_room(
+    transcript: Transcript, *, auditor: Any, reviews: Iterable[Review], leases: Iterable[Lease]
+) -> bool:
+    """Whether opening the item should lease it to ``auditor``: it is open, they have no
+    counting review and no live lease on it, and counting reviews plus others' live leases are
+    fewer than K (the same room ``claim_next`` hands items out by). ``leases`` are live ones."""
+    if transcript.status not in OPEN_STATUSES:
+        return False
+    if any(
+        review.auditor_id == auditor.pk and review.verdict in COUNTING_VERDICTS
+        for review in reviews
+    ):
+        return False
+    leases = list(leases)
+    if any(lease.auditor_id == auditor.pk for lease in leases):
+        return False
+    return transcript.review_count + len(leases) < transcript.required_reviews
+
+
+def reserve(transcript: Transcript, *, auditor: Any) -> Lease | None:
+    """Lease an item the auditor opened, if it has room. The caller checks ``has_room`` with
+    the reviews it loaded; under the row lock this re-checks what other auditors can change
+    meanwhile (status, K, counting reviews, their leases), so two auditors opening the item at
+    once cannot overfill it. Drops the auditor's other leases: they reserve what they look at,
+    not every step they browse past."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = _locked(transcript.pk)
+        leases = Lease.objects.filter(transcript=current, expires_at__gt=now)
+        if not has_room(current, auditor=auditor, reviews=(), leases=leases):
+            return None
+        Lease.objects.filter(auditor=auditor).delete()
+        return Lease.objects.create(
+            transcript=current,
+            auditor=auditor,
+            expires_at=now + timedelta(seconds=settings.AUDIT_LEASE_SECONDS),
+        )
 
 
 # --- checking the cache --------------------------------------------------------------------

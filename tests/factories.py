@@ -108,3 +108,10 @@ def import_fixture(name: str, **kwargs: Any) -> ImportResult:
     result = import_file(DATA_DIR / f"{name}.jsonl", **kwargs)
     assert not result.failed, list(result.report_lines())
     return result
+
+
+def confirmable(queryset: Any, n: int) -> list[Transcript]:
+    """The first n transcripts whose imported label is complete enough to be confirmed."""
+    from audit.reviews import incomplete_label
+
+    return [t for t in queryset.order_by("id") if not incomplete_label(t)][:n]

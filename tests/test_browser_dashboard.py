@@ -12,6 +12,7 @@ from django.utils import timezone
 from audit.importers import import_file
 from audit.models import Review, Transcript
 from audit.reviews import adjudicate, submit_review
+from tests.factories import confirmable
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -49,11 +50,12 @@ def demo_data(tmp_path, auditor, auditor2, adjudicator):
         _generated(tmp_path, count=200, seed=12, name="demo-b.jsonl"), required_reviews=2
     )
     assert not first.failed and not second.failed
-    queued = list(Transcript.objects.filter(batch_id=first.batch_id, in_queue=True)[:40])
+    # Only items whose imported label is complete can be confirmed (reviews.incomplete_label).
+    queued = confirmable(Transcript.objects.filter(batch_id=first.batch_id, in_queue=True), 40)
     for i, item in enumerate(queued):
         labels = MB if i % 4 == 0 else None
         _verdict(item, auditor, "relabel" if labels else "confirm", labels)
-    pairs = list(Transcript.objects.filter(batch_id=second.batch_id, in_queue=True)[:24])
+    pairs = confirmable(Transcript.objects.filter(batch_id=second.batch_id, in_queue=True), 24)
     for i, item in enumerate(pairs):
         _verdict(item, auditor, "confirm")
         if i % 5 == 0:

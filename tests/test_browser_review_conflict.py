@@ -258,11 +258,20 @@ def test_filters_push_clean_urls_and_swapped_items_retitle_the_page(
 ):
     page = browser_login("alice")
     page.goto(live_server.url + "/")
-    page.select_option("#filter-flag", "missed_misbehavior")
+
+    def choose(select: str, value: str) -> None:
+        # Wait for the swap to finish: a change made while htmx is still replacing the form
+        # lands on the old, detached select and sends nothing.
+        page.select_option(select, value)
+        page.wait_for_function(
+            "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+        )
+
+    choose("#filter-flag", "missed_misbehavior")
     expect(page).to_have_url(live_server.url + "/?flag=missed_misbehavior")
-    page.select_option("#filter-sort", "step")
+    choose("#filter-sort", "step")
     expect(page).to_have_url(live_server.url + "/?sort=step&flag=missed_misbehavior")
-    page.select_option("#filter-sort", "-priority")  # back to the default: left out again
+    choose("#filter-sort", "-priority")  # back to the default: left out again
     expect(page).to_have_url(live_server.url + "/?flag=missed_misbehavior")
 
     page.keyboard.press("n")
@@ -275,3 +284,39 @@ def test_filters_push_clean_urls_and_swapped_items_retitle_the_page(
         f"Step {second.step_number} · {second.session_id} · Transcript audit"
     )
     assert (second.session_id, second.step_number) != (first.session_id, first.step_number)
+
+
+def test_opened_item_shows_as_reserved_and_once_settled_takes_no_newcomers(
+    item, browser_login, open_as, live_server, artifacts_dir
+):
+    set_required_reviews(Transcript.objects.filter(pk=item.pk), 1)
+    url = item_url(live_server, item)
+    alice = browser_login("alice")
+    alice.set_viewport_size(VIEWPORT)
+    alice.goto(url)
+    expect(alice.locator("#lease-note")).to_contain_text("Reserved for you until")
+
+    # Bob opens the item alice is working on: he is told who holds it.
+    bob = open_as("bob")
+    bob.goto(url)
+    expect(bob.locator("#reserved-by-1")).to_have_text(
+        re.compile(r"Reserved by alice until \d\d:\d\d\.")
+    )
+    bob.screenshot(path=str(artifacts_dir / "review-reserved.png"), full_page=False)
+
+    relabel_as_no_misbehavior(alice, "ALICE-RELABEL: a normal follow-up, not a loop.")
+    alice.keyboard.press("Control+Enter")
+    expect(alice.locator("#review-main")).not_to_have_attribute("data-item", str(item.pk))
+
+    # Settled by alice alone (K = 1): bob gets a note, not a form, and not how it was settled.
+    bob.reload()
+    expect(bob.locator("#closed-note")).to_have_text(
+        "Settled (1 of 1 reviews) — no more reviews needed."
+    )
+    expect(bob.locator("#verdict-form")).to_have_count(0)
+    expect(bob.locator("#item-status")).to_have_text("Settled")
+    expect(bob.locator("body")).not_to_contain_text("ALICE-")
+    bob.keyboard.press("c")  # no form: nothing to confirm
+    assert list(Review.objects.filter(transcript=item).values_list("auditor__username")) == [
+        ("alice",)
+    ]

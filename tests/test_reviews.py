@@ -4,6 +4,7 @@ history, append-only reviews, stale versions, leases and the final-label cache."
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -446,6 +447,101 @@ def test_reviewed_summary_follows_relabel_while_as_imported_does_not(items, audi
     assert reviewed_after["total_misbehaviors"] == reviewed_before["total_misbehaviors"] + 1
 
 
+@pytest.mark.parametrize(
+    ("truth", "reason"),
+    [
+        ({"correct_decision": None}, "no correct decision"),
+        ({"correct_decision": "ESCALATE"}, "correct decision 'ESCALATE' is not one of"),
+        ({"misbehavior_type": None}, "misbehavior without a type"),
+        ({"misbehavior_type": "sandbagging_v2"}, "unknown misbehavior type 'sandbagging_v2'"),
+    ],
+)
+def test_confirm_is_refused_when_the_imported_label_is_incomplete(tmp_path, auditor, truth, reason):
+    [transcript] = import_records(
+        [make_misbehavior(decision="APPROVE", ground_truth=truth)], tmp_path
+    )
+    assert reason in reviews.incomplete_label(transcript)
+    with pytest.raises(ValidationError) as error:
+        confirm(transcript, auditor)
+    assert "the imported label is incomplete" in str(error.value).lower()
+    assert "relabel it instead" in str(error.value)
+    assert not Review.objects.exists()
+    # Relabeling is the way out.
+    relabel(transcript, auditor, mb=True, mb_type="reward_hacking", decision="BLOCK")
+    assert fresh(transcript).status == Status.RELABELED
+
+
+def test_complete_imported_labels_have_no_gaps(items):
+    assert [reviews.incomplete_label(t) for t in items] == ["", "", ""]
+
+
+def test_settled_item_refuses_a_review_from_a_newcomer(items, auditor, auditor2):
+    relabel(items[0], auditor, mb=False, decision="APPROVE")
+    settled = fresh(items[0])
+    assert settled.status == Status.RELABELED
+    # A late confirm would make two disagreeing counting reviews: the item must stay settled.
+    with pytest.raises(ValidationError, match=r"Settled \(1 of 1 reviews\)"):
+        confirm(settled, auditor2)
+    assert fresh(items[0]).status == Status.RELABELED
+    assert Review.objects.count() == 1
+
+
+def test_settled_item_refuses_an_auditor_whose_only_review_is_unsure(items, auditor, auditor2):
+    reviews.set_required_reviews(Transcript.objects.filter(pk=items[0].pk), 2)
+    t = fresh(items[0])
+    reviews.submit_review(
+        t, auditor=auditor2, verdict=Verdict.UNSURE, rationale="?", based_on_version=t.version
+    )
+    confirm(items[0], auditor)
+    relabel(
+        items[0],
+        User.objects.create_user("dan"),
+        mb=True,
+        mb_type="reward_hacking",
+        decision="BLOCK",
+    )
+    assert fresh(items[0]).status == Status.CONFIRMED
+    with pytest.raises(ValidationError, match="no more reviews needed"):
+        relabel(items[0], auditor2)
+
+
+def test_a_reviewer_may_still_revise_a_settled_item(items, auditor):
+    confirm(items[0], auditor)
+    relabel(items[0], auditor, mb=False, decision="APPROVE")
+    assert fresh(items[0]).status == Status.RELABELED
+
+
+def test_disputed_item_refuses_a_review_from_a_newcomer(items, auditor, auditor2, staff_user):
+    reviews.set_required_reviews(Transcript.objects.filter(pk=items[0].pk), 2)
+    confirm(items[0], auditor)
+    relabel(items[0], auditor2, mb=False, decision="APPROVE")
+    assert fresh(items[0]).status == Status.DISPUTED
+    with pytest.raises(ValidationError, match="waits for adjudication"):
+        confirm(items[0], staff_user)
+    assert (
+        reviews.review_refusal(
+            fresh(items[0]), auditor=auditor, reviews=reviews.current_reviews(items[0])
+        )
+        == ""
+    )
+
+
+def test_shown_status_hides_how_a_settled_item_was_settled(items, auditor):
+    relabel(items[0], auditor, mb=False, decision="APPROVE")
+    t = fresh(items[0])
+    assert reviews.shown_status(t, see_all=False) == reviews.ShownStatus("settled", "Settled")
+    assert reviews.shown_status(t, see_all=True).value == Status.RELABELED
+    assert reviews.shown_status(fresh(items[1]), see_all=False).value == Status.UNREVIEWED
+
+
+def test_shown_category_is_the_imported_one_until_the_viewer_may_see(items, auditor, auditor2):
+    relabel(items[0], auditor, mb=False, decision="APPROVE")
+    t = fresh(items[0])
+    assert t.final_alignment_category == "aligned_approve"
+    assert reviews.shown_category(t, viewer=auditor2, reviewed=False) == "alignment_failure_fn"
+    assert reviews.shown_category(t, viewer=auditor, reviewed=True) == "aligned_approve"
+
+
 # --- leases ---------------------------------------------------------------------------------------
 
 
@@ -560,3 +656,70 @@ def test_concurrent_claims_hand_out_different_items(tmp_path):
     assert None not in claimed
     assert len(set(claimed)) == len(users)
     assert Lease.objects.count() == len(users)
+
+
+def test_opening_reserves_an_item_with_room_and_drops_the_auditors_other_leases(
+    items, auditor, auditor2
+):
+    t = fresh(items[0])
+    other = reviews.claim_next(auditor, filters={"pk": items[1].pk})
+    assert other.pk == items[1].pk
+    assert reviews.has_room(t, auditor=auditor, reviews=[], leases=reviews.live_leases(t))
+    lease = reviews.reserve(t, auditor=auditor)
+    assert lease is not None and lease.transcript_id == t.pk
+    assert list(Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)) == [
+        t.pk
+    ]
+    # K = 1 and alice holds it: no room for bob.
+    assert not reviews.has_room(t, auditor=auditor2, reviews=[], leases=reviews.live_leases(t))
+    assert reviews.reserve(t, auditor=auditor2) is None
+    assert reviews.claim_next(auditor2, filters={"pk": t.pk}) is None
+
+
+def test_opening_an_item_that_needs_two_reviews_reserves_it_for_two(
+    items, auditor, auditor2, adjudicator
+):
+    reviews.set_required_reviews(Transcript.objects.filter(pk=items[0].pk), 2)
+    t = fresh(items[0])
+    assert reviews.reserve(t, auditor=auditor) is not None
+    assert reviews.reserve(t, auditor=auditor2) is not None
+    assert reviews.reserve(t, auditor=adjudicator) is None
+
+
+def test_opening_a_settled_or_reviewed_item_reserves_nothing(items, auditor, auditor2):
+    confirm(items[0], auditor)
+    t = fresh(items[0])
+    current = list(reviews.current_reviews(t))
+    assert not reviews.has_room(t, auditor=auditor, reviews=current, leases=[])
+    assert not reviews.has_room(t, auditor=auditor2, reviews=current, leases=[])
+    assert reviews.reserve(t, auditor=auditor2) is None
+
+
+# --- adjudication order ---------------------------------------------------------------------------
+
+
+def test_next_disputed_prefers_items_the_adjudicator_did_not_review(
+    items, auditor, auditor2, adjudicator
+):
+    reviews.set_required_reviews(Transcript.objects.filter(pk__in=[items[0].pk, items[1].pk]), 2)
+    # items[0] has the higher priority, but carol is one of its disputing reviewers.
+    confirm(items[0], adjudicator)
+    relabel(items[0], auditor2, mb=False, decision="APPROVE")
+    confirm(items[1], auditor)
+    relabel(items[1], auditor2, mb=True, mb_type="hallucination", decision="BLOCK")
+    assert fresh(items[0]).priority > fresh(items[1]).priority
+    assert fresh(items[0]).status == fresh(items[1]).status == Status.DISPUTED
+    assert reviews.next_disputed(adjudicator).pk == items[1].pk
+    assert reviews.next_disputed(auditor).pk == items[0].pk
+    # With nothing else left, her own dispute is still offered.
+    t = fresh(items[1])
+    reviews.adjudicate(
+        t,
+        adjudicator=adjudicator,
+        is_misbehavior=False,
+        misbehavior_type="",
+        correct_decision="APPROVE",
+        rationale="benign",
+        based_on_version=t.version,
+    )
+    assert reviews.next_disputed(adjudicator).pk == items[0].pk

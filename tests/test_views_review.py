@@ -1,15 +1,19 @@
 """Review screens (audit.views.review): the checklist for every view (works, login, permission,
 method, 404, htmx fragment), pinned query counts, blindness on the page, conflicts, escaping."""
 
+import base64
+import json
 import re
+import zlib
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from audit import reviews
-from audit.forms import opened_token
+from audit.forms import OPENED_SALT, opened_token
 from audit.models import Lease, Review, Status, Transcript, Verdict
+from tests.conftest import PASSWORD
 from tests.factories import import_records, make_misbehavior, make_record
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +76,7 @@ def verdict_data(transcript: Transcript, verdict: str, **extra) -> dict:
     return {
         "verdict": verdict,
         "based_on_version": transcript.version,
-        "opened": opened_token(transcript),
+        "opened": opened_token(transcript, status=transcript.status),
         **extra,
     }
 
@@ -84,7 +88,7 @@ def adjudication_data(transcript: Transcript, **extra) -> dict:
         "correct_decision": "BLOCK",
         "rationale": "same fix retried three times",
         "based_on_version": transcript.version,
-        "opened": opened_token(transcript),
+        "opened": opened_token(transcript, status=transcript.status),
         **extra,
     }
 
@@ -134,12 +138,55 @@ def test_view_requires_login(disputed, name, method, needs_pk, role):
     assert response["Location"].startswith(reverse("login"))
 
 
-@pytest.mark.parametrize(("name", "method", "needs_pk", "role"), VIEWS)
+@pytest.mark.parametrize(
+    ("name", "method", "needs_pk", "role"), [v for v in VIEWS if v[0] != "queue"]
+)
 def test_view_requires_role(plain_client, disputed, name, method, needs_pk, role):
     url = url_for(name, needs_pk, disputed.pk)
     response = getattr(plain_client, method)(url, payload(name, disputed))
     assert response.status_code == 403
     assert not Review.objects.filter(auditor__username="pat").exists()
+
+
+def test_queue_sends_users_without_the_auditor_role_to_the_dashboard(plain_client, items):
+    # The queue is the home page and where login lands: no bare 403 right after signing in.
+    response = plain_client.get(reverse("queue"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("dashboard")
+
+
+def test_login_without_a_role_lands_on_the_dashboard(plain_user, items):
+    client = Client()
+    response = client.post(reverse("login"), {"username": "pat", "password": PASSWORD}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("dashboard")
+    assert response.status_code == 200
+
+
+def test_403_page_explains_and_links_back(plain_client, disputed):
+    response = plain_client.get(reverse("adjudication_queue"))
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert 'id="forbidden"' in html
+    assert "not for your role" in html and "no role yet" in html
+    assert f'href="{reverse("dashboard")}"' in html
+    assert 'class="mainnav"' in html  # the site's own page, navigation included
+
+
+@pytest.mark.parametrize(
+    ("role", "queue_link", "adjudication_link"),
+    [
+        ("auditor_client", True, False),
+        ("adjudicator_client", True, True),
+        ("plain_client", False, False),
+    ],
+)
+def test_nav_offers_only_the_screens_the_user_may_open(
+    request, items, role, queue_link, adjudication_link
+):
+    html = request.getfixturevalue(role).get(reverse("dashboard")).content.decode()
+    nav = html[html.index('class="mainnav"') : html.index("</nav>")]
+    assert (f'href="{reverse("queue")}"' in nav) is queue_link
+    assert (f'href="{reverse("adjudication_queue")}"' in nav) is adjudication_link
 
 
 @pytest.mark.parametrize("name", ["adjudication_queue", "adjudicate_item", "submit_adjudication"])
@@ -276,8 +323,12 @@ def test_item_page_query_count_is_constant(auditor_client, django_assert_num_que
     small = import_records(episode(3, session="q_small"), tmp_path, name="a.jsonl")
     big = import_records(episode(150, session="q_big"), tmp_path, name="b.jsonl")
     auditor_client.get(reverse("queue"))  # warm the session
-    with django_assert_num_queries(7):
+    # First open: 7 to show the page, 6 to reserve it (savepoint, lock the row, count others'
+    # leases, drop the auditor's other lease, insert, release). Opening it again: 7.
+    with django_assert_num_queries(13):
         auditor_client.get(reverse("item", args=[small[0].pk]))
+    with django_assert_num_queries(13):
+        auditor_client.get(reverse("item", args=[big[0].pk]))
     with django_assert_num_queries(7):
         auditor_client.get(reverse("item", args=[big[0].pk]))
 
@@ -631,3 +682,253 @@ def test_htmx_adjudication_fragment_carries_the_document_title(adjudicator_clien
     url = reverse("adjudicate_item", args=[disputed.pk])
     html = adjudicator_client.get(url, **HTMX).content.decode()
     assert html.lstrip().startswith(f"<title>Adjudicate step {disputed.step_number} · ")
+
+
+# --- blindness on every surface -------------------------------------------------------------------
+
+
+@pytest.fixture
+def bob_relabeled(queued, auditor2):
+    """queued[0] (imported: missed misbehavior, alignment_failure_fn) settled by bob alone as
+    not misbehavior (aligned_approve)."""
+    t = queued[0]
+    reviews.submit_review(
+        t,
+        auditor=auditor2,
+        verdict=Verdict.RELABEL,
+        is_misbehavior=False,
+        correct_decision="APPROVE",
+        rationale="bob-secret-rationale",
+        based_on_version=t.version,
+    )
+    t = Transcript.objects.get(pk=t.pk)
+    assert t.status == Status.RELABELED and t.final_alignment_category == "aligned_approve"
+    return t
+
+
+def test_adjudication_page_of_an_undisputed_item_shows_no_reviews(
+    adjudicator_client, queued, auditor2
+):
+    t = queued[0]
+    reviews.set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
+    t = Transcript.objects.get(pk=t.pk)
+    reviews.submit_review(
+        t,
+        auditor=auditor2,
+        verdict=Verdict.RELABEL,
+        is_misbehavior=False,
+        correct_decision="APPROVE",
+        rationale="bob-secret-rationale",
+        based_on_version=t.version,
+    )
+    url = reverse("adjudicate_item", args=[t.pk])
+    response = adjudicator_client.get(url)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("adjudication_queue")
+    followed = adjudicator_client.get(url, follow=True).content.decode()
+    assert "bob-secret-rationale" not in followed
+    assert "is not disputed" in followed
+    htmx = adjudicator_client.get(url, **HTMX)
+    assert htmx["HX-Redirect"] == reverse("adjudication_queue")
+    assert b"bob-secret" not in htmx.content
+    # Posting an adjudication does not show them either (the domain refuses it anyway).
+    t = Transcript.objects.get(pk=t.pk)
+    posted = adjudicator_client.post(
+        reverse("submit_adjudication", args=[t.pk]), adjudication_data(t)
+    )
+    assert posted.status_code == 302 and b"bob-secret" not in posted.content
+    assert not Review.objects.filter(verdict=Verdict.ADJUDICATE).exists()
+
+
+def step_dot(html: str, step_number: int) -> str:
+    """The category the timeline shows for a step (the colour of its dot)."""
+    found = re.search(rf'data-step="{step_number}">.*?class="cat-dot cat-(\w+)"', html, re.S)
+    return found.group(1)
+
+
+def decode_unverified(token: str) -> dict:
+    """What anyone can read from a signed (not encrypted) token, without the key."""
+    payload = token.split(":")[0]
+    compressed = payload.startswith(".")
+    raw = base64.urlsafe_b64decode(payload.lstrip(".") + "=" * (-len(payload) % 4))
+    return json.loads(zlib.decompress(raw) if compressed else raw)
+
+
+def test_opened_token_reveals_nothing_a_blind_viewer_may_not_see(auditor_client, bob_relabeled):
+    html = auditor_client.get(reverse("item", args=[bob_relabeled.pk])).content.decode()
+    token = re.search(r'name="opened" value="([^"]*)"', html)
+    if token and token.group(1):
+        data = decode_unverified(token.group(1))
+        assert set(data) <= {"pk", "at", "v", "status"}
+        assert data["status"] == "settled"
+    assert step_dot(html, bob_relabeled.step_number) == "alignment_failure_fn"
+    assert "Relabeled" not in html
+    assert 'data-status="settled"' in html
+    assert OPENED_SALT  # the token stays signed: forged ones are ignored (test below)
+
+
+def test_opened_token_holds_only_pk_time_version_and_status(queued):
+    t = queued[0]
+    data = decode_unverified(opened_token(t, status="settled"))
+    assert set(data) == {"pk", "at", "v", "status"}
+    assert (data["pk"], data["v"], data["status"]) == (t.pk, t.version, "settled")
+
+
+def test_timeline_shows_imported_categories_of_steps_the_viewer_has_not_reviewed(
+    auditor_client, auditor2_client, bob_relabeled, items
+):
+    other_step = next(t for t in items if t.pk != bob_relabeled.pk)
+    for client, shown in (
+        (auditor_client, "alignment_failure_fn"),  # alice: blind, sees the imported category
+        (auditor2_client, "aligned_approve"),  # bob reviewed it: sees the final one
+    ):
+        html = client.get(reverse("item", args=[other_step.pk])).content.decode()
+        assert step_dot(html, bob_relabeled.step_number) == shown
+
+
+def test_settled_item_page_offers_no_verdict_to_a_blind_auditor(auditor_client, bob_relabeled):
+    html = auditor_client.get(reverse("item", args=[bob_relabeled.pk])).content.decode()
+    assert 'id="verdict-form"' not in html
+    assert "Settled (1 of 1 reviews) — no more reviews needed" in html
+    assert "bob-secret-rationale" not in html
+    assert 'id="item-status">Settled<' in html
+
+
+def test_conflict_view_does_not_reveal_how_the_item_was_settled(auditor_client, queued, auditor2):
+    t = queued[0]
+    stale = verdict_data(t, "confirm")
+    reviews.submit_review(
+        t,
+        auditor=auditor2,
+        verdict=Verdict.RELABEL,
+        is_misbehavior=False,
+        correct_decision="APPROVE",
+        rationale="bob-secret-rationale",
+        based_on_version=t.version,
+    )
+    response = auditor_client.post(reverse("submit_review", args=[t.pk]), stale, **HTMX)
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert 'id="conflict"' in html
+    assert "Unreviewed → <b>Settled</b>" in html
+    assert "Relabeled" not in html
+    assert step_dot(html, t.step_number) == "alignment_failure_fn"
+    assert "bob-secret-rationale" not in html
+    # Settled meanwhile: no form to re-decide on, and nothing was saved.
+    assert 'id="verdict-form"' not in html and 'id="closed-note"' in html
+    assert not Review.objects.filter(auditor__username="alice").exists()
+
+
+def test_conflict_view_shows_the_labels_before_to_a_viewer_who_may_see_them(
+    auditor_client, auditor, auditor2, queued
+):
+    t = queued[0]
+    reviews.set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
+    t = Transcript.objects.get(pk=t.pk)
+    reviews.submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    t = Transcript.objects.get(pk=t.pk)
+    stale = verdict_data(
+        t, "relabel", is_misbehavior="no", correct_decision="APPROVE", rationale="second look"
+    )
+    reviews.submit_review(t, auditor=auditor2, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    response = auditor_client.post(reverse("submit_review", args=[t.pk]), stale, **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 409
+    assert "Needs more reviews → <b>Confirmed</b>" in html
+    assert "alignment_failure_fn → alignment_failure_fn" in html
+    assert "confirm by bob" in html
+
+
+# --- confirm on incomplete labels -----------------------------------------------------------------
+
+
+def test_confirm_is_disabled_with_the_reason_when_the_imported_label_is_incomplete(
+    auditor_client, tmp_path
+):
+    [t] = import_records(
+        [make_misbehavior(decision="APPROVE", ground_truth={"correct_decision": None})], tmp_path
+    )
+    html = auditor_client.get(reverse("item", args=[t.pk])).content.decode()
+    assert re.search(r'id="btn-confirm"[^>]* disabled', html)
+    assert "the imported label is incomplete (no correct decision); relabel it instead" in html
+    response = auditor_client.post(
+        reverse("submit_review", args=[t.pk]), verdict_data(t, "confirm")
+    )
+    assert response.status_code == 422
+    assert "relabel it instead" in response.content.decode()
+    assert not Review.objects.exists()
+
+
+def test_confirm_is_enabled_for_complete_imported_labels(auditor_client, queued):
+    html = auditor_client.get(reverse("item", args=[queued[0].pk])).content.decode()
+    assert not re.search(r'id="btn-confirm"[^>]* disabled', html)
+    assert 'id="confirm-blocked"' not in html
+
+
+# --- leases on open -------------------------------------------------------------------------------
+
+
+def test_opening_an_item_reserves_it_and_others_see_who_holds_it(
+    auditor_client, auditor2_client, auditor, auditor2, queued
+):
+    t = queued[0]
+    html = auditor_client.get(reverse("item", args=[t.pk])).content.decode()
+    assert Lease.objects.filter(transcript=t, auditor=auditor).exists()
+    assert 'id="lease-note"' in html and "Reserved by" not in html
+    html = auditor2_client.get(reverse("item", args=[t.pk])).content.decode()
+    assert re.search(r"Reserved by alice until \d\d:\d\d", html)
+    assert not Lease.objects.filter(transcript=t, auditor=auditor2).exists()  # K = 1: full
+    # "Next" does not hand bob the item alice opened.
+    response = auditor2_client.post(reverse("next_item"))
+    assert response["Location"] != reverse("item", args=[t.pk])
+
+
+def test_opening_another_item_moves_the_reservation(auditor_client, auditor, queued):
+    auditor_client.get(reverse("item", args=[queued[0].pk]))
+    auditor_client.get(reverse("item", args=[queued[1].pk]))
+    held = Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)
+    assert list(held) == [queued[1].pk]
+
+
+# --- adjudication order ---------------------------------------------------------------------------
+
+
+def test_after_adjudicating_the_next_item_is_one_the_adjudicator_did_not_review(
+    adjudicator_client, adjudicator, auditor, auditor2, disputed, items
+):
+    mine, other = [t for t in items if t.in_queue and t.pk != disputed.pk][:2]
+    reviews.set_required_reviews(Transcript.objects.filter(pk__in=[mine.pk, other.pk]), 2)
+    Transcript.objects.filter(pk=mine.pk).update(priority=1000)  # first by priority
+    for t, first in ((mine, adjudicator), (other, auditor)):
+        t = Transcript.objects.get(pk=t.pk)
+        reviews.submit_review(t, auditor=first, verdict=Verdict.CONFIRM, based_on_version=t.version)
+        t = Transcript.objects.get(pk=t.pk)
+        reviews.submit_review(
+            t,
+            auditor=auditor2,
+            verdict=Verdict.RELABEL,
+            is_misbehavior=False,
+            correct_decision="APPROVE",
+            rationale="fine",
+            based_on_version=t.version,
+        )
+    response = adjudicator_client.post(
+        reverse("submit_adjudication", args=[disputed.pk]), adjudication_data(disputed)
+    )
+    assert response["Location"] == reverse("adjudicate_item", args=[other.pk])
+
+
+# --- timeline legend ------------------------------------------------------------------------------
+
+
+def test_timeline_colours_catch_and_approve_apart():
+    from pathlib import Path
+
+    css = (Path(__file__).parents[1] / "audit/static/audit/app.css").read_text()
+
+    def background(selector: str) -> str:
+        rule = re.search(re.escape(selector) + r"\s*(?:,[^{]*)?\{([^}]*)\}", css)
+        return re.search(r"background:\s*([^;]+);", rule.group(1)).group(1)
+
+    assert background(".cat-dot.cat-aligned_catch") != background(".cat-dot.cat-aligned_approve")
+    assert background(".pill.cat-aligned_catch") != background(".pill.cat-aligned_approve")

@@ -3,19 +3,19 @@
 One view serves a page and, for htmx requests, the fragment it swaps ("screen.html#region").
 Every page works without JS: forms post and redirect (POST-redirect-GET); with htmx the next item
 is swapped in and its URL pushed. Blindness (``reviews.may_see_reviews``) decides what of other
-auditors' work a page shows.
+auditors' work a page shows; how a record reads is ``audit.presentation``.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.db.models import Count, Exists, OuterRef, Q
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -31,12 +31,14 @@ from audit.forms import (
     QueueFilterForm,
     VerdictForm,
     labels_initial,
+    opened_token,
     queue_conditions,
     queue_queryset,
     rebased,
 )
-from audit.models import Flag, Review, Status, Transcript, Verdict
-from audit.permissions import adjudicator_required, auditor_required
+from audit.models import Category, Flag, Review, Status, Transcript, Verdict
+from audit.permissions import AUDITOR, adjudicator_required, auditor_required, has_role
+from audit.presentation import flags, present_record, problems
 from audit.records import derive_category
 
 SKIP_KEY = "audit_skipped"
@@ -63,132 +65,6 @@ ROW_FIELDS = (
 )
 
 
-# --- presentation helpers ------------------------------------------------------------------------
-
-
-def pretty(value: Any) -> str:
-    """JSON for people: indented, unicode kept. The template escapes it."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
-def _obj(record: dict[str, Any], key: str) -> dict[str, Any]:
-    value = record.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"{value:g}" if isinstance(value, float) else str(value)
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-SCORE_KEYS = (
-    "evidence_score",
-    "counterfactual_score",
-    "deliberation_score",
-    "constitutional_score",
-    "faithfulness_score",
-    "reasoning_quality",
-    "deception_risk",
-)
-DEBATE_SCORES = (
-    "advocate_strength",
-    "prosecutor_strength",
-    "decision_confidence",
-    "debate_quality",
-)
-
-
-def present_record(raw: str) -> dict[str, Any]:
-    """The parts of a record the item page shows, with structure made readable."""
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        record = {}
-    if not isinstance(record, dict):
-        record = {}
-    proposal, decision = _obj(record, "proposal"), _obj(record, "decision")
-    cot, debate, context = (
-        _obj(record, "cot_analysis"),
-        _obj(record, "debate_result"),
-        _obj(record, "context"),
-    )
-    services = context.get("available_services")
-    reasons = cot.get("suspicion_reasons")
-
-    def has(obj: dict[str, Any], key: str) -> bool:
-        return obj.get(key) not in (None, {}, [], "")
-
-    return {
-        "proposal": {
-            "action_type": _scalar(proposal.get("action_type")),
-            "target": _scalar(proposal.get("target")),
-            "worker_id": _scalar(proposal.get("worker_id")),
-            "worker_reasoning": _scalar(proposal.get("worker_reasoning")),
-            "parameters": pretty(proposal.get("parameters")) if has(proposal, "parameters") else "",
-        },
-        "decision": {
-            "type": _scalar(decision.get("type")),
-            "reason": _scalar(decision.get("reason")),
-            "explanation": _scalar(decision.get("explanation")),
-            "worker_message": _scalar(decision.get("worker_message")),
-            "redirect_action": pretty(decision.get("redirect_action"))
-            if has(decision, "redirect_action")
-            else "",
-        },
-        "cot": {
-            "present": bool(cot),
-            "thinking_text": _scalar(cot.get("thinking_text")),
-            "answer_text": _scalar(cot.get("answer_text")),
-            "has_thinking": cot.get("has_thinking"),
-            "deliberation_depth": _scalar(cot.get("deliberation_depth")),
-            "is_suspicious": bool(cot.get("is_suspicious")),
-            "suspicion_reasons": [_scalar(r) for r in reasons] if isinstance(reasons, list) else [],
-            "scores": [
-                (key.replace("_", " "), _number(cot.get(key))) for key in SCORE_KEYS if key in cot
-            ],
-        },
-        "debate": {
-            "present": bool(debate),
-            "final_decision": _scalar(debate.get("final_decision")),
-            "final_reasoning": _scalar(debate.get("final_reasoning")),
-            "num_rounds": _scalar(debate.get("num_rounds")),
-            "scores": [
-                (key.replace("_", " "), _number(debate.get(key)))
-                for key in DEBATE_SCORES
-                if key in debate
-            ],
-        },
-        "context": {
-            "services": [_scalar(s) for s in services] if isinstance(services, list) else [],
-            "incident_status": _scalar(context.get("incident_status")),
-            "track_record": pretty(context.get("worker_track_record"))
-            if has(context, "worker_track_record")
-            else "",
-        },
-        "ground_truth": [(k, _json_literal(v)) for k, v in _obj(record, "ground_truth").items()],
-        "labels": [(k, _json_literal(v)) for k, v in _obj(record, "labels").items()],
-        "reward": _scalar(record.get("reward")),
-        "timestamp": record.get("timestamp"),
-    }
-
-
-def _json_literal(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def _is_htmx(request: HttpRequest) -> bool:
     return bool(getattr(request, "htmx", False))
 
@@ -196,6 +72,16 @@ def _is_htmx(request: HttpRequest) -> bool:
 def _push(response: HttpResponse, url: str) -> HttpResponse:
     response["HX-Push-Url"] = url
     return response
+
+
+def _redirect(request: HttpRequest, url: str) -> HttpResponse:
+    """Go to another page: a redirect, or for htmx a full page load (HX-Redirect), since the
+    page's swap target would not fit the other screen."""
+    if _is_htmx(request):
+        response = HttpResponse()
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
 
 
 def _add_errors(form: Any, error: ValidationError) -> None:
@@ -311,8 +197,11 @@ def _page_url(query: QueryDict, page: int) -> str:
 
 
 @require_GET
-@auditor_required
 def queue(request: HttpRequest) -> HttpResponse:
+    if not has_role(request.user, AUDITOR):
+        # The queue is the home page (and where login lands): everyone else starts on the
+        # dashboard instead of a 403.
+        return redirect("dashboard")
     defaults = _queue_defaults()
     query = _clean_query(request.GET, defaults)
     if not _is_htmx(request) and query.urlencode() != request.GET.urlencode():
@@ -327,7 +216,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     offset = (page - 1) * PAGE_SIZE
     rows = list(queryset.only(*ROW_FIELDS)[offset : offset + PAGE_SIZE])
     for row in rows:
-        row.flag_list = [flag for flag in Flag if getattr(row, f"flag_{flag.value}")]
+        row.flag_list = flags(row)
     active = {key: value for key, value in query.items() if key != "page"}
     context = {
         "nav": "queue",
@@ -353,35 +242,32 @@ def queue(request: HttpRequest) -> HttpResponse:
 # --- item ----------------------------------------------------------------------------------------
 
 
-def _timeline(transcript: Transcript) -> list[Transcript]:
-    return list(
+def _timeline(transcript: Transcript, viewer: Any) -> list[Transcript]:
+    """The episode's steps, each with the category the viewer may see (``shown_category``):
+    whether the viewer reviewed a step comes from an EXISTS in the same query, not one per step."""
+    own = Review.objects.filter(
+        transcript=OuterRef("pk"), auditor=viewer, superseded_by__isnull=True
+    ).exclude(verdict=Verdict.UNSURE)
+    steps = list(
         Transcript.objects.filter(session_id=transcript.session_id, task_id=transcript.task_id)
+        .annotate(reviewed=Exists(own))
         .order_by("step_number", "id")
         .only(
             "id",
             "step_number",
             "action_type",
             "decision_type",
+            "is_misbehavior",
             "final_alignment_category",
             "status",
             "in_queue",
         )[:TIMELINE_LIMIT]
     )
-
-
-def _problems(transcript: Transcript) -> list[dict[str, str]]:
-    """Each flag with its reason in words, as the importer wrote it."""
-    labels = dict(Flag.choices)
-    problems = transcript.problems if isinstance(transcript.problems, list) else []
-    return [
-        {
-            "flag": str(p.get("flag", "")),
-            "label": labels.get(p.get("flag"), str(p.get("flag", ""))),
-            "detail": str(p.get("detail", "")),
-        }
-        for p in problems
-        if isinstance(p, dict)
-    ]
+    labels = dict(Category.choices)
+    for step in steps:
+        step.shown_category = reviews.shown_category(step, viewer=viewer, reviewed=step.reviewed)
+        step.shown_category_label = labels.get(step.shown_category, step.shown_category)
+    return steps
 
 
 def _history_rows(transcript: Transcript, history: list[Review]) -> list[dict[str, Any]]:
@@ -401,27 +287,43 @@ def _history_rows(transcript: Transcript, history: list[Review]) -> list[dict[st
     return rows
 
 
+def _status_label(value: Any) -> str:
+    if value == reviews.SETTLED:
+        return "Settled"
+    return Status(value).label if value in Status.values else "unknown"
+
+
 def _conflict(
-    seen: dict[str, Any] | None, transcript: Transcript, all_reviews: list[Review], see_all: bool
+    seen: dict[str, Any] | None, all_reviews: list[Review], *, see_all: bool
 ) -> dict[str, Any]:
     """What changed since the auditor loaded the item.
 
-    Blindness holds here too: a viewer who may not see others' reviews learns that the item
-    changed, its new status and who wrote reviews in between, but not their verdicts or the new
-    final labels; those appear only when the viewer could see them on the item page anyway.
+    Blindness holds here too: the opened token carries only the status the viewer was shown, so
+    a blind viewer learns that the item changed, its status as they may see it and who wrote
+    reviews in between, not their verdicts or the final labels. A viewer who may see the
+    reviews gets the final labels as they were, from the ``before`` of the first review written
+    since (the state at the version they opened).
     """
-    seen_version = (seen or {}).get("v", 0)
+    seen = seen or {}
+    seen_version = seen.get("v", 0)
     since = [r for r in all_reviews if r.based_on_version >= seen_version]
     return {
-        "seen": seen or {},
         "seen_version": seen_version,
         "since": since,
         "see_all": see_all,
-        "status_before": Status(seen["status"]).label
-        if seen and seen.get("status") in Status.values
-        else "unknown",
-        "now": reviews.final_labels(transcript),
+        "status_before": _status_label(seen.get("status")),
+        "labels_before": since[0].before if see_all and since else {},
     }
+
+
+def _opened(form: Any, transcript: Transcript, *, status: str, is_conflict: bool) -> str:
+    """The signed ``opened`` token the form carries: an invalid form keeps the one it came
+    with; a fresh form, or one offered again after a conflict, notes the version shown now
+    (keeping the time the auditor first opened the item)."""
+    if form.is_bound and not is_conflict:
+        return form.data.get("opened", "")
+    seen = form.seen() if form.is_bound else None
+    return opened_token(transcript, status=status, at=seen.get("at") if seen else None)
 
 
 def _item_context(
@@ -440,11 +342,19 @@ def _item_context(
     )
     current = [r for r in all_reviews if r.superseded_by_id is None]
     see_all = reviews.may_see_reviews(transcript, user, current)
+    status = reviews.shown_status(transcript, see_all=see_all)
     history = all_reviews if see_all else [r for r in all_reviews if r.auditor_id == user.pk]
     own = next(
         (r for r in current if r.auditor_id == user.pk and r.verdict != Verdict.ADJUDICATE), None
     )
-    timeline = _timeline(transcript)
+    leases = reviews.live_leases(transcript)
+    if reviews.has_room(transcript, auditor=user, reviews=current, leases=leases):
+        # Opening an item reserves it, as "Next" does, so a second auditor is not handed it.
+        claimed = reviews.reserve(transcript, auditor=user)
+        if claimed is not None:
+            claimed.auditor = user
+            leases = [lease for lease in leases if lease.auditor_id != user.pk] + [claimed]
+    timeline = _timeline(transcript, user)
     position = next((i for i, step in enumerate(timeline) if step.pk == transcript.pk), None)
     prev_step = timeline[position - 1] if position else None
     next_step = (
@@ -456,22 +366,24 @@ def _item_context(
     return {
         "nav": "queue",
         "t": transcript,
+        "status": status,
         "rec": present_record(transcript.raw),
-        "problems": _problems(transcript),
-        "flags": [flag for flag in Flag if getattr(transcript, f"flag_{flag.value}")],
+        "problems": problems(transcript),
+        "flags": flags(transcript),
         "timeline": timeline,
         "prev_step": prev_step,
         "next_step": next_step,
         "see_all": see_all,
         "history": _history_rows(transcript, history),
         "own": own,
-        "lease": reviews.lease_for(transcript, auditor=user),
+        "lease": next((lease for lease in leases if lease.auditor_id == user.pk), None),
+        "reserved_by": [lease for lease in leases if lease.auditor_id != user.pk],
         "form": form,
+        "opened": _opened(form, transcript, status=status.value, is_conflict=is_conflict),
         "mode": mode if mode in (Verdict.RELABEL, Verdict.UNSURE) else "",
-        "closed": transcript.status == Status.ADJUDICATED,
-        "conflict": _conflict(conflict_seen, transcript, all_reviews, see_all)
-        if is_conflict
-        else None,
+        "refusal": reviews.review_refusal(transcript, auditor=user, reviews=current),
+        "confirm_blocked": reviews.incomplete_label(transcript),
+        "conflict": _conflict(conflict_seen, all_reviews, see_all=see_all) if is_conflict else None,
         "original": reviews.original_labels(transcript),
         "original_category": derive_category(transcript.is_misbehavior, transcript.decision_type),
     }
@@ -508,12 +420,7 @@ def _go_next(request: HttpRequest) -> HttpResponse:
     transcript = reviews.claim_next(request.user, filters=_session_filters(request), skip=skipped)
     if transcript is None:
         messages.info(request, "Nothing left for you to review here. Well done.")
-        url = reverse("queue")
-        if _is_htmx(request):
-            response = HttpResponse()
-            response["HX-Redirect"] = url
-            return response
-        return redirect(url)
+        return _redirect(request, reverse("queue"))
     url = reverse("item", args=[transcript.pk])
     if _is_htmx(request):
         transcript = Transcript.objects.select_related("batch").get(pk=transcript.pk)
@@ -541,22 +448,29 @@ def skip_item(request: HttpRequest, pk: int) -> HttpResponse:
     return _go_next(request)
 
 
-@require_POST
-@auditor_required
-def submit_review(request: HttpRequest, pk: int) -> HttpResponse:
+def _decide(
+    request: HttpRequest,
+    pk: int,
+    *,
+    form_class: type[VerdictForm] | type[AdjudicationForm],
+    decide: Callable[..., reviews.ReviewOutcome],
+    render_page: Callable[..., HttpResponse],
+    done: Callable[[reviews.ReviewOutcome], HttpResponse],
+) -> HttpResponse:
+    """The POST half both verdict screens share: check the form, call the domain; a stale
+    version shows the conflict view (409) offering the entries again against the current
+    version; invalid input shows the errors (422)."""
     transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
-    form = VerdictForm(request.POST, transcript=transcript)
+    form = form_class(request.POST, transcript=transcript)
     if form.is_valid():
         try:
-            outcome = reviews.submit_review(
-                transcript, auditor=request.user, **form.domain_kwargs()
-            )
-        except reviews.StaleVersion:
-            current = Transcript.objects.select_related("batch").get(pk=pk)
-            return _render_item(
+            outcome = decide(transcript, **form.domain_kwargs())
+        except reviews.StaleVersion as stale:
+            current = stale.transcript
+            return render_page(
                 request,
                 current,
-                form=VerdictForm(rebased(form, current), transcript=current),
+                form=form_class(rebased(form, current), transcript=current),
                 conflict_seen=form.seen(),
                 is_conflict=True,
                 status=409,
@@ -564,14 +478,33 @@ def submit_review(request: HttpRequest, pk: int) -> HttpResponse:
         except ValidationError as error:
             _add_errors(form, error)
         else:
-            verdict = Verdict(outcome.review.verdict).label.lower()
-            messages.success(
-                request,
-                f"Saved your {verdict} on step {transcript.step_number} of "
-                f"{transcript.session_id}; status: {Status(outcome.state.status).label}.",
-            )
-            return _go_next(request)
-    return _render_item(request, transcript, form=form, status=422)
+            return done(outcome)
+    return render_page(request, transcript, form=form, status=422)
+
+
+@require_POST
+@auditor_required
+def submit_review(request: HttpRequest, pk: int) -> HttpResponse:
+    def done(outcome: reviews.ReviewOutcome) -> HttpResponse:
+        t = outcome.transcript
+        verdict = Verdict(outcome.review.verdict).label.lower()
+        # Safe to name the status: after their own verdict the auditor may see it (an unsure
+        # never settles an item, and newcomers cannot review settled ones).
+        messages.success(
+            request,
+            f"Saved your {verdict} on step {t.step_number} of {t.session_id}; "
+            f"status: {Status(outcome.state.status).label}.",
+        )
+        return _go_next(request)
+
+    return _decide(
+        request,
+        pk,
+        form_class=VerdictForm,
+        decide=lambda t, **values: reviews.submit_review(t, auditor=request.user, **values),
+        render_page=_render_item,
+        done=done,
+    )
 
 
 # --- adjudication --------------------------------------------------------------------------------
@@ -591,7 +524,7 @@ def adjudication_queue(request: HttpRequest) -> HttpResponse:
     offset = (page - 1) * PAGE_SIZE
     rows = list(queryset.only(*ROW_FIELDS)[offset : offset + PAGE_SIZE])
     counts = dict(
-        Transcript.objects.filter(status__in=(Status.DISPUTED, Status.ADJUDICATED))
+        Transcript.objects.filter(status__in=reviews.ADJUDICATION_STATUSES)
         .order_by()
         .values_list("status")
         .annotate(n=Count("id"))
@@ -629,6 +562,10 @@ def _adjudication_context(
         .order_by("created_at", "id")
     )
     current = [r for r in all_reviews if r.superseded_by_id is None]
+    # The view only renders items in adjudication, where this holds for adjudicators; the
+    # check keeps the page blind should that ever change.
+    if not reviews.may_see_reviews(transcript, request.user, current):
+        raise Http404("not in adjudication")
     side_by_side = [r for r in current if r.verdict != Verdict.ADJUDICATE]
     fields = ("is_misbehavior", "misbehavior_type", "correct_decision")
     differs = {
@@ -641,8 +578,8 @@ def _adjudication_context(
         "nav": "adjudication",
         "t": transcript,
         "rec": present_record(transcript.raw),
-        "problems": _problems(transcript),
-        "flags": [flag for flag in Flag if getattr(transcript, f"flag_{flag.value}")],
+        "problems": problems(transcript),
+        "flags": flags(transcript),
         "side_by_side": [
             {
                 "review": r,
@@ -656,18 +593,22 @@ def _adjudication_context(
         "adjudications": [r for r in all_reviews if r.verdict == Verdict.ADJUDICATE],
         "history": _history_rows(transcript, all_reviews),
         "form": form,
-        "open": transcript.status in (Status.DISPUTED, Status.ADJUDICATED),
+        "opened": _opened(form, transcript, status=transcript.status, is_conflict=is_conflict),
         "original": reviews.original_labels(transcript),
         "original_category": derive_category(transcript.is_misbehavior, transcript.decision_type),
-        "conflict": _conflict(conflict_seen, transcript, all_reviews, True)
-        if is_conflict
-        else None,
+        "conflict": _conflict(conflict_seen, all_reviews, see_all=True) if is_conflict else None,
     }
 
 
 def _render_adjudication(
     request: HttpRequest, transcript: Transcript, *, status: int = 200, **kwargs: Any
 ) -> HttpResponse:
+    if transcript.status not in reviews.ADJUDICATION_STATUSES:
+        # Not (or no longer) disputed: the page would show reviews its viewer may not see.
+        messages.info(
+            request, f"Item #{transcript.pk} is not disputed; there is nothing to adjudicate."
+        )
+        return _redirect(request, reverse("adjudication_queue"))
     context = _adjudication_context(request, transcript, **kwargs)
     template = (
         "audit/adjudication.html#adjudication" if _is_htmx(request) else "audit/adjudication.html"
@@ -685,43 +626,22 @@ def adjudicate_item(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @adjudicator_required
 def submit_adjudication(request: HttpRequest, pk: int) -> HttpResponse:
-    transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
-    form = AdjudicationForm(request.POST, transcript=transcript)
-    if form.is_valid():
-        try:
-            reviews.adjudicate(transcript, adjudicator=request.user, **form.domain_kwargs())
-        except reviews.StaleVersion:
-            current = Transcript.objects.select_related("batch").get(pk=pk)
-            return _render_adjudication(
-                request,
-                current,
-                form=AdjudicationForm(rebased(form, current), transcript=current),
-                conflict_seen=form.seen(),
-                is_conflict=True,
-                status=409,
-            )
-        except ValidationError as error:
-            _add_errors(form, error)
-        else:
-            messages.success(
-                request,
-                f"Adjudicated step {transcript.step_number} of {transcript.session_id}.",
-            )
-            following = (
-                Transcript.objects.select_related("batch")
-                .filter(status=Status.DISPUTED)
-                .order_by("-priority", "id")
-                .first()
-            )
-            if following is None:
-                url = reverse("adjudication_queue")
-                if _is_htmx(request):
-                    response = HttpResponse()
-                    response["HX-Redirect"] = url
-                    return response
-                return redirect(url)
-            url = reverse("adjudicate_item", args=[following.pk])
-            if _is_htmx(request):
-                return _push(_render_adjudication(request, following), url)
-            return redirect(url)
-    return _render_adjudication(request, transcript, form=form, status=422)
+    def done(outcome: reviews.ReviewOutcome) -> HttpResponse:
+        t = outcome.transcript
+        messages.success(request, f"Adjudicated step {t.step_number} of {t.session_id}.")
+        following = reviews.next_disputed(request.user)
+        if following is None:
+            return _redirect(request, reverse("adjudication_queue"))
+        url = reverse("adjudicate_item", args=[following.pk])
+        if _is_htmx(request):
+            return _push(_render_adjudication(request, following), url)
+        return redirect(url)
+
+    return _decide(
+        request,
+        pk,
+        form_class=AdjudicationForm,
+        decide=lambda t, **values: reviews.adjudicate(t, adjudicator=request.user, **values),
+        render_page=_render_adjudication,
+        done=done,
+    )
