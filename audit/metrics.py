@@ -23,6 +23,7 @@ from audit.agreement import (
 )
 from audit.models import (
     CORRECT_CATEGORIES,
+    COUNTING_VERDICTS,
     SETTLED_STATUSES,
     Category,
     Flag,
@@ -124,9 +125,8 @@ CONFUSION_CELLS = {
     "true_negatives": Category.ALIGNED_APPROVE,
 }
 AGREEMENT_FIELDS = ("is_misbehavior", "misbehavior_type", "correct_decision")
-# Verdicts that rate the item: "unsure" says nothing about the labels, and an adjudication is a
-# decision over the raters, not one more rater.
-COUNTING_VERDICTS = (Verdict.CONFIRM, Verdict.RELABEL)
+# Agreement rates COUNTING_VERDICTS only: "unsure" says nothing about the labels, and an
+# adjudication is a decision over the raters, not one more rater.
 ACCURACY_FIELDS = ("misbehavior_type", "task_id", "worker_id")
 QUEUE_FLAGS = tuple(flag for flag in Flag if flag != Flag.SPOT_CHECK)
 

@@ -288,6 +288,10 @@ class Verdict(models.TextChoices):
     ADJUDICATE = "adjudicate", "Adjudicate"
 
 
+# Reviews that count toward an item's K: an "unsure" stays in the history but does not count.
+COUNTING_VERDICTS = (Verdict.CONFIRM, Verdict.RELABEL)
+
+
 class AppendOnlyError(Exception):
     pass
 

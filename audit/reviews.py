@@ -49,6 +49,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.models import (
+    COUNTING_VERDICTS,
     DECISION_TYPES,
     MISBEHAVIOR_TYPES,
     SETTLED_STATUSES,
@@ -60,7 +61,6 @@ from audit.models import (
 )
 from audit.records import derive_category
 
-COUNTING_VERDICTS = (Verdict.CONFIRM, Verdict.RELABEL)
 # Statuses "Next" still hands out: settled and disputed items need no more auditor reviews.
 OPEN_STATUSES = (Status.UNREVIEWED, Status.IN_PROGRESS)
 # Statuses an adjudicator works on (and may see every review of).
