@@ -21,7 +21,9 @@ original order, unknown keys included), changed only as follows:
 
 Re-importing an export works (``review`` is an unknown key to the importer and is kept verbatim
 in ``raw``), but it does not recreate Review rows: the new database holds the exported labels as
-its imported ground truth, with the earlier review history carried along in the record. When an
+its imported ground truth, with the earlier review history carried along in the record. The
+importer identifies an exported record by its original form (``records.original_record``), so
+an export imported into the database it came from adds nothing. When an
 already-exported record is exported again, its earlier block is kept under ``review.earlier``.
 
 Lines are ``json.dumps(record)`` (the exporter's own spelling) in a deterministic order:

@@ -190,10 +190,37 @@ def _get(record: dict[str, Any], obj: str, key: str) -> Any:
     return container.get(key)
 
 
+def original_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as first imported, when this one is the app's own export of it.
+
+    An export replaces ``ground_truth`` and ``labels`` with final values and adds a ``review``
+    block that keeps the originals (and, for an export of a re-import, the earlier block under
+    ``review.earlier``). Undoing that gives every copy of one decision the same identity, so
+    importing an export into the database it came from adds nothing twice.
+    """
+    while True:
+        review = record.get("review")
+        if not (
+            isinstance(review, dict)
+            and "original_ground_truth" in review
+            and "original_labels" in review
+        ):
+            return record
+        restored = {key: value for key, value in record.items() if key != "review"}
+        restored["ground_truth"] = review["original_ground_truth"]
+        restored["labels"] = review["original_labels"]
+        if "earlier" in review:
+            restored["review"] = review["earlier"]
+        record = restored
+
+
 def fingerprint(record: dict[str, Any]) -> str:
-    """sha256 of the canonical record: the same decision hashes the same however it is spelled
-    (key order, whitespace), so overlapping files deduplicate."""
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """sha256 of the canonical original record: the same decision hashes the same however it is
+    spelled (key order, whitespace) and whether it comes raw or from an export of this app, so
+    overlapping files deduplicate."""
+    canonical = json.dumps(
+        original_record(record), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 

@@ -405,3 +405,22 @@ def test_written_file_reports_the_sha256_of_its_bytes(tmp_path):
     data = (tmp_path / "x.jsonl").read_bytes()
     assert written.sha256 == hashlib.sha256(data).hexdigest()
     assert written.size == len(data) and written.records == 3
+
+
+@pytest.mark.django_db
+def test_importing_an_export_into_its_own_database_adds_nothing(tmp_path, auditor):
+    import_fixture("noisy_s1")
+    missed = Transcript.objects.filter(flag_missed_misbehavior=True).first()
+    review(missed, auditor, Verdict.RELABEL, rationale="not a loop", **relabel_values(missed))
+    fingerprints = set(Transcript.objects.values_list("fingerprint", flat=True))
+    exporters.write_jsonl(Transcript.objects.all(), tmp_path / "all.jsonl")
+    result = import_file(tmp_path / "all.jsonl")
+    assert (result.imported, result.duplicates) == (0, 105)
+    # And an export of that export's import maps back to the same identity too.
+    wipe_database()
+    import_file(tmp_path / "all.jsonl")
+    assert set(Transcript.objects.values_list("fingerprint", flat=True)) == fingerprints
+    exporters.write_jsonl(Transcript.objects.all(), tmp_path / "again.jsonl")
+    wipe_database()
+    import_fixture("noisy_s1")
+    assert import_file(tmp_path / "again.jsonl").imported == 0
