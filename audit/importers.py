@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit.models import ImportBatch, RejectedLine, Transcript
 from audit.records import RecordError, extract, parse_line
@@ -282,6 +282,7 @@ def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_ru
     imported = duplicates = 0
     try:
         with transaction.atomic():
+            _serialise_imports()
             batch = ImportBatch.objects.create(**batch_fields)
             for chunk in _chunks(staged, CHUNK_SIZE):
                 kept = [
@@ -332,6 +333,19 @@ def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_ru
     except _Rollback:
         return _Stored(imported=imported, duplicates=duplicates)
     return _Stored(imported=imported, duplicates=duplicates, batch_id=batch.pk)
+
+
+# Any constant: the key of the PostgreSQL advisory lock that imports take.
+IMPORT_LOCK_KEY = 0x5E471E1
+
+
+def _serialise_imports() -> None:
+    """One import inserts at a time, so two overlapping files cannot both find a fingerprint
+    missing and then collide on the unique index. SQLite already serialises writers (BEGIN
+    IMMEDIATE); PostgreSQL takes a transaction-scoped advisory lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_KEY])
 
 
 def _chunks(staged: IO[str], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -83,3 +83,29 @@ def test_import_parses_with_no_transaction_open_and_a_writer_can_commit_meanwhil
     assert result.imported == 100
     assert seen and not any(seen)
     assert other_writes == ["ok"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_file_imported_concurrently_lands_once(tmp_path):
+    path = write_jsonl(tmp_path / "same.jsonl", [make_record(step_number=s) for s in range(1500)])
+    results: list = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def work():
+        try:
+            start.wait()
+            results.append(import_file(path))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r.imported for r in results) == [0, 0, 1500]
+    assert Transcript.objects.count() == 1500
