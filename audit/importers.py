@@ -109,7 +109,7 @@ def import_file(
     source: str = "command",
     file_name: str | None = None,
     progress: Progress | None = None,
-    rejects: IO[str] | None = None,
+    rejects: IO[bytes] | None = None,
     required_reviews: int | None = None,
 ) -> ImportResult:
     """Import one file from disk; see ``import_stream``."""
@@ -142,7 +142,7 @@ def import_stream(
     dry_run: bool = False,
     source: str = "command",
     progress: Progress | None = None,
-    rejects: IO[str] | None = None,
+    rejects: IO[bytes] | None = None,
     required_reviews: int | None = None,
 ) -> ImportResult:
     """Import JSONL from a binary stream (gzip detected by its magic bytes, not the name).
@@ -218,7 +218,7 @@ class _Scan:
 
     staged: IO[str]
     skip_invalid: bool
-    rejects: IO[str] | None
+    rejects: IO[bytes] | None
     spot_check_rate: float
     lines: int = 0
     rejected: int = 0
@@ -231,28 +231,28 @@ class _Scan:
             raw_line = raw_line[3:]  # a UTF-8 byte order mark is not part of the record
         if not raw_line.strip():
             return  # blank lines (a trailing newline, spacing) carry no record
+        raw_line = raw_line.rstrip(b"\r\n")
         try:
             text = raw_line.decode("utf-8")
         except UnicodeDecodeError as exc:
             self.reject(
                 number,
-                raw_line.decode("utf-8", errors="replace"),
+                raw_line,
                 f"encoding: not valid UTF-8 (byte {exc.object[exc.start]:#04x} "
                 f"at position {exc.start + 1})",
             )
             return
-        text = text.rstrip("\r\n")
         try:
             record = parse_line(text)
         except RecordError as exc:
-            self.reject(number, text, str(exc))
+            self.reject(number, raw_line, str(exc))
             return
         if self.failed:
             return  # keep scanning to report every bad line, but stage nothing more
         values = extract(record, spot_check_rate=self.spot_check_rate)
         self.staged.write(json.dumps({"line": number, "raw": text, "values": values}) + "\n")
 
-    def reject(self, number: int, text: str, error: str) -> None:
+    def reject(self, number: int, raw_line: bytes, error: str) -> None:
         self.rejected += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append(LineError(number, error))
@@ -262,8 +262,11 @@ class _Scan:
             self.failed = True
             return
         if self.rejects is not None:
-            self.rejects.write(text + "\n")
-        self.staged.write(json.dumps({"line": number, "text": text, "error": error}) + "\n")
+            self.rejects.write(raw_line + b"\n")
+        text, encoding = RejectedLine.encode(raw_line)
+        self.staged.write(
+            json.dumps({"line": number, "text": text, "encoding": encoding, "error": error}) + "\n"
+        )
 
     def fail_file(self, error: str) -> None:
         self.failed = True
@@ -290,7 +293,8 @@ def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_ru
                         batch=batch,
                         line_number=row["line"],
                         error=row["error"],
-                        text=row["text"].replace("\x00", ""),
+                        text=row["text"],
+                        encoding=row["encoding"],
                     )
                     for row in chunk
                     if "error" in row
@@ -321,7 +325,7 @@ def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_ru
                 new = [row for fp, row in rows.items() if fp not in existing]
                 Transcript.objects.bulk_create(new, batch_size=500)
                 imported += len(new)
-            if dry_run or (imported == 0 and scan.rejected == 0):
+            if dry_run or (imported == 0 and _nothing_new_to_keep(scan, batch)):
                 raise _Rollback
             ImportBatch.objects.filter(pk=batch.pk).update(
                 lines=scan.lines,
@@ -333,6 +337,15 @@ def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_ru
     except _Rollback:
         return _Stored(imported=imported, duplicates=duplicates)
     return _Stored(imported=imported, duplicates=duplicates, batch_id=batch.pk)
+
+
+def _nothing_new_to_keep(scan: _Scan, batch: ImportBatch) -> bool:
+    """No new records and no rejected lines that an earlier import of these same bytes did not
+    already keep: then the import is a no-op and leaves no batch."""
+    if scan.rejected == 0:
+        return True
+    earlier = ImportBatch.objects.filter(sha256=batch.sha256, rejected=scan.rejected)
+    return earlier.exclude(pk=batch.pk).exists()
 
 
 # Any constant: the key of the PostgreSQL advisory lock that imports take.

@@ -8,6 +8,8 @@ columns and ``status`` are a cache derived from its reviews (``audit.reviews``).
 
 from __future__ import annotations
 
+import base64
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -109,18 +111,45 @@ class ImportBatch(models.Model):
 
 
 class RejectedLine(models.Model):
-    """A line refused with --skip-invalid, kept verbatim so nothing is lost."""
+    """A line refused with --skip-invalid, kept byte for byte so nothing is lost.
+
+    A line that is not valid UTF-8, or holds NUL (which PostgreSQL text cannot), is stored as
+    base64 of its bytes; ``line_bytes()`` gives the original back either way.
+    """
+
+    class Encoding(models.TextChoices):
+        UTF8 = "utf-8", "UTF-8 text"
+        BASE64 = "base64", "base64 of the bytes"
 
     batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="rejected_lines")
     line_number = models.PositiveIntegerField()
     error = models.TextField()
     text = models.TextField()
+    encoding = models.CharField(max_length=6, choices=Encoding.choices, default=Encoding.UTF8)
 
     class Meta:
         ordering = ["batch", "line_number"]
 
     def __str__(self) -> str:
         return f"batch #{self.batch_id} line {self.line_number}"
+
+    @staticmethod
+    def encode(raw: bytes) -> tuple[str, str]:
+        """(text, encoding) to store for a line's bytes."""
+        if b"\x00" not in raw:
+            try:
+                return raw.decode("utf-8"), RejectedLine.Encoding.UTF8
+            except UnicodeDecodeError:
+                pass
+        return base64.b64encode(raw).decode("ascii"), RejectedLine.Encoding.BASE64
+
+    def line_bytes(self) -> bytes:
+        if self.encoding == self.Encoding.BASE64:
+            return base64.b64decode(self.text)
+        return self.text.encode("utf-8")
+
+    def display_text(self) -> str:
+        return self.line_bytes().decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 class ImportJob(models.Model):

@@ -212,7 +212,7 @@ def test_skip_invalid_imports_good_lines_and_keeps_bad_ones_verbatim(tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(lines) + "\n")
     rejects = tmp_path / "rejects.jsonl"
-    with rejects.open("w") as out:
+    with rejects.open("wb") as out:
         result = import_file(path, skip_invalid=True, rejects=out)
     assert (result.imported, result.rejected, result.failed) == (2, 2, False)
     assert rejects.read_text() == f"{bad_1}\n{bad_2}\n"
@@ -309,3 +309,40 @@ def test_nul_in_every_string_field_imports_on_any_database(tmp_path):
     assert json.loads(transcript.raw) == record
     assert transcript.alignment_category == "ab"
     assert all("\x00" not in problem["detail"] for problem in transcript.problems)
+
+
+def test_rejected_lines_are_kept_byte_for_byte_even_when_not_utf8(tmp_path):
+    latin1 = '{"note": "caf\xe9"}'.encode("latin-1")
+    with_nul = b'{"session_id": "s\x00", "step_number": 1}'
+    good = json.dumps(make_record()).encode()
+    path = tmp_path / "odd-bytes.jsonl"
+    path.write_bytes(good + b"\n" + latin1 + b"\r\n" + with_nul + b"\n")
+    rejects = tmp_path / "rejects.jsonl"
+    with rejects.open("wb") as out:
+        result = import_file(path, skip_invalid=True, rejects=out)
+    assert (result.imported, result.rejected) == (1, 2)
+    assert rejects.read_bytes() == latin1 + b"\n" + with_nul + b"\n"
+    kept = RejectedLine.objects.order_by("line_number")
+    assert [line.line_bytes() for line in kept] == [latin1, with_nul]
+    assert [line.encoding for line in kept] == ["base64", "base64"]
+
+
+def test_reimporting_a_file_with_rejects_under_skip_invalid_is_a_no_op(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(json.dumps(make_record()) + "\n{bad\n")
+    first = import_file(path, skip_invalid=True)
+    assert first.batch_id is not None
+    before = db_state()
+    again = import_file(path, skip_invalid=True)
+    assert (again.imported, again.duplicates, again.rejected, again.batch_id) == (0, 1, 1, None)
+    assert db_state() == before
+
+
+def test_duplicates_are_found_across_insert_chunks(tmp_path, monkeypatch):
+    import audit.importers as importers
+
+    monkeypatch.setattr(importers, "CHUNK_SIZE", 2)
+    records = [make_record(step_number=n) for n in range(5)]
+    path = write_jsonl(tmp_path / "spread.jsonl", [*records, records[0], records[3]])
+    result = import_file(path)
+    assert (result.imported, result.duplicates) == (5, 2)

@@ -105,12 +105,13 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
 @staff_required
 def rejected_download(request: HttpRequest, batch_id: int) -> StreamingHttpResponse:
     batch = get_object_or_404(ImportBatch, pk=batch_id)
+    # The lines as they were received, byte for byte (not every rejected line is UTF-8).
     lines = (
-        f"{text}\n"
-        for text in batch.rejected_lines.order_by("line_number")
-        .values_list("text", flat=True)
+        line.line_bytes() + b"\n"
+        for line in batch.rejected_lines.order_by("line_number")
+        .only("text", "encoding")
         .iterator(chunk_size=2000)
     )
-    response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
+    response = StreamingHttpResponse(lines, content_type="application/octet-stream")
     response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}-rejected.jsonl"'
     return response

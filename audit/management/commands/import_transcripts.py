@@ -54,7 +54,7 @@ class Command(BaseCommand):
         with ExitStack() as stack:
             rejects = None
             if options["rejects"]:
-                rejects = stack.enter_context(Path(options["rejects"]).open("w", encoding="utf-8"))
+                rejects = stack.enter_context(Path(options["rejects"]).open("wb"))
             for path in options["paths"]:
                 results.append(self.import_one(Path(path), rejects_file=rejects, options=options))
         if options["json"]:
