@@ -212,3 +212,38 @@ def test_upload_without_content_length_is_stopped_past_the_limit(staff_client, s
     )
     assert response.status_code == 413
     assert ImportJob.objects.count() == 0
+
+
+def test_oversized_upload_is_refused_with_csrf_enforced(staff_user, settings):
+    """As in production: the CSRF middleware parses the body before the view runs."""
+    from django.test import Client
+
+    settings.AUDIT_MAX_UPLOAD_BYTES = 10
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff_user)
+    page = client.get(reverse("upload"))
+    token = page.cookies["csrftoken"].value
+    response = client.post(
+        reverse("upload"),
+        {
+            # The token comes first, as in the page's form, so it is parsed before the file.
+            "csrfmiddlewaretoken": token,
+            "file": SimpleUploadedFile("big.jsonl", b"x" * 100),
+            "required_reviews": 1,
+        },
+    )
+    assert response.status_code == 413
+    assert ImportJob.objects.count() == 0
+
+
+def test_several_files_in_one_request_cannot_add_up_past_the_limit(staff_client, settings):
+    settings.AUDIT_MAX_UPLOAD_BYTES = 150
+    response = staff_client.post(
+        reverse("upload"),
+        {
+            "file": SimpleUploadedFile("a.jsonl", b"x" * 100),
+            "other": SimpleUploadedFile("b.jsonl", b"y" * 100),
+            "required_reviews": 1,
+        },
+    )
+    assert response.status_code == 413

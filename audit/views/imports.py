@@ -33,12 +33,8 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @staff_required
 def upload(request: HttpRequest) -> HttpResponse:
-    # Refuse oversized bodies before Django spools them to disk.
-    length = int(request.META.get("CONTENT_LENGTH") or 0)
-    too_large = length > settings.AUDIT_MAX_UPLOAD_BYTES + 1024 * 1024 or (
-        request.method == "POST" and request.FILES is not None and _stopped(request)
-    )
-    if request.method == "POST" and too_large:
+    # audit.uploads.SizeLimitUploadHandler stopped an oversized upload while it streamed in.
+    if request.method == "POST" and request.FILES is not None and _stopped(request):
         limit = filesizeformat(settings.AUDIT_MAX_UPLOAD_BYTES)
         return render(
             request,
