@@ -103,3 +103,24 @@ def test_missing_file_fails_with_a_clear_message(tmp_path):
             "import_transcripts", str(tmp_path / "none.jsonl"), stdout=StringIO(), stderr=err
         )
     assert "none.jsonl: file: cannot open" in err.getvalue()
+
+
+def test_progress_bar_is_shown_on_a_terminal(monkeypatch):
+    import io as _io
+
+    class Terminal(_io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    call_command(
+        "import_transcripts", str(DATA_DIR / "rule_s0.jsonl"), stdout=StringIO(), stderr=StringIO()
+    )
+    shown = terminal.getvalue()
+    assert "rule_s0.jsonl" in shown and "100%" in shown
+
+
+def test_no_progress_bar_when_not_a_terminal(capsys):
+    call_command("import_transcripts", str(DATA_DIR / "rule_s0.jsonl"), stdout=StringIO())
+    assert "100%" not in capsys.readouterr().err

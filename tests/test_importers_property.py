@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audit.exporters import export_record
 from audit.importers import import_file
 from audit.models import Transcript
 from tests.factories import make_record
@@ -45,6 +46,11 @@ def test_any_extra_content_round_trips_losslessly(tmp_path, extra, reasoning, st
     assert stored.raw == line
     assert json.loads(stored.raw) == record
     assert stored.step_number == step
+    # And it comes back out of an export unchanged apart from the review block.
+    exported = export_record(stored)
+    assert exported.pop("review")["manually_reviewed"] is False
+    assert exported == record
+    assert list(exported) == list(record)  # key order too
     # A second import of the same content is a duplicate, never a second row.
     assert import_file(path).duplicates == 1
 

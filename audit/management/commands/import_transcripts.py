@@ -94,7 +94,7 @@ class Command(BaseCommand):
             unit_scale=True,
             desc=path.name,
             disable=not show_progress,
-            leave=False,
+            leave=True,
         )
         with bar:
             return import_file(
