@@ -659,6 +659,9 @@ def _license_url(license: str) -> str:
 # --- verification --------------------------------------------------------------------------------
 
 
+OUTSIDE = "path outside the release directory; not read"
+
+
 def _shown(name: str) -> str:
     """A file name from a manifest or SHA256SUMS, safe to print (they may be hostile)."""
     return name if name.isprintable() else repr(name)
@@ -678,19 +681,48 @@ def _member(root: Path, name: str) -> Path | None:
     return target if target.is_relative_to(root) else None
 
 
+def _read_own_file(root: Path, name: str, problems: list[str]) -> str | None:
+    """The text of the release's own ``name`` (SHA256SUMS, manifest.json), or None with the
+    reason added to ``problems``.
+
+    Read through ``_member`` like every listed file: a SHA256SUMS or manifest.json that is a
+    symlink out of the release is refused, not opened. Not UTF-8 is a problem, not a crash."""
+    path = root / name
+    if not path.exists() and not path.is_symlink():
+        problems.append(f"{name}: missing")
+        return None
+    target = _member(root, name)
+    if target is None:
+        problems.append(f"{name}: {OUTSIDE}")
+        return None
+    if not target.is_file():
+        problems.append(f"{name}: missing")
+        return None
+    try:
+        data = target.read_bytes()
+    except OSError as exc:
+        problems.append(f"{name}: cannot be read ({exc.strerror or exc})")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(
+            f"{name}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})"
+        )
+        return None
+
+
 def verify_release(path: str | Path) -> list[str]:
     """Every problem with the release at ``path``, as readable sentences; [] when it is intact."""
     if not Path(path).is_dir():
         return [f"{path}: not a directory"]
     root = Path(path).resolve()
     problems: list[str] = []
-    outside = "path outside the release directory; not read"
-    checksums = root / CHECKSUMS
+    outside = OUTSIDE
     listed: dict[str, str] = {}
-    if not checksums.is_file():
-        problems.append(f"{CHECKSUMS}: missing")
-    else:
-        for number, line in enumerate(checksums.read_text(encoding="utf-8").splitlines(), 1):
+    sums = _read_own_file(root, CHECKSUMS, problems)
+    if sums is not None:
+        for number, line in enumerate(sums.splitlines(), 1):
             digest, sep, name = line.partition("  ")
             if not sep or not re.fullmatch(r"[0-9a-f]{64}", digest) or not name:
                 problems.append(f"{CHECKSUMS} line {number}: not '<sha256>  <path>'")
@@ -705,17 +737,16 @@ def verify_release(path: str | Path) -> list[str]:
             problems.append(f"{_shown(name)}: listed in {CHECKSUMS} but missing")
         elif (actual := sha256_file(target)) != digest:
             problems.append(f"{_shown(name)}: sha256 is {actual}, {CHECKSUMS} says {digest}")
-    if checksums.is_file():
+    if sums is not None:
         for name in sorted(present - set(listed)):
             problems.append(f"{_shown(name)}: not listed in {CHECKSUMS}")
 
-    manifest_path = root / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problems.append(f"{MANIFEST}: missing")
+    manifest_text = _read_own_file(root, MANIFEST, problems)
+    if manifest_text is None:
         return problems
-    except (ValueError, UnicodeDecodeError) as exc:
+    try:
+        manifest = json.loads(manifest_text)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         problems.append(f"{MANIFEST}: not valid JSON ({exc})")
         return problems
     files = manifest.get("files") if isinstance(manifest, dict) else None

@@ -3,9 +3,12 @@
 import math
 import random
 from collections import Counter
+from fractions import Fraction
 from itertools import permutations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from audit.agreement import (
     cohen_kappa,
@@ -116,6 +119,80 @@ def test_cohen_kappa_hand_computed_three_categories():
     ]  # fmt: skip
     expected = (6 / 8 - 22 / 64) / (1 - 22 / 64)
     assert cohen_kappa(pairs) == pytest.approx(expected)
+
+
+def _kappa_from_scratch(pairs):
+    """Cohen (1960) from a k x k confusion matrix, in exact fractions: p_o is the diagonal's
+    share, p_e the sum over categories of row marginal times column marginal. None where the
+    app defines kappa as undefined: no pairs, or p_e = 1 (one category, used by both raters)."""
+    categories = sorted({value for pair in pairs for value in pair}, key=repr)
+    index = {value: i for i, value in enumerate(categories)}
+    matrix = [[0] * len(categories) for _ in categories]
+    for a, b in pairs:
+        matrix[index[a]][index[b]] += 1
+    n = sum(map(sum, matrix))
+    if n == 0:
+        return None
+    rows = [sum(row) for row in matrix]
+    columns = [sum(row[j] for row in matrix) for j in range(len(categories))]
+    p_o = Fraction(sum(matrix[i][i] for i in range(len(categories))), n)
+    p_e = sum(Fraction(rows[i] * columns[i], n * n) for i in range(len(categories)))
+    if p_e == 1:
+        return None
+    return float((p_o - p_e) / (1 - p_e))
+
+
+def _assert_same_kappa(pairs):
+    expected = _kappa_from_scratch(pairs)
+    actual = cohen_kappa(pairs)
+    if expected is None:
+        assert actual is None, pairs
+    else:
+        assert actual == pytest.approx(expected, abs=1e-12), pairs
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.sampled_from("abcd")),
+        max_size=60,
+    )
+)
+def test_cohen_kappa_agrees_with_a_confusion_matrix_implementation_on_random_pairs(pairs):
+    _assert_same_kappa(pairs)
+
+
+def test_cohen_kappa_agrees_with_a_confusion_matrix_implementation_on_seeded_pairs():
+    # Skewed and uneven category sets too: one rater may use categories the other never does.
+    rng = random.Random(20240611)
+    for _ in range(300):
+        first, second = rng.choice(["ab", "abc", "abcde", "a"]), rng.choice(["ab", "bcd", "a"])
+        pairs = [(rng.choice(first), rng.choice(second)) for _ in range(rng.randint(1, 80))]
+        _assert_same_kappa(pairs)
+
+
+@given(st.lists(st.sampled_from([True, False, "", "reward_hacking", "BLOCK"]), min_size=1))
+def test_cohen_kappa_is_one_for_perfect_agreement_over_two_or_more_categories(values):
+    pairs = [(value, value) for value in values]
+    if len(set(values)) < 2:
+        assert cohen_kappa(pairs) is None  # a single category: chance agreement is 1
+    else:
+        assert cohen_kappa(pairs) == pytest.approx(1.0)
+    _assert_same_kappa(pairs)
+
+
+@pytest.mark.parametrize("category", ["a", True, False, ""])
+@pytest.mark.parametrize("n", [1, 2, 17])
+def test_cohen_kappa_is_none_when_both_raters_use_one_category(category, n):
+    pairs = [(category, category)] * n
+    assert cohen_kappa(pairs) is None
+    assert _kappa_from_scratch(pairs) is None
+
+
+def test_cohen_kappa_is_defined_when_only_one_rater_uses_a_single_category():
+    # p_e = 3/4 here, not 1: kappa is 0 (agreement no better than chance), not undefined.
+    pairs = [("a", "a"), ("a", "a"), ("a", "a"), ("a", "b")]
+    assert cohen_kappa(pairs) == pytest.approx(0.0)
+    _assert_same_kappa(pairs)
 
 
 def test_cohen_kappa_is_none_without_pairs_or_variation():

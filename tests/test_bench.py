@@ -10,6 +10,7 @@ from audit.models import ImportBatch, Review, Transcript
 FIGURES = (
     "generate",
     "import ",
+    "import chunk size",
     "import peak memory",
     "reviews recorded",
     "export ",
@@ -44,6 +45,19 @@ def test_bench_compares_export_memory_at_sizes_of_several_chunks(capsys):
     sizes = [int(n) for n in re.findall(r"export peak memory \((\d+)\)", out)]
     assert len(sizes) == 2 and sizes[0] < sizes[1] == 40
     assert all(size >= 2 * chunk for size in sizes), (chunk, sizes)
+
+
+@pytest.mark.django_db
+def test_bench_compares_import_memory_at_sizes_of_several_chunks(capsys):
+    # As for export: one figure says nothing about growth; N/10 and N, each several chunks.
+    call_command("bench", "--count", "40", "--quick")
+    out = capsys.readouterr().out
+    chunk = int(re.search(r"import chunk size\s+(\d+) rows per insert", out).group(1))
+    figures = re.findall(r"import peak memory \((\d+)\)\s+[\d.]+ MB .*, (\d+) chunks", out)
+    sizes = [int(size) for size, _ in figures]
+    assert len(sizes) == 2 and sizes[0] < sizes[1] == 40, out
+    assert all(size >= 2 * chunk for size in sizes), (chunk, sizes)
+    assert [int(chunks) for _, chunks in figures] == [size // chunk for size in sizes]
 
 
 @pytest.mark.django_db

@@ -91,6 +91,64 @@ def _summary(*args):
     return json.loads(out.getvalue())
 
 
+# Every scalar of export_summary(); ``summarize --json`` must give exactly these, so a key added
+# there without a dashboard cell (or dropped from it) fails here instead of going unchecked.
+SCALAR_KEYS = {
+    "total_decisions",
+    "correct_decisions",
+    "accuracy",
+    "true_positives",
+    "false_positives",
+    "false_negatives",
+    "total_misbehaviors",
+    "precision",
+    "recall",
+}
+DISTRIBUTION = "alignment_distribution"
+# Not a figure: the selection's session (the session filter), echoed as the exporter did.
+NOT_FIGURES = {"session_id"}
+
+
+def _scalars(summary):
+    scalars = {
+        key: value
+        for key, value in summary.items()
+        if key not in NOT_FIGURES and not isinstance(value, dict | list)
+    }
+    assert set(scalars) == SCALAR_KEYS, sorted(scalars)
+    return scalars
+
+
+def _as_shown(values):
+    """How the summary table prints a value: as is, or a dash for None."""
+    return {key: "–" if value is None else str(value) for key, value in values.items()}
+
+
+def _scalars_on_page(page, basis):
+    shown = {}
+    for key in SCALAR_KEYS:
+        cell = page.get_by_test_id(f"summary-{basis}-{key}")
+        assert cell.count() == 1, f"no summary cell for {basis} {key}"
+        shown[key] = cell.inner_text()
+    return shown
+
+
+def _distribution_on_page(page, basis, summary):
+    """{category: n} from the summary table's category rows for ``basis``. The table lists the
+    union of both bases' categories, so a category only the other basis has shows 0 here; it is
+    left out unless ``summary`` itself lists it (with 0)."""
+    prefix = f"summary-{basis}-{DISTRIBUTION}-"
+    cells = page.locator(f'[data-testid^="{prefix}"]')
+    shown = {}
+    for i in range(cells.count()):
+        cell = cells.nth(i)
+        category = cell.get_attribute("data-testid").removeprefix(prefix)
+        shown[category] = int(cell.inner_text())
+    missing = set(summary[DISTRIBUTION]) - set(shown)
+    assert not missing, f"no {DISTRIBUTION} cell for {basis}: {sorted(missing)}"
+    return {c: n for c, n in shown.items() if n or c in summary[DISTRIBUTION]}
+
+
 def test_dashboard_figures_match_summarize_and_are_saved_as_a_screenshot(
     demo_data, browser_login, live_server, artifacts_dir
 ):
@@ -99,10 +157,16 @@ def test_dashboard_figures_match_summarize_and_are_saved_as_a_screenshot(
     page.goto(live_server.url + "/dashboard/")
     expected = _summary()
     for basis in ("as_imported", "reviewed"):
-        for key in ("total_decisions", "correct_decisions", "accuracy", "precision", "recall"):
-            shown = page.get_by_test_id(f"summary-{basis}-{key}").inner_text()
-            assert shown == str(expected[basis][key]), (basis, key)
+        assert _scalars_on_page(page, basis) == _as_shown(_scalars(expected[basis])), basis
+        assert (
+            _distribution_on_page(page, basis, expected[basis])
+            == (expected[basis]["alignment_distribution"])
+        ), basis
     assert expected["as_imported"]["accuracy"] != expected["reviewed"]["accuracy"]
+    assert (
+        expected["as_imported"]["alignment_distribution"]
+        != expected["reviewed"]["alignment_distribution"]
+    )
     assert page.get_by_test_id("progress-total").inner_text() == "500"
     # Every picture is an image whose accessible name is its title.
     for name in ("Reviews per day", "Confusion matrix, as imported", "Confusion matrix, reviewed",
@@ -123,9 +187,11 @@ def test_filtering_swaps_the_figures_and_puts_the_filter_in_the_url(
     page.wait_for_url(f"**/dashboard/?*batch={first.batch_id}*")
     page.get_by_test_id("progress-total").filter(has_text="300").wait_for()
     expected = _summary("--batch", str(first.batch_id))
-    assert page.get_by_test_id("summary-reviewed-accuracy").inner_text() == str(
-        expected["reviewed"]["accuracy"]
-    )
+    for basis in ("as_imported", "reviewed"):
+        assert _scalars_on_page(page, basis) == _as_shown(_scalars(expected[basis])), basis
+        assert (
+            _distribution_on_page(page, basis, expected[basis]) == (expected[basis][DISTRIBUTION])
+        ), basis
     # The URL is the state: reloading it gives the same figures.
     page.reload()
     assert page.get_by_test_id("progress-total").inner_text() == "300"

@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from audit.models import Release, Transcript, Verdict
 from audit.releases import (
+    OUTSIDE,
     ReleaseError,
     apply_filters,
     parse_filters,
@@ -694,3 +695,100 @@ def test_verify_release_reports_each_problem_once(root):
     for problem in problems:
         assert printed.count(problem) == 1, problem
     assert f"{len(problems)} problem(s)" in str(excinfo.value)
+
+
+# --- verify_release: SHA256SUMS and manifest.json themselves -------------------------------------
+
+
+def _replace(path: Path, data: bytes) -> None:
+    writable(path)
+    path.unlink()
+    path.write_bytes(data)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["SHA256SUMS", "manifest.json"])
+def test_verify_release_reports_non_utf8_checksums(root, name):
+    # Latin-1 "é" in a file name: a problem to report, not a UnicodeDecodeError traceback.
+    _replace(root / name, (root / name).read_bytes() + "caf\xe9.txt\n".encode("latin-1"))
+    problems = verify_release(root)
+    assert any(p.startswith(f"{name}: not UTF-8 text (byte 0xe9") for p in problems), problems
+    with pytest.raises(CommandError, match=rf"{name}: not UTF-8 text"):
+        call_command("verify_release", str(root))
+
+
+@pytest.mark.django_db
+def test_verify_release_does_not_report_every_file_unlisted_when_sha256sums_is_unreadable(root):
+    _replace(root / "SHA256SUMS", b"\xff\xfe")
+    problems = verify_release(root)
+    assert problems == ["SHA256SUMS: not UTF-8 text (byte 0xff at offset 0)"]
+
+
+@pytest.fixture
+def outside_manifest(root, tmp_path):
+    """A valid-looking manifest outside the release, naming a file only it would mention."""
+    data = json.loads((root / "manifest.json").read_text())
+    data["files"].append({"path": "only-in-the-outside-manifest.txt", "sha256": "0", "size": 0})
+    path = tmp_path / "outside-manifest.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.django_db
+def test_verify_release_refuses_a_symlinked_manifest(root, outside_manifest, monkeypatch):
+    manifest = root / "manifest.json"
+    writable(manifest)
+    manifest.unlink()
+    manifest.symlink_to(outside_manifest)
+    opened = _spy_on_opens(monkeypatch)
+    problems = verify_release(root)
+    assert f"manifest.json: {OUTSIDE}" in problems
+    assert not any("only-in-the-outside-manifest" in p for p in problems)
+    assert outside_manifest.resolve() not in opened
+    with pytest.raises(CommandError, match="manifest.json: path outside the release"):
+        call_command("verify_release", str(root))
+
+
+@pytest.mark.django_db
+def test_verify_release_refuses_a_symlinked_sha256sums(root, tmp_path, monkeypatch):
+    # The outside file lists a name no release has: were it read, that name would be reported.
+    outside = tmp_path / "outside-sums"
+    outside.write_text(f"{'0' * 64}  only-in-the-outside-sums.txt\n")
+    sums = root / "SHA256SUMS"
+    writable(sums)
+    sums.unlink()
+    sums.symlink_to(outside)
+    opened = _spy_on_opens(monkeypatch)
+    problems = verify_release(root)
+    assert f"SHA256SUMS: {OUTSIDE}" in problems
+    assert not any("only-in-the-outside-sums" in p for p in problems)
+    assert outside.resolve() not in opened
+    with pytest.raises(CommandError, match="SHA256SUMS: path outside the release"):
+        call_command("verify_release", str(root))
+
+
+@pytest.mark.django_db
+def test_verify_release_follows_a_symlinked_manifest_that_stays_inside(root):
+    # The check is "inside the release", not "no symlinks": a link to a member is read.
+    manifest = root / "manifest.json"
+    writable(manifest)
+    writable(root / "data" / "reviewed.jsonl")
+    (root / "data" / "manifest.json").write_bytes(manifest.read_bytes())
+    manifest.unlink()
+    manifest.symlink_to(Path("data") / "manifest.json")
+    problems = verify_release(root)
+    assert f"manifest.json: {OUTSIDE}" not in problems
+    assert "data/manifest.json: not listed in SHA256SUMS" in problems
+
+
+def _spy_on_opens(monkeypatch):
+    """Resolved paths of every file opened through pathlib (read_bytes, read_text, open)."""
+    opened = []
+    real_open = Path.open
+
+    def spy(self, *args, **kwargs):
+        opened.append(self.resolve())
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", spy)
+    return opened

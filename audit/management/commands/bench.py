@@ -4,9 +4,13 @@ Prints figures, never pass/fail: import throughput and peak memory, export strea
 and peak memory, summary time, and the queue and item pages' render time and query counts through
 the test client.
 
-Export memory is measured at two sizes that both span several export chunks (a tenth of N, at
-least two chunks, and N), since a size within one chunk says nothing about streaming. When N is
-under ten chunks (``--quick``) the chunk is scaled down to N/10 for that measurement, and said so.
+Import and export memory are each measured at two sizes that both span several chunks (a tenth
+of N, at least two chunks, and N), since a size within one chunk says nothing about streaming:
+a flat figure from N/10 to N is what "memory does not grow with the file" looks like. Import
+chunks are ``audit.importers.CHUNK_SIZE`` rows per insert (its scan stages rows in a temporary
+file, so only the insert chunk is held in memory); export chunks are
+``audit.exporters.CHUNK_SIZE`` records per query. When N is under ten chunks (``--quick``) the
+chunk is scaled down to N/10 for those measurements, and said so.
 
 Everything happens inside one transaction that is rolled back at the end, so the database is
 left as it was; on SQLite that transaction holds the write lock, so run it against a development
@@ -20,8 +24,10 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -32,7 +38,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import NoReverseMatch, reverse
 
-from audit import exporters
+from audit import exporters, importers
 from audit.generator import write_jsonl as generate_jsonl
 from audit.importers import import_file
 from audit.models import Status, Transcript, Verdict
@@ -51,6 +57,13 @@ def _timed[T](function: Callable[[], T]) -> tuple[T, float]:
     start = time.perf_counter()
     result = function()
     return result, time.perf_counter() - start
+
+
+def _chunking(count: int, chunk_size: int) -> tuple[int, int]:
+    """(chunk, smaller size): a chunk of at most a tenth of ``count``, and a tenth of ``count``
+    but at least two chunks, so both measured sizes span several chunks."""
+    chunk = max(1, min(chunk_size, count // 10))
+    return chunk, min(count, max(count // 10, 2 * chunk))
 
 
 def _traced[T](function: Callable[[], T]) -> tuple[T, float, float]:
@@ -121,8 +134,7 @@ class Command(BaseCommand):
             f"{seconds:.2f} s, {result.imported / seconds:.0f} records/s, "
             f"{size / MB / seconds:.1f} MB/s",
         )
-        result, _, peak = _traced(lambda: import_file(source))
-        self.figure("import peak memory", f"{peak:.1f} MB (tracemalloc)")
+        result = self.import_memory(source, tmp, count=count)
 
         user = self.bench_user()
         reviewed = self.review_some(user, batch_id=result.batch_id, n=max(1, min(500, count // 20)))
@@ -143,10 +155,41 @@ class Command(BaseCommand):
 
         self.pages(user)
 
+    def import_memory(self, source: Path, tmp: Path, *, count: int) -> Any:
+        """Peak import memory at two sizes of several chunks each (the first lines of the file,
+        imported in a savepoint rolled back, then all of it, kept): flat means streaming.
+        Returns the result of the full import."""
+        chunk, small_n = _chunking(count, importers.CHUNK_SIZE)
+        part = tmp / "bench-part.jsonl"
+        with source.open("rb") as whole, part.open("wb") as out:
+            out.writelines(islice(whole, small_n))
+        note = "" if chunk == importers.CHUNK_SIZE else f", scaled down from {importers.CHUNK_SIZE}"
+        self.figure("import chunk size", f"{chunk} rows per insert{note}")
+        # The importer takes no chunk size; its module constant is read on each call, so both
+        # sizes are measured with the same (possibly scaled-down) chunk.
+        with mock.patch.object(importers, "CHUNK_SIZE", chunk):
+            try:
+                with transaction.atomic():
+                    partial, _, peak = _traced(lambda: import_file(part))
+                    self.import_peak(partial, peak, chunk=chunk)
+                    raise _Rollback
+            except _Rollback:
+                pass
+            result, _, peak = _traced(lambda: import_file(source))
+        self.import_peak(result, peak, chunk=chunk)
+        return result
+
+    def import_peak(self, result: Any, peak: float, *, chunk: int) -> None:
+        if result.failed:
+            raise CommandError("the bench file did not import: " + "; ".join(result.report_lines()))
+        self.figure(
+            f"import peak memory ({result.imported})",
+            f"{peak:.1f} MB (tracemalloc), {result.imported / chunk:.0f} chunks",
+        )
+
     def export_memory(self, everything: Any, tmp: Path, *, count: int) -> None:
         """Peak export memory at two sizes of several chunks each: flat means streaming."""
-        chunk = max(1, min(exporters.CHUNK_SIZE, count // 10))
-        small_n = min(count, max(count // 10, 2 * chunk))
+        chunk, small_n = _chunking(count, exporters.CHUNK_SIZE)
         some = Transcript.objects.filter(pk__in=everything.order_by("pk").values("pk")[:small_n])
         note = "" if chunk == exporters.CHUNK_SIZE else f", scaled down from {exporters.CHUNK_SIZE}"
         self.figure("export chunk size", f"{chunk} records{note}")
