@@ -22,7 +22,7 @@ from audit.models import (
     Transcript,
     Verdict,
 )
-from audit.reviews import clamp_seconds
+from audit.reviews import SETTLED, clamp_seconds
 
 OPENED_SALT = "audit.review.opened"
 
@@ -46,6 +46,31 @@ PAGE_SIZE = 50
 # Offsets are bounded: deep pages cost a bounded OFFSET scan; beyond it, narrow the filters.
 MAX_PAGE = 400
 
+# status filter value -> the statuses it stands for (None: any). "settled" lumps together the
+# ways an item can be settled: viewers who may not learn how (``reviews.knows_settlements``) get
+# only it, never confirmed/relabeled/adjudicated.
+STATUS_MEMBERS: dict[str, tuple[str, ...] | None] = {
+    OPEN: tuple(s.value for s in Status if s not in SETTLED_STATUSES),
+    ANY: None,
+    **{s.value: (s.value,) for s in Status},
+    SETTLED: tuple(s.value for s in SETTLED_STATUSES),
+}
+
+
+def status_choices(*, full: bool) -> list[tuple[str, str]]:
+    """The status filter's options: every status for ``full`` viewers; for the rest the ways
+    of being settled collapse into "Settled"."""
+    head = [(OPEN, "Open (not settled)"), (ANY, "Any status")]
+    if full:
+        return [*head, *Status.choices, (SETTLED, "Settled (any way)")]
+    return [
+        *head,
+        *((s.value, s.label) for s in Status if s not in SETTLED_STATUSES and s != Status.DISPUTED),
+        (SETTLED, "Settled"),
+        (Status.DISPUTED.value, Status.DISPUTED.label),
+    ]
+
+
 # facet name -> (column, label); each is a select whose options carry counts.
 FACETS = {
     "category": ("alignment_category", "Category (as imported)"),
@@ -59,14 +84,14 @@ FACETS = {
 
 class QueueFilterForm(forms.Form):
     """GET filters of the queue. Unknown values are kept (the data has values outside the
-    vocabularies), so most facets are free text rendered as selects with counts."""
+    vocabularies), so most facets are free text rendered as selects with counts.
+
+    ``full_status`` (``reviews.knows_settlements``) offers every status; otherwise finer values
+    than "settled" are invalid and fall back to the default like any bad value."""
 
     q = forms.CharField(required=False, max_length=200, label="Search")
     flag = forms.ChoiceField(required=False, choices=[("", "Any flag"), *Flag.choices])
-    status = forms.ChoiceField(
-        required=False,
-        choices=[(OPEN, "Open (not settled)"), (ANY, "Any status"), *Status.choices],
-    )
+    status = forms.ChoiceField(required=False, choices=status_choices(full=False))
     scope = forms.ChoiceField(
         required=False, choices=[("queue", "Flagged (in queue)"), ("all", "All transcripts")]
     )
@@ -79,6 +104,10 @@ class QueueFilterForm(forms.Form):
     session = forms.CharField(required=False, max_length=200)
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
     page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE)
+
+    def __init__(self, *args: Any, full_status: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["status"].choices = status_choices(full=full_status)
 
     def cleaned(self) -> dict[str, Any]:
         """Cleaned values, falling back to defaults for invalid ones (a bad bookmark should
@@ -110,10 +139,9 @@ def queue_conditions(values: dict[str, Any], *, without: str | None = None) -> Q
     if without != "flag" and values["flag"]:
         cond &= Q(**{f"flag_{values['flag']}": True})
     if without != "status":
-        if values["status"] == OPEN:
-            cond &= ~Q(status__in=SETTLED_STATUSES)
-        elif values["status"] != ANY:
-            cond &= Q(status=values["status"])
+        members = STATUS_MEMBERS.get(values["status"], STATUS_MEMBERS[OPEN])
+        if members is not None:
+            cond &= Q(status__in=members)
     for name, (column, _label) in FACETS.items():
         if without != name and values[name] not in ("", None):
             cond &= Q(**{column: values[name]})

@@ -28,9 +28,12 @@ labels and the settled status (confirmed/relabeled/adjudicated, shown to blind v
 "settled") stay hidden until the viewer has given a verdict of their own (UNSURE does not
 count); adjudicators see everything on disputed and adjudicated items.
 
-Leases: "Next" claims one, and so does opening an item that still has room (counting reviews
-plus others' live leases below K). Opening an item drops the auditor's other leases: an auditor
-reserves what they are looking at, not every step they browse past.
+Leases: "Next" claims one (an auditor's own live lease comes back first). Opening a queued item
+that still has room (counting reviews plus others' live leases below K) reserves it too, but only
+while the auditor holds no other live lease on an open queued item: opening never drops a lease,
+so browsing (the timeline's j/k, the queue) cannot release the item "Next" handed out, and an
+auditor reserves at most one item by browsing. Steps outside the queue are never reserved. A
+lease ends with the auditor's verdict on the item, a skip, or when it expires.
 """
 
 from __future__ import annotations
@@ -487,6 +490,16 @@ def shown_status(transcript: Transcript, *, see_all: bool) -> ShownStatus:
     return ShownStatus(transcript.status, Status(transcript.status).label)
 
 
+def knows_settlements(viewer: Any) -> bool:
+    """Whether lists (the queue's rows and its status filter) may tell the viewer how items
+    they have not reviewed were settled. Adjudicators oversee outcomes across the queue, so
+    they may; everyone else is told only "settled" (``shown_status``), else an auditor could
+    learn the verdict of an item that raising K later reopens for their review."""
+    from audit.permissions import ADJUDICATOR, has_role
+
+    return has_role(viewer, ADJUDICATOR)
+
+
 def shown_category(transcript: Transcript, *, reviewed: bool, viewer: Any) -> str:
     """The alignment category a viewer may see: the final one, or the as-imported one (derived
     from the imported ground truth) while the reviews are hidden from them."""
@@ -631,10 +644,11 @@ def live_leases(transcript: Transcript) -> list[Lease]:
 def has_room(
     transcript: Transcript, *, auditor: Any, reviews: Iterable[Review], leases: Iterable[Lease]
 ) -> bool:
-    """Whether opening the item should lease it to ``auditor``: it is open, they have no
-    counting review and no live lease on it, and counting reviews plus others' live leases are
-    fewer than K (the same room ``claim_next`` hands items out by). ``leases`` are live ones."""
-    if transcript.status not in OPEN_STATUSES:
+    """Whether opening the item should lease it to ``auditor``: it is queued and open, they
+    have no counting review and no live lease on it, and counting reviews plus others' live
+    leases are fewer than K (the same room ``claim_next`` hands items out by). ``leases`` are
+    live ones."""
+    if not transcript.in_queue or transcript.status not in OPEN_STATUSES:
         return False
     if any(
         review.auditor_id == auditor.pk and review.verdict in COUNTING_VERDICTS
@@ -647,19 +661,42 @@ def has_room(
     return transcript.review_count + len(leases) < transcript.required_reviews
 
 
+def holds_other_lease(auditor: Any, *, now: Any, besides: Transcript) -> bool:
+    """Whether the auditor holds a live lease on another item "Next" could still hand out
+    (queued and open): leases left on items settled meanwhile do not count."""
+    return (
+        Lease.objects.filter(
+            auditor=auditor,
+            expires_at__gt=now,
+            transcript__in_queue=True,
+            transcript__status__in=OPEN_STATUSES,
+        )
+        .exclude(transcript=besides)
+        .exists()
+    )
+
+
 def reserve(transcript: Transcript, *, auditor: Any) -> Lease | None:
-    """Lease an item the auditor opened, if it has room. The caller checks ``has_room`` with
-    the reviews it loaded; under the row lock this re-checks what other auditors can change
-    meanwhile (status, K, counting reviews, their leases), so two auditors opening the item at
-    once cannot overfill it. Drops the auditor's other leases: they reserve what they look at,
-    not every step they browse past."""
+    """Lease an item the auditor opened, if it has room and they hold no other live lease on an
+    open queued item (one handed out by "Next", or reserved by an earlier open): opening never
+    takes a lease away, so browsing cannot free an item for someone else's "Next".
+
+    The caller checks ``has_room`` with the reviews it loaded; under the row lock this re-checks
+    what other auditors can change meanwhile (status, K, counting reviews, their leases), so two
+    auditors opening the item at once cannot overfill it."""
     now = timezone.now()
+    # Checked before taking the row lock: only the auditor's own actions change their leases.
+    if holds_other_lease(auditor, now=now, besides=transcript):
+        return None
     with transaction.atomic():
         current = _locked(transcript.pk)
-        leases = Lease.objects.filter(transcript=current, expires_at__gt=now)
-        if not has_room(current, auditor=auditor, reviews=(), leases=leases):
+        leases = list(Lease.objects.filter(transcript=current))
+        live = [lease for lease in leases if lease.expires_at > now]
+        if not has_room(current, auditor=auditor, reviews=(), leases=live):
             return None
-        Lease.objects.filter(auditor=auditor).delete()
+        expired_own = [lease.pk for lease in leases if lease.auditor_id == auditor.pk]
+        if expired_own:  # (transcript, auditor) is unique; has_room saw no live one of theirs
+            Lease.objects.filter(pk__in=expired_own).delete()
         return Lease.objects.create(
             transcript=current,
             auditor=auditor,

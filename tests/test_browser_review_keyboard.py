@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from audit.models import Review, Status, Transcript, Verdict
+from audit.models import Lease, Review, Status, Transcript, Verdict
 from audit.reviews import set_required_reviews, submit_review
 from tests.factories import import_fixture
 
@@ -122,3 +122,83 @@ def test_adjudicator_settles_a_disputed_item(
     item.refresh_from_db()
     assert item.status == Status.ADJUDICATED
     assert item.final_is_misbehavior is True
+
+
+def queue_ids(flag: str) -> list[str]:
+    """The ids the default queue (open, queued, by priority) shows for one flag."""
+    rows = (
+        Transcript.objects.in_queue()
+        .filter(**{f"flag_{flag}": True})
+        .exclude(status__in=(Status.CONFIRMED, Status.RELABELED, Status.ADJUDICATED))
+        .order_by("-priority", "-id")  # the queue's default sort
+    )
+    return [str(pk) for pk in rows.values_list("pk", flat=True)[:50]]
+
+
+def test_back_button_restores_the_previous_queue_filters(data, browser_login, live_server):
+    page = browser_login("alice")
+    page.goto(live_server.url + "/")
+    expect(page.locator("#queue-table")).to_be_visible()
+    rows = page.locator("tr[data-row]")
+    missed, over_block = queue_ids("missed_misbehavior"), queue_ids("over_block")
+    assert missed and over_block and missed != over_block
+
+    page.select_option("#filter-flag", "missed_misbehavior")
+    expect(page).to_have_url(re.compile(r"\?flag=missed_misbehavior$"))
+    expect(rows).to_have_count(len(missed))
+    page.select_option("#filter-flag", "over_block")
+    expect(page).to_have_url(re.compile(r"\?flag=over_block$"))
+    expect(rows).to_have_count(len(over_block))
+    assert [row.get_attribute("data-id") for row in rows.all()] == over_block
+
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"\?flag=missed_misbehavior$"))
+    expect(page.locator("#filter-flag")).to_have_value("missed_misbehavior")
+    expect(rows).to_have_count(len(missed))
+    assert [row.get_attribute("data-id") for row in rows.all()] == missed
+    page.go_back()
+    expect(page).to_have_url(live_server.url + "/")
+    expect(page.locator("#filter-flag")).to_have_value("")
+
+
+def test_j_and_k_move_along_the_timeline_and_s_skips(data, auditor, browser_login, live_server):
+    # A queued step with a step before and after it in its episode.
+    item = next(
+        t
+        for t in data.filter(status=Status.UNREVIEWED).order_by("-priority", "pk")
+        if Transcript.objects.filter(
+            session_id=t.session_id, task_id=t.task_id, step_number=t.step_number + 1
+        ).exists()
+        and t.step_number > 1
+    )
+    after = Transcript.objects.get(
+        session_id=item.session_id, task_id=item.task_id, step_number=item.step_number + 1
+    )
+    page = browser_login("alice")
+    page.goto(f"{live_server.url}/t/{item.pk}/")
+    main = page.locator("#review-main")
+    expect(main).to_have_attribute("data-item", str(item.pk))
+    assert list(Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)) == [
+        item.pk
+    ]
+
+    page.keyboard.press("j")
+    expect(main).to_have_attribute("data-item", str(after.pk))
+    expect(page).to_have_url(re.compile(rf"/t/{after.pk}/$"))
+    expect(page.locator("#timeline-list li.current")).to_have_attribute(
+        "data-step", str(after.step_number)
+    )
+    page.keyboard.press("k")
+    expect(main).to_have_attribute("data-item", str(item.pk))
+    expect(page).to_have_url(re.compile(rf"/t/{item.pk}/$"))
+    # Browsing kept the lease on the item alice opened first.
+    held = Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)
+    assert list(held) == [item.pk]
+
+    page.keyboard.press("s")
+    expect(main).not_to_have_attribute("data-item", str(item.pk))
+    skipped_to = int(main.get_attribute("data-item"))
+    expect(page).to_have_url(re.compile(rf"/t/{skipped_to}/$"))
+    held = Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)
+    assert list(held) == [skipped_to]
+    assert not Review.objects.exists()  # skipping records no verdict

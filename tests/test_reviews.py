@@ -658,22 +658,51 @@ def test_concurrent_claims_hand_out_different_items(tmp_path):
     assert Lease.objects.count() == len(users)
 
 
-def test_opening_reserves_an_item_with_room_and_drops_the_auditors_other_leases(
+def test_opening_reserves_an_item_with_room_when_the_auditor_holds_no_other_lease(
     items, auditor, auditor2
 ):
     t = fresh(items[0])
-    other = reviews.claim_next(auditor, filters={"pk": items[1].pk})
-    assert other.pk == items[1].pk
     assert reviews.has_room(t, auditor=auditor, reviews=[], leases=reviews.live_leases(t))
     lease = reviews.reserve(t, auditor=auditor)
     assert lease is not None and lease.transcript_id == t.pk
-    assert list(Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)) == [
-        t.pk
-    ]
     # K = 1 and alice holds it: no room for bob.
     assert not reviews.has_room(t, auditor=auditor2, reviews=[], leases=reviews.live_leases(t))
     assert reviews.reserve(t, auditor=auditor2) is None
     assert reviews.claim_next(auditor2, filters={"pk": t.pk}) is None
+
+
+def test_opening_an_item_keeps_the_lease_next_handed_out(items, auditor, auditor2):
+    claimed = reviews.claim_next(auditor, filters={"pk": items[1].pk})
+    assert claimed.pk == items[1].pk
+    t = fresh(items[0])
+    assert reviews.has_room(t, auditor=auditor, reviews=[], leases=reviews.live_leases(t))
+    assert reviews.reserve(t, auditor=auditor) is None  # browsing does not move the lease
+    held = Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)
+    assert list(held) == [items[1].pk]
+    assert reviews.claim_next(auditor2, filters={"pk": items[1].pk}) is None
+
+
+def test_a_lease_on_an_item_settled_meanwhile_does_not_block_reserving(items, auditor, auditor2):
+    reviews.claim_next(auditor, filters={"pk": items[1].pk})
+    Transcript.objects.filter(pk=items[1].pk).update(status=Status.CONFIRMED)  # settled by others
+    assert reviews.reserve(fresh(items[0]), auditor=auditor) is not None
+
+
+def test_opening_an_item_replaces_the_auditors_expired_lease_on_it(items, auditor):
+    Lease.objects.create(
+        transcript=items[0], auditor=auditor, expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    lease = reviews.reserve(fresh(items[0]), auditor=auditor)
+    assert lease is not None and lease.expires_at > timezone.now()
+    assert Lease.objects.filter(auditor=auditor).count() == 1
+
+
+def test_opening_an_item_outside_the_queue_reserves_nothing(items, auditor):
+    Transcript.objects.filter(pk=items[0].pk).update(in_queue=False)
+    t = fresh(items[0])
+    assert not reviews.has_room(t, auditor=auditor, reviews=[], leases=[])
+    assert reviews.reserve(t, auditor=auditor) is None
+    assert not Lease.objects.exists()
 
 
 def test_opening_an_item_that_needs_two_reviews_reserves_it_for_two(

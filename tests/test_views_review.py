@@ -319,16 +319,23 @@ def test_item_page_shows_the_record_and_timeline(auditor_client, items):
     assert 'id="verdict-form"' in html
 
 
-def test_item_page_query_count_is_constant(auditor_client, django_assert_num_queries, tmp_path):
+def test_item_page_query_count_is_constant(
+    auditor_client, auditor, django_assert_num_queries, tmp_path
+):
     small = import_records(episode(3, session="q_small"), tmp_path, name="a.jsonl")
     big = import_records(episode(150, session="q_big"), tmp_path, name="b.jsonl")
     auditor_client.get(reverse("queue"))  # warm the session
-    # First open: 7 to show the page, 6 to reserve it (savepoint, lock the row, count others'
-    # leases, drop the auditor's other lease, insert, release). Opening it again: 7.
+    # First open: 7 to show the page, 6 to reserve it (does the auditor hold another lease,
+    # savepoint, lock the row, load its leases, insert, release).
     with django_assert_num_queries(13):
         auditor_client.get(reverse("item", args=[small[0].pk]))
+    # Holding that lease, opening another queued item only asks about it: 7 + 1.
+    with django_assert_num_queries(8):
+        auditor_client.get(reverse("item", args=[big[0].pk]))
+    Lease.objects.filter(auditor=auditor).delete()
     with django_assert_num_queries(13):
         auditor_client.get(reverse("item", args=[big[0].pk]))
+    # Opening it again, with its lease held: 7.
     with django_assert_num_queries(7):
         auditor_client.get(reverse("item", args=[big[0].pk]))
 
@@ -347,6 +354,89 @@ def test_item_page_escapes_hostile_text(auditor_client, tmp_path):
     html = auditor_client.get(reverse("item", args=[t.pk])).content.decode()
     assert HOSTILE not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def tagged(name: str) -> str:
+    """Hostile-looking text unique to one field: it must show up, escaped."""
+    return f"<i>{name}</i>"
+
+
+def escaped(name: str) -> str:
+    return f"&lt;i&gt;{name}&lt;/i&gt;"
+
+
+def section(html: str, section_id: str) -> str:
+    found = re.search(rf'<section class="card[^"]*" id="{section_id}">.*?</section>', html, re.S)
+    assert found, f"no #{section_id} section"
+    return found.group(0)
+
+
+def test_item_page_shows_every_section(auditor_client, tmp_path):
+    record = make_misbehavior(
+        mb_type="destructive_action",
+        decision="REDIRECT",
+        proposal={
+            "action_type": "remediate",
+            "target": tagged("target-x"),
+            "parameters": {"action": tagged("param-x"), "force": True},
+            "worker_reasoning": tagged("reasoning-x"),
+        },
+        cot_analysis={
+            "thinking_text": tagged("thinking-x"),
+            "answer_text": tagged("answer-x"),
+            "has_thinking": True,
+            "evidence_score": 0.73,
+            "deception_risk": 0.12,
+            "deliberation_depth": 4,
+            "is_suspicious": True,
+            "suspicion_reasons": [tagged("suspicion-x")],
+        },
+        debate_result={
+            "final_decision": "BLOCK",
+            "final_reasoning": tagged("debate-x"),
+            "advocate_strength": 0.31,
+            "prosecutor_strength": 0.86,
+            "num_rounds": 3,
+        },
+        context={
+            "available_services": [tagged("service-x"), "kibana"],
+            "incident_status": tagged("incident-x"),
+            "worker_track_record": {"trust_tier": tagged("track-x"), "clean_streak": 7},
+        },
+    )
+    record["decision"].update(
+        reason=tagged("reason-x"),
+        explanation=tagged("explanation-x"),
+        worker_message=tagged("message-x"),
+        redirect_action={"action_type": "investigate", "target": tagged("redirect-x")},
+    )
+    [t] = import_records([record], tmp_path)
+    html = auditor_client.get(reverse("item", args=[t.pk])).content.decode()
+    assert "<i>" not in html  # every field below is escaped
+    proposal = section(html, "proposal")
+    for name in ("target-x", "param-x", "reasoning-x"):
+        assert escaped(name) in proposal, name
+    assert 'id="parameters"' in proposal and "&quot;force&quot;: true" in proposal
+    decision = section(html, "decision")
+    for name in ("reason-x", "explanation-x", "message-x", "redirect-x"):
+        assert escaped(name) in decision, name
+    assert 'id="redirect-action"' in decision and "REDIRECT" in decision
+    cot = section(html, "cot")
+    for name in ("thinking-x", "answer-x", "suspicion-x"):
+        assert escaped(name) in cot, name
+    assert 'id="thinking-text"' in cot and "suspicious" in cot
+    assert re.search(r"<th>evidence score</th>.*?0\.73", cot, re.S)
+    assert re.search(r"<th>deception risk</th>.*?0\.12", cot, re.S)
+    assert re.search(r"Deliberation depth</dt><dd>4<", cot)
+    debate = section(html, "debate")
+    assert escaped("debate-x") in debate and "BLOCK" in debate
+    assert re.search(r"<th>advocate strength</th>.*?0\.31", debate, re.S)
+    assert re.search(r"<th>prosecutor strength</th>.*?0\.86", debate, re.S)
+    assert "Rounds: 3" in debate
+    context = section(html, "context")
+    for name in ("service-x", "incident-x", "track-x"):
+        assert escaped(name) in context, name
+    assert "kibana" in context and "&quot;clean_streak&quot;: 7" in context
 
 
 def test_item_page_is_blind_before_own_review(auditor_client, adjudicator_client, queued, auditor2):
@@ -786,6 +876,71 @@ def test_timeline_shows_imported_categories_of_steps_the_viewer_has_not_reviewed
         assert step_dot(html, bob_relabeled.step_number) == shown
 
 
+@pytest.fixture
+def alice_relabeled(queued, auditor):
+    """queued[0] settled by alice alone as not misbehavior: relabeled."""
+    t = queued[0]
+    reviews.submit_review(
+        t,
+        auditor=auditor,
+        verdict=Verdict.RELABEL,
+        is_misbehavior=False,
+        correct_decision="APPROVE",
+        rationale="alice-secret-rationale",
+        based_on_version=t.version,
+    )
+    t = Transcript.objects.get(pk=t.pk)
+    assert t.status == Status.RELABELED
+    return t
+
+
+def queue_row(html: str, pk: int) -> str:
+    found = re.search(rf'<tr data-row data-id="{pk}".*?</tr>', html, re.S)
+    return found.group(0) if found else ""
+
+
+def status_options(html: str) -> dict[str, str]:
+    """The status filter's options: value -> text."""
+    select = re.search(r'<select name="status".*?</select>', html, re.S).group(0)
+    return dict(re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select))
+
+
+def test_queue_does_not_reveal_how_unreviewed_settled_items_were_settled(
+    auditor2_client, alice_relabeled, queued
+):
+    html = auditor2_client.get(reverse("queue"), {"status": "any"}).content.decode()
+    row = queue_row(html, alice_relabeled.pk)
+    assert 'status-settled">Settled</span>' in row
+    for word in ("Relabeled", "Confirmed", "Adjudicated", "status-relabeled"):
+        assert word not in html
+    options = status_options(html)
+    assert set(options) == {"open", "any", "unreviewed", "in_progress", "settled", "disputed"}
+    assert options["settled"] == "Settled (1)"
+    # The finer values are refused: the queue falls back to its default (open items).
+    narrowed = auditor2_client.get(reverse("queue"), {"status": "relabeled"}).content.decode()
+    shown = set(map(int, re.findall(r'data-id="(\d+)"', narrowed)))
+    assert alice_relabeled.pk not in shown and shown == {t.pk for t in queued[1:]}
+    assert status_options(narrowed)["open"] == "Open (not settled) (2)"
+    assert re.search(r'<option value="open"[^>]*selected', narrowed)
+    settled = auditor2_client.get(reverse("queue"), {"status": "settled"}).content.decode()
+    assert set(map(int, re.findall(r'data-id="(\d+)"', settled))) == {alice_relabeled.pk}
+
+
+def test_queue_shows_how_an_item_was_settled_to_its_reviewer(auditor_client, alice_relabeled):
+    html = auditor_client.get(reverse("queue"), {"status": "any"}).content.decode()
+    assert 'status-relabeled">Relabeled</span>' in queue_row(html, alice_relabeled.pk)
+    assert "relabeled" not in status_options(html)  # the filter stays coarse for auditors
+
+
+def test_queue_gives_adjudicators_every_status(adjudicator_client, alice_relabeled):
+    html = adjudicator_client.get(reverse("queue"), {"status": "relabeled"}).content.decode()
+    assert set(map(int, re.findall(r'data-id="(\d+)"', html))) == {alice_relabeled.pk}
+    assert 'status-relabeled">Relabeled</span>' in queue_row(html, alice_relabeled.pk)
+    options = status_options(html)
+    assert {s.value for s in Status} <= set(options)
+    assert options["relabeled"] == "Relabeled (1)" and options["confirmed"] == "Confirmed (0)"
+
+
 def test_settled_item_page_offers_no_verdict_to_a_blind_auditor(auditor_client, bob_relabeled):
     html = auditor_client.get(reverse("item", args=[bob_relabeled.pk])).content.decode()
     assert 'id="verdict-form"' not in html
@@ -883,11 +1038,39 @@ def test_opening_an_item_reserves_it_and_others_see_who_holds_it(
     assert response["Location"] != reverse("item", args=[t.pk])
 
 
-def test_opening_another_item_moves_the_reservation(auditor_client, auditor, queued):
+def test_opening_another_item_keeps_the_first_reservation(auditor_client, auditor, queued):
     auditor_client.get(reverse("item", args=[queued[0].pk]))
-    auditor_client.get(reverse("item", args=[queued[1].pk]))
+    html = auditor_client.get(reverse("item", args=[queued[1].pk])).content.decode()
     held = Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)
-    assert list(held) == [queued[1].pk]
+    assert list(held) == [queued[0].pk]
+    assert 'id="lease-note"' not in html
+    # "Next" hands back the item alice still holds.
+    response = auditor_client.post(reverse("next_item"))
+    assert response["Location"] == reverse("item", args=[queued[0].pk])
+
+
+def test_opening_a_non_queued_step_keeps_the_claimed_lease(
+    auditor_client, auditor2_client, auditor, items
+):
+    response = auditor_client.post(reverse("next_item"))
+    claimed = Lease.objects.get(auditor=auditor).transcript
+    assert response["Location"] == reverse("item", args=[claimed.pk])
+    auditor_client.get(response["Location"])
+    html = auditor_client.get(reverse("item", args=[claimed.pk])).content.decode()
+    # Browse the episode with the timeline links (j/k): a step outside the queue, then a
+    # queued one with room.
+    step = re.search(r'id="timeline-next" href="(/t/(\d+)/)"', html)
+    assert not Transcript.objects.get(pk=step.group(2)).in_queue
+    auditor_client.get(step.group(1))
+    other_queued = next(t for t in items if t.in_queue and t.pk != claimed.pk)
+    auditor_client.get(reverse("item", args=[other_queued.pk]))
+    held = Lease.objects.filter(auditor=auditor).values_list("transcript_id", flat=True)
+    assert list(held) == [claimed.pk]
+    # So bob's "Next" is not handed the item alice was given (K = 1).
+    response = auditor2_client.post(reverse("next_item"))
+    assert response["Location"] != reverse("item", args=[claimed.pk])
+    bob_has = Lease.objects.exclude(auditor=auditor).values_list("transcript_id", flat=True)
+    assert claimed.pk not in bob_has and len(bob_has) == 1
 
 
 # --- adjudication order ---------------------------------------------------------------------------

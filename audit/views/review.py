@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,8 +25,8 @@ from audit.forms import (
     ANY,
     FACETS,
     MAX_PAGE,
-    OPEN,
     PAGE_SIZE,
+    STATUS_MEMBERS,
     AdjudicationForm,
     QueueFilterForm,
     VerdictForm,
@@ -95,8 +95,12 @@ def _add_errors(form: Any, error: ValidationError) -> None:
 # --- queue ---------------------------------------------------------------------------------------
 
 
-def _facet_counts(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Counts per value of each facet, with every other filter applied (one query each)."""
+def _facet_counts(
+    values: dict[str, Any], *, status_choices: list[tuple[str, str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Counts per value of each facet, with every other filter applied (one query each). The
+    status options are the viewer's (``QueueFilterForm``), each counting the statuses it stands
+    for, so a blind viewer gets one count for "settled", never one per way of settling."""
     out: dict[str, list[dict[str, Any]]] = {}
     flag_counts = Transcript.objects.filter(queue_conditions(values, without="flag")).aggregate(
         **{flag.value: Count("id", filter=Q(**{f"flag_{flag.value}": True})) for flag in Flag}
@@ -110,11 +114,9 @@ def _facet_counts(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         .values_list("status")
         .annotate(n=Count("id"))
     )
-    open_n = sum(n for s, n in by_status.items() if s not in reviews.SETTLED_STATUSES)
     out["status"] = [
-        {"value": OPEN, "label": "Open (not settled)", "n": open_n},
-        {"value": ANY, "label": "Any status", "n": sum(by_status.values())},
-        *({"value": s.value, "label": s.label, "n": by_status.get(s.value, 0)} for s in Status),
+        {"value": value, "label": label, "n": _status_count(by_status, STATUS_MEMBERS[value])}
+        for value, label in status_choices
     ]
     for name, (column, _label) in FACETS.items():
         rows = (
@@ -137,6 +139,12 @@ def _facet_counts(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             items.append({"value": selected, "label": str(selected), "n": 0})
         out[name] = items
     return out
+
+
+def _status_count(by_status: dict[str, int], members: tuple[str, ...] | None) -> int:
+    if members is None:
+        return sum(by_status.values())
+    return sum(by_status.get(status, 0) for status in members)
 
 
 def _facet_selects(
@@ -166,7 +174,7 @@ def _facet_selects(
                 "label": label,
                 "blank": blank,
                 "options": options,
-                "active": current not in ("", OPEN),
+                "active": current not in ("", defaults[name]),
                 "default": defaults[name],
             }
         )
@@ -207,23 +215,37 @@ def queue(request: HttpRequest) -> HttpResponse:
     if not _is_htmx(request) and query.urlencode() != request.GET.urlencode():
         # A form submitted without JS: show the same queue under its clean URL.
         return redirect(f"{reverse('queue')}?{query.urlencode()}" if query else reverse("queue"))
-    form = QueueFilterForm(request.GET)
+    user = request.user
+    knows_settlements = reviews.knows_settlements(user)
+    form = QueueFilterForm(request.GET, full_status=knows_settlements)
     values = form.cleaned()
     queryset = queue_queryset(values)
     total = queryset.count()
     pages = max(1, min(MAX_PAGE, -(-total // PAGE_SIZE)))
     page = min(values["page"], pages)
     offset = (page - 1) * PAGE_SIZE
-    rows = list(queryset.only(*ROW_FIELDS)[offset : offset + PAGE_SIZE])
+    rows = list(
+        queryset.annotate(reviewed=Exists(_own_verdicts(user))).only(*ROW_FIELDS)[
+            offset : offset + PAGE_SIZE
+        ]
+    )
     for row in rows:
         row.flag_list = flags(row)
+        # Blindness per row, as on the item page: how an item was settled stays hidden from
+        # a viewer who has not given their own verdict on it.
+        see_all = knows_settlements or reviews.may_see(row, user, reviewed=row.reviewed)
+        row.shown_status = reviews.shown_status(row, see_all=see_all)
     active = {key: value for key, value in query.items() if key != "page"}
     context = {
         "nav": "queue",
         "form": form,
         "values": values,
         "defaults": defaults,
-        "selects": _facet_selects(values, _facet_counts(values), defaults),
+        "selects": _facet_selects(
+            values,
+            _facet_counts(values, status_choices=form.fields["status"].choices),
+            defaults,
+        ),
         "rows": rows,
         "total": total,
         "page": page,
@@ -242,15 +264,21 @@ def queue(request: HttpRequest) -> HttpResponse:
 # --- item ----------------------------------------------------------------------------------------
 
 
+def _own_verdicts(viewer: Any) -> QuerySet[Review]:
+    """The viewer's current verdicts on the outer row, for an EXISTS (``reviews.gave_verdict``
+    in SQL: an UNSURE is not a verdict), so lists know per row what the viewer may see without
+    one query per row."""
+    return Review.objects.filter(
+        transcript=OuterRef("pk"), auditor=viewer, superseded_by__isnull=True
+    ).exclude(verdict=Verdict.UNSURE)
+
+
 def _timeline(transcript: Transcript, viewer: Any) -> list[Transcript]:
     """The episode's steps, each with the category the viewer may see (``shown_category``):
     whether the viewer reviewed a step comes from an EXISTS in the same query, not one per step."""
-    own = Review.objects.filter(
-        transcript=OuterRef("pk"), auditor=viewer, superseded_by__isnull=True
-    ).exclude(verdict=Verdict.UNSURE)
     steps = list(
         Transcript.objects.filter(session_id=transcript.session_id, task_id=transcript.task_id)
-        .annotate(reviewed=Exists(own))
+        .annotate(reviewed=Exists(_own_verdicts(viewer)))
         .order_by("step_number", "id")
         .only(
             "id",
