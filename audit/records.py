@@ -132,7 +132,8 @@ def _kind(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    # ensure_ascii: the value is quoted in messages stored as text, and may hold anything.
+    text = json.dumps(value, ensure_ascii=True, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -150,6 +151,13 @@ def parse_line(text: str) -> dict[str, Any]:
         raise RecordError("json", "nested too deeply") from None
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {_kind(record)}")
+    try:
+        # "\ud800" is valid JSON but no text: no database column or UTF-8 file can hold it.
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError(
+            "json", "a string holds an unpaired surrogate escape (\\ud800-\\udfff)"
+        ) from None
     validate(record)
     return record
 

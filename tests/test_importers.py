@@ -346,3 +346,22 @@ def test_duplicates_are_found_across_insert_chunks(tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "spread.jsonl", [*records, records[0], records[3]])
     result = import_file(path)
     assert (result.imported, result.duplicates) == (5, 2)
+
+
+def test_unpaired_surrogate_escapes_are_refused_not_a_crash(tmp_path):
+    lone = json.dumps(make_record(proposal={"target": "\ud800"}))
+    assert "\\ud800" in lone  # valid JSON text, but no UTF-8 string
+    bad_step = '{"session_id": "s", "step_number": "\\udc00"}'
+    path = tmp_path / "surrogates.jsonl"
+    path.write_text(json.dumps(make_record()) + "\n" + lone + "\n" + bad_step + "\n")
+    result = import_file(path, skip_invalid=True)
+    assert (result.imported, result.rejected) == (1, 2)
+    assert result.errors[0].error == (
+        "json: a string holds an unpaired surrogate escape (\\ud800-\\udfff)"
+    )
+    assert [
+        line.line_bytes().decode() for line in RejectedLine.objects.order_by("line_number")
+    ] == [
+        lone,
+        bad_step,
+    ]
