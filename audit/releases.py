@@ -733,13 +733,15 @@ def verify_release(path: str | Path) -> list[str]:
         target = _member(root, name)
         if target is None:
             problems.append(f"{_shown(name)}: listed in {CHECKSUMS}: {outside}")
-        elif not target.is_file() or name not in present:
+        # Membership first: a name that is not in the tree (too long, odd) never reaches stat().
+        elif name not in present or not target.is_file():
             problems.append(f"{_shown(name)}: listed in {CHECKSUMS} but missing")
         elif (actual := sha256_file(target)) != digest:
             problems.append(f"{_shown(name)}: sha256 is {actual}, {CHECKSUMS} says {digest}")
     if sums is not None:
         for name in sorted(present - set(listed)):
             problems.append(f"{_shown(name)}: not listed in {CHECKSUMS}")
+    present.add(CHECKSUMS)  # the manifest may list it like any other file
 
     manifest_text = _read_own_file(root, MANIFEST, problems)
     if manifest_text is None:
@@ -764,7 +766,7 @@ def verify_release(path: str | Path) -> list[str]:
         if target is None:
             problems.append(f"{_shown(name)}: listed in {MANIFEST}: {outside}")
             continue
-        if not target.is_file():
+        if name not in present or not target.is_file():
             problems.append(f"{_shown(name)}: listed in {MANIFEST} but missing")
             continue
         size = target.stat().st_size
@@ -786,7 +788,7 @@ def verify_release(path: str | Path) -> list[str]:
         target = _member(root, name)
         if target is None:
             problems.append(f"{_shown(name)}: listed in {MANIFEST} records: {outside}")
-        elif target.is_file():
+        elif name in present and target.is_file():
             actual = _count_lines(target)
             if actual != expected:
                 problems.append(f"{_shown(name)}: {actual} records, {MANIFEST} says {expected!r}")

@@ -792,3 +792,20 @@ def _spy_on_opens(monkeypatch):
 
     monkeypatch.setattr(Path, "open", spy)
     return opened
+
+
+@pytest.mark.django_db
+def test_verify_release_reports_an_over_long_listed_name_instead_of_crashing(root):
+    long_name = "data/" + "c" * 300 + ".jsonl"
+    sums = root / "SHA256SUMS"
+    writable(sums)
+    sums.write_text(sums.read_text() + f"{'0' * 64}  {long_name}\n")
+    manifest_path = root / "manifest.json"
+    writable(manifest_path)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"].append({"path": long_name, "sha256": "0" * 64, "size": 1})
+    manifest["records"][long_name] = 1
+    manifest_path.write_text(json.dumps(manifest))
+    problems = verify_release(root)
+    assert f"{long_name}: listed in SHA256SUMS but missing" in problems
+    assert f"{long_name}: listed in manifest.json but missing" in problems
