@@ -34,6 +34,9 @@ from audit.models import ImportBatch, RejectedLine, Transcript
 from audit.records import RecordError, extract, parse_line
 
 CHUNK_SIZE = 1000
+# A record is a few KB; a longer "line" (or a gzip bomb without newlines) is refused, not read
+# into memory whole.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 # Errors kept in memory and on the batch; every rejected line is still kept as a RejectedLine.
 MAX_REPORTED_ERRORS = 1000
 GZIP_MAGIC = b"\x1f\x8b"
@@ -165,8 +168,11 @@ def import_stream(
             spot_check_rate=settings.AUDIT_SPOT_CHECK_RATE,
         )
         try:
-            for number, raw_line in enumerate(stream, start=1):
-                scan.feed(number, raw_line)
+            for number, raw_line in enumerate(_lines(stream), start=1):
+                if raw_line is None:
+                    scan.reject_too_long(number)
+                else:
+                    scan.feed(number, raw_line)
         except (OSError, EOFError, zlib.error) as exc:
             scan.fail_file(f"file: cannot read the gzip data: {exc}")
         stored = _Stored()
@@ -197,6 +203,18 @@ def import_stream(
         dry_run=dry_run,
         failed=scan.failed,
     )
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:
+    """The file's lines, reading at most MAX_LINE_BYTES of any one; None for a longer line,
+    whose rest is skipped in bounded reads."""
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def _file_error(name: str, error: str) -> ImportResult:
@@ -267,6 +285,12 @@ class _Scan:
         self.staged.write(
             json.dumps({"line": number, "text": text, "encoding": encoding, "error": error}) + "\n"
         )
+
+    def reject_too_long(self, number: int) -> None:
+        self.lines = number
+        limit = MAX_LINE_BYTES // (1024 * 1024)
+        # Too large to keep: the error stands in for the line.
+        self.reject(number, b"", f"line: longer than {limit} MiB; not read and not kept")
 
     def fail_file(self, error: str) -> None:
         self.failed = True

@@ -365,3 +365,17 @@ def test_unpaired_surrogate_escapes_are_refused_not_a_crash(tmp_path):
         lone,
         bad_step,
     ]
+
+
+def test_an_over_long_line_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    import audit.importers as importers
+
+    monkeypatch.setattr(importers, "MAX_LINE_BYTES", 1024)
+    path = tmp_path / "long.jsonl"
+    good = json.dumps(make_record())
+    path.write_text(good + "\n" + "x" * 5000 + "\n" + json.dumps(make_record(step_number=2)) + "\n")
+    failed = import_file(path)
+    assert failed.failed and [e.line for e in failed.errors] == [2]
+    assert failed.errors[0].error.startswith("line: longer than")
+    result = import_file(path, skip_invalid=True)
+    assert (result.imported, result.rejected, result.lines) == (2, 1, 3)
