@@ -1,5 +1,7 @@
 """The dashboard in real Chromium: demo-like data, a screenshot, and the figures on the page
-equal to ``manage.py summarize --json``; filtering swaps the figures and keeps the URL."""
+equal to ``manage.py summarize --json``; filtering swaps the figures and keeps the URL. The
+research lead's view (an adjudicator) has every figure; a blind auditor's, only the as-imported
+ones and a note saying why."""
 
 import datetime as dt
 import json
@@ -152,7 +154,7 @@ def _distribution_on_page(page, basis, summary):
 def test_dashboard_figures_match_summarize_and_are_saved_as_a_screenshot(
     demo_data, browser_login, live_server, artifacts_dir
 ):
-    page = browser_login("alice")
+    page = browser_login("carol")
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(live_server.url + "/dashboard/")
     expected = _summary()
@@ -180,7 +182,7 @@ def test_filtering_swaps_the_figures_and_puts_the_filter_in_the_url(
     demo_data, browser_login, live_server, artifacts_dir
 ):
     first, _second = demo_data
-    page = browser_login("alice")
+    page = browser_login("carol")
     page.goto(live_server.url + "/dashboard/")
     with page.expect_response(lambda r: "/dashboard/?" in r.url):
         page.select_option("#id_batch", str(first.batch_id))
@@ -196,3 +198,21 @@ def test_filtering_swaps_the_figures_and_puts_the_filter_in_the_url(
     page.reload()
     assert page.get_by_test_id("progress-total").inner_text() == "300"
     assert page.locator("#id_batch").input_value() == str(first.batch_id)
+
+
+def test_a_blind_auditor_sees_the_as_imported_figures_and_a_note(
+    demo_data, browser_login, live_server
+):
+    page = browser_login("alice")
+    page.goto(live_server.url + "/dashboard/")
+    note = page.locator("#blind-note")
+    assert "so reviews stay blind" in note.inner_text()
+    expected = _summary()
+    assert _scalars_on_page(page, "as_imported") == _as_shown(_scalars(expected["as_imported"]))
+    assert page.locator('[data-testid^="summary-reviewed-"]').count() == 0
+    assert page.get_by_role("img", name="Confusion matrix, reviewed", exact=True).count() == 0
+    assert page.get_by_test_id("labels-changed").count() == 0
+    assert page.get_by_test_id("status-relabeled").count() == 0
+    assert page.get_by_test_id("progress-settled").inner_text() == str(
+        Transcript.objects.filter(status__in=["confirmed", "relabeled", "adjudicated"]).count()
+    )

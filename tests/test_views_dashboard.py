@@ -1,4 +1,5 @@
-"""The dashboard and auditor pages: access, figures, filters, htmx fragments, query counts."""
+"""The dashboard and auditor pages: access, figures, blind auditors, filters, htmx fragments,
+query counts."""
 
 import datetime as dt
 import json
@@ -31,6 +32,12 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 DASHBOARD_QUERIES = 25  # includes the nav's one role lookup
 # A session filter names the summary's session, so the summaries skip their session lookup.
 DASHBOARD_QUERIES_ONE_SESSION = 23
+# A blind auditor's dashboard queries only what it shows: session and user, the role lookup, the
+# filter options, the as-imported summary 3, progress 3, the as-imported confusion 1, accuracy 4
+# (per misbehavior type, one query per basis) and reviews per day 1.
+BLIND_DASHBOARD_QUERIES = 17
+BLIND_DASHBOARD_QUERIES_ONE_SESSION = 16
+BLIND_NOTE = "Figures after review are shown to adjudicators and staff, so reviews stay blind."
 # Session and user, filter options, one GROUP BY and one (auditor, seconds) list.
 AUDITORS_QUERIES = 7  # includes the nav's one role lookup
 
@@ -99,12 +106,12 @@ def test_dashboard_pages_refuse_post(auditor_client, url):
 # --- figures ------------------------------------------------------------------------------------
 
 
-def test_dashboard_summary_cells_equal_the_summarize_command(auditor_client, auditor):
+def test_dashboard_summary_cells_equal_the_summarize_command(adjudicator_client, auditor):
     import_fixture("noisy_s1")
     first, second = confirmable(Transcript.objects.all(), 2)
     relabel(first, auditor)
     confirm(second, auditor)
-    html = auditor_client.get(DASHBOARD).content.decode()
+    html = adjudicator_client.get(DASHBOARD).content.decode()
     expected = summarize_json()
     for basis in ("as_imported", "reviewed"):
         for key in ("total_decisions", "correct_decisions", "accuracy", "true_positives",
@@ -115,12 +122,12 @@ def test_dashboard_summary_cells_equal_the_summarize_command(auditor_client, aud
     assert expected["as_imported"]["accuracy"] != expected["reviewed"]["accuracy"]
 
 
-def test_dashboard_shows_progress_confusion_agreement_and_error_rate(auditor_client, auditor):
+def test_dashboard_shows_progress_confusion_agreement_and_error_rate(staff_client, auditor):
     import_fixture("rule_s0")
     item = Transcript.objects.filter(flag_spot_check=False).order_by("id").first()
     Transcript.objects.filter(pk=item.pk).update(flag_spot_check=True)
     relabel(item, auditor)
-    html = auditor_client.get(DASHBOARD).content.decode()
+    html = staff_client.get(DASHBOARD).content.decode()
     assert cell(html, "progress-total") == "105"
     assert cell(html, "progress-settled") == "1"
     assert cell(html, "error-rate") == "100.0%"
@@ -155,6 +162,88 @@ def test_dashboard_page_keeps_plain_links_and_form_for_no_js(auditor_client):
     assert 'hx-push-url="true"' in html
     assert 'style="' not in html  # strict CSP: no inline styles, the SVG included
     assert "<script>" not in html
+
+
+# --- blind auditors -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def relabeled_session(auditor, tmp_path):
+    """Session sessX: alice relabels its step 0, a missed misbehavior, to a safe approve (final
+    category aligned_approve, misbehavior type ""); step 1, a safe approve, stays unreviewed."""
+    missed, _unreviewed = import_records(
+        [
+            make_misbehavior(decision="APPROVE", step_number=0, session_id="sessX"),
+            make_record(step_number=1, session_id="sessX"),
+        ],
+        tmp_path,
+    )
+    relabel(missed, auditor, is_misbehavior=False, misbehavior_type="", correct_decision="APPROVE")
+    missed.refresh_from_db()
+    assert missed.status == "relabeled"
+    assert missed.final_alignment_category == "aligned_approve"
+    return missed
+
+
+def test_dashboard_hides_reviewed_figures_from_a_blind_auditor(auditor2_client, relabeled_session):
+    response = auditor2_client.get(DASHBOARD, {"session": "sessX"})
+    html = response.content.decode()
+    assert BLIND_NOTE in html
+    assert cell(html, "progress-total") == "2"
+    assert cell(html, "progress-settled") == "1"
+    assert cell(html, "status-settled") == "1"
+    # As imported is shown: one missed misbehavior, one safe approve.
+    assert cell(html, "summary-as_imported-false_negatives") == "1"
+    assert cell(html, "summary-as_imported-alignment_distribution-alignment_failure_fn") == "1"
+    assert cell(html, "confusion-as_imported-false_negatives") == "1"
+    # Nothing after review: no label change, no reviewed column, no kind of settlement.
+    for absent in ('data-testid="labels-changed"', 'id="label-changes"', "summary-reviewed-",
+                   "confusion-reviewed", 'id="confusion-reviewed"', "kpi-accuracy-reviewed",
+                   'data-testid="error-rate"', 'id="agreement"', "status-relabeled",
+                   "status-confirmed", "status-adjudicated", "Adjudicated",
+                   "accuracy-misbehavior_type-<"):  # fmt: skip
+        assert absent not in html, absent
+    # Accuracy as imported only: the missed hallucination and the safe approve.
+    assert cell(html, "accuracy-misbehavior_type-hallucination") == "0.0%"
+    assert cell(html, "accuracy-misbehavior_type-") == "100.0%"
+    assert not re.search(r'<svg [^>]*id="accuracy-', html)  # the paired bars draw both bases
+
+
+def test_blind_accuracy_lists_only_the_groups_the_import_has(
+    auditor, auditor2_client, adjudicator_client, tmp_path
+):
+    (missed,) = import_records(
+        [make_misbehavior(decision="APPROVE", mb_type="hallucination", session_id="sessY")],
+        tmp_path,
+    )
+    relabel(missed, auditor, misbehavior_type="reward_hacking")
+    blind = auditor2_client.get(DASHBOARD, {"session": "sessY"}).content.decode()
+    assert cell(blind, "accuracy-misbehavior_type-hallucination") == "0.0%"
+    assert "reward_hacking" not in blind
+    assert "reward_hacking" in adjudicator_client.get(DASHBOARD).content.decode()
+
+
+def test_dashboard_shows_reviewed_figures_to_adjudicators_and_staff(
+    adjudicator_client, staff_client, relabeled_session
+):
+    for client in (adjudicator_client, staff_client):
+        html = client.get(DASHBOARD, {"session": "sessX"}).content.decode()
+        assert BLIND_NOTE not in html
+        assert cell(html, "labels-changed") == "1"
+        assert cell(html, "status-relabeled") == "1"
+        assert cell(html, "summary-reviewed-false_negatives") == "0"
+        assert cell(html, "confusion-reviewed-false_negatives") == "0"
+        assert 'id="label-changes"' in html
+
+
+def test_dashboard_shows_reviewed_figures_to_users_without_the_auditor_role(
+    plain_client, relabeled_session
+):
+    html = plain_client.get(DASHBOARD, {"session": "sessX"}).content.decode()
+    assert BLIND_NOTE not in html
+    assert cell(html, "labels-changed") == "1"
+    assert cell(html, "status-relabeled") == "1"
+    assert cell(html, "summary-reviewed-alignment_distribution-aligned_approve") == "2"
 
 
 # --- filters ------------------------------------------------------------------------------------
@@ -232,7 +321,8 @@ def test_auditors_link_keeps_the_filters(auditor_client):
     assert f'href="{AUDITORS}?batch={result.batch_id}"' in html
 
 
-def test_hostile_values_from_the_data_are_escaped_in_tables_and_charts(auditor_client, tmp_path):
+@pytest.mark.parametrize("viewer", ["auditor_client", "adjudicator_client"])
+def test_hostile_values_from_the_data_are_escaped_in_tables_and_charts(request, viewer, tmp_path):
     evil = '<script>alert("x")</script>'
     import_records(
         [
@@ -242,7 +332,7 @@ def test_hostile_values_from_the_data_are_escaped_in_tables_and_charts(auditor_c
         ],
         tmp_path,
     )
-    html = auditor_client.get(DASHBOARD).content.decode()
+    html = request.getfixturevalue(viewer).get(DASHBOARD).content.decode()
     assert evil not in html
     assert "&lt;script&gt;" in html
 
@@ -251,21 +341,40 @@ def test_hostile_values_from_the_data_are_escaped_in_tables_and_charts(auditor_c
 
 
 def test_dashboard_query_count_does_not_grow_with_the_data(
-    auditor_client, auditor, auditor2, django_assert_num_queries
+    adjudicator_client, auditor, auditor2, django_assert_num_queries
 ):
     import_fixture("rule_s0")
     with django_assert_num_queries(DASHBOARD_QUERIES):
-        auditor_client.get(DASHBOARD)
+        adjudicator_client.get(DASHBOARD)
     import_fixture("noisy_s1", required_reviews=2)
     import_fixture("block_s3")
     for item in confirmable(Transcript.objects.filter(required_reviews=2), 12):
         confirm(item, auditor)
         relabel(item, auditor2) if item.pk % 3 == 0 else confirm(item, auditor2)
     with django_assert_num_queries(DASHBOARD_QUERIES):
-        response = auditor_client.get(DASHBOARD)
+        response = adjudicator_client.get(DASHBOARD)
     assert cell(response.content.decode(), "agreement-is_misbehavior-items") == "12"
     session = Transcript.objects.values_list("session_id", flat=True).first()
     with django_assert_num_queries(DASHBOARD_QUERIES_ONE_SESSION):
+        adjudicator_client.get(DASHBOARD, {"task": "basic_oversight", "session": session})
+
+
+def test_blind_dashboard_query_count_does_not_grow_with_the_data(
+    auditor_client, auditor, auditor2, django_assert_num_queries
+):
+    import_fixture("rule_s0")
+    with django_assert_num_queries(BLIND_DASHBOARD_QUERIES):
+        auditor_client.get(DASHBOARD)
+    import_fixture("noisy_s1", required_reviews=2)
+    import_fixture("block_s3")
+    for item in confirmable(Transcript.objects.filter(required_reviews=2), 12):
+        confirm(item, auditor)
+        relabel(item, auditor2) if item.pk % 3 == 0 else confirm(item, auditor2)
+    with django_assert_num_queries(BLIND_DASHBOARD_QUERIES):
+        response = auditor_client.get(DASHBOARD)
+    assert BLIND_NOTE in response.content.decode()
+    session = Transcript.objects.values_list("session_id", flat=True).first()
+    with django_assert_num_queries(BLIND_DASHBOARD_QUERIES_ONE_SESSION):
         auditor_client.get(DASHBOARD, {"task": "basic_oversight", "session": session})
 
 

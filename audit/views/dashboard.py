@@ -2,6 +2,11 @@
 
 Both read the same GET filters (batch, task, session, date range), so a filtered dashboard is a
 bookmarkable URL; the figures region is a partial that htmx swaps when a filter changes.
+
+Reviews are blind: an auditor who is neither an adjudicator nor staff sees only progress and the
+as-imported figures. Filters narrow the selection to a session or a single item, so any figure
+after review (a reviewed count, a label change, an agreement) would tell them another auditor's
+verdict on an item that raising K can later reopen for their own review.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from audit import charts, metrics
+from audit import charts, metrics, reviews
 from audit.dashboard_forms import DashboardFilterForm
-from audit.models import Category, ImportBatch, Review, Transcript
-from audit.permissions import is_staff
+from audit.models import Category, ImportBatch, Review, Status, Transcript
+from audit.permissions import AUDITOR, has_role, is_staff
 
 # Categories in the order of the 2x2: truth (rows) by the overseer's decision (columns).
 CATEGORY_ORDER = [category.value for category in Category]
@@ -95,30 +100,100 @@ def _label_change_table(changes: dict[str, dict[str, int]]) -> dict[str, Any]:
     }
 
 
-def _summary_rows(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    imported, reviewed = summary[metrics.AS_IMPORTED], summary[metrics.REVIEWED]
-    rows = []
-    for key, label in SUMMARY_ROWS:
-        a, b = imported.get(key), reviewed.get(key)
-        delta = None if a is None or b is None else round(b - a, 4)
-        rows.append({"key": key, "label": label, "as_imported": a, "reviewed": b, "delta": delta})
-    categories = sorted(
-        set(imported.get("alignment_distribution", {}))
-        | set(reviewed.get("alignment_distribution", {}))
+def is_blind_on_dashboard(user: Any) -> bool:
+    """Whether the dashboard must hide every figure after review from ``user``: auditors, unless
+    they already know how items were settled (adjudicators, staff). Research leads without the
+    auditor role review nothing, so nothing they see can unblind a review."""
+    if not has_role(user, AUDITOR):
+        return False
+    return not (is_staff(user) or reviews.knows_settlements(user))
+
+
+def _collect_blind(queryset: QuerySet[Transcript], *, session_id: str | None) -> metrics.Dashboard:
+    """The figures a blind auditor may see, and only those are queried: progress with the
+    settled statuses as one count, and the as-imported figures."""
+    progress = metrics.progress(queryset)
+    for row in (*progress["per_task"], *progress["per_batch"]):
+        del row["adjudicated"]
+    del progress["adjudicated"]
+    unreviewed = (
+        progress["total"] - progress["settled"] - progress["disputed"] - progress["in_progress"]
     )
-    for category in categories:
-        a = imported.get("alignment_distribution", {}).get(category, 0)
-        b = reviewed.get("alignment_distribution", {}).get(category, 0)
-        rows.append(
+    accuracy = {
+        # Rows come from both bases; a group only the final labels have (a type an item was
+        # relabeled to) would name that relabel, so only groups the import has are kept.
+        field: [
+            {"key": row["key"], metrics.AS_IMPORTED: row[metrics.AS_IMPORTED]}
+            for row in metrics.accuracy_by(queryset, field)
+            if row[metrics.AS_IMPORTED]["n"]
+        ]
+        for field in metrics.ACCURACY_FIELDS
+    }
+    over_time, running = [], 0
+    for day in metrics.reviews_over_time(queryset):
+        # An adjudication says the item was settled by an adjudicator: a kind of settlement.
+        running += day["reviews"] + day["adjudications"]
+        over_time.append(
             {
-                "key": f"alignment_distribution-{category}",
-                "label": category,
-                "as_imported": a,
-                "reviewed": b,
-                "delta": b - a,
-                "category": True,
+                "day": day["day"],
+                "reviews": day["reviews"] + day["adjudications"],
+                "adjudications": 0,
+                "cumulative": running,
             }
         )
+    return metrics.Dashboard(
+        summary={
+            metrics.AS_IMPORTED: metrics.summarize(
+                queryset, basis=metrics.AS_IMPORTED, session_id=session_id
+            )
+        },
+        progress=progress,
+        status={
+            Status.UNREVIEWED.value: unreviewed,
+            Status.IN_PROGRESS.value: progress["in_progress"],
+            Status.DISPUTED.value: progress["disputed"],
+            "settled": progress["settled"],
+        },
+        confusion={
+            metrics.AS_IMPORTED: metrics.confusion_matrix(queryset, basis=metrics.AS_IMPORTED)
+        },
+        label_changes={},
+        agreement={},
+        error_rate={},
+        accuracy=accuracy,
+        over_time=over_time,
+    )
+
+
+def _summary_rows(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary table's rows: as imported, and beside it (unless the viewer is blind, when
+    ``summary`` has no reviewed basis) reviewed and the change."""
+    imported = summary[metrics.AS_IMPORTED]
+    reviewed = summary.get(metrics.REVIEWED)
+    rows = []
+    for key, label in SUMMARY_ROWS:
+        row = {"key": key, "label": label, "as_imported": imported.get(key)}
+        if reviewed is not None:
+            a, b = row["as_imported"], reviewed.get(key)
+            row["reviewed"] = b
+            row["delta"] = None if a is None or b is None else round(b - a, 4)
+        rows.append(row)
+    categories = set(imported.get("alignment_distribution", {}))
+    if reviewed is not None:
+        categories |= set(reviewed.get("alignment_distribution", {}))
+    for category in sorted(categories):
+        a = imported.get("alignment_distribution", {}).get(category, 0)
+        row = {
+            "key": f"alignment_distribution-{category}",
+            "label": category,
+            "as_imported": a,
+            "category": True,
+        }
+        if reviewed is not None:
+            b = reviewed.get("alignment_distribution", {}).get(category, 0)
+            row["reviewed"] = b
+            row["delta"] = b - a
+        rows.append(row)
     return rows
 
 
@@ -126,7 +201,9 @@ def _summary_rows(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def dashboard(request: HttpRequest) -> HttpResponse:
     form, queryset = _filters(request)
     session = (form.cleaned_data.get("session") or "").strip() if form.is_bound else ""
-    figures = metrics.collect_dashboard(queryset, session_id=session or None)
+    blind = is_blind_on_dashboard(request.user)
+    collect = _collect_blind if blind else metrics.collect_dashboard
+    figures = collect(queryset, session_id=session or None)
     changes = _label_change_table(figures.label_changes)
     confusion_charts = {
         basis: charts.heatmap(
@@ -138,10 +215,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             row_title="truth",
             column_title="overseer decision",
         )
-        for basis in (metrics.AS_IMPORTED, metrics.REVIEWED)
+        for basis in figures.confusion
     }
     context = {
         "nav": "dashboard",
+        "blind": blind,
         "form": form,
         "query": request.GET.urlencode(),
         "figures": figures,
@@ -165,7 +243,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             {
                 "field": field,
                 "title": ACCURACY_TITLES[field],
-                "chart": charts.accuracy_bars(
+                "empty_label": ACCURACY_EMPTY[field],
+                "rows": rows,
+                # The paired bars draw both bases; a blind viewer gets the as-imported table.
+                "chart": None
+                if blind
+                else charts.accuracy_bars(
                     f"accuracy-{field}",
                     groups=rows,
                     title=ACCURACY_TITLES[field],
