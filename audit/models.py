@@ -195,9 +195,6 @@ class TranscriptQuerySet(models.QuerySet):
     def unreviewed(self) -> TranscriptQuerySet:
         return self.exclude(status__in=SETTLED_STATUSES)
 
-    def search(self, text: str) -> TranscriptQuerySet:
-        return self.filter(search_text__contains=text.lower())
-
 
 class Transcript(models.Model):
     batch = models.ForeignKey(ImportBatch, on_delete=models.PROTECT, related_name="transcripts")
