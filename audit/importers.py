@@ -10,8 +10,9 @@ file either lands as reported or not at all:
   (``RejectedLine``) and, when asked, written to a rejects file;
 - ``dry_run``: everything is checked and counted, then rolled back.
 
-A file that adds nothing new (all duplicates, nothing rejected) leaves no batch behind, so
-re-importing is a no-op; the result still says how many lines were duplicates.
+A file that adds nothing new (all duplicates, and no rejected lines that an earlier import of
+the same bytes did not already keep) leaves no batch behind, so re-importing is a no-op; the
+result still says how many lines were duplicates.
 """
 
 from __future__ import annotations
