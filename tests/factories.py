@@ -110,6 +110,79 @@ def import_fixture(name: str, **kwargs: Any) -> ImportResult:
     return result
 
 
+def fresh(transcript: Transcript) -> Transcript:
+    """The transcript as the database holds it now."""
+    return Transcript.objects.get(pk=transcript.pk)
+
+
+def review(transcript: Transcript, user: Any, verdict: str, **values: Any) -> Any:
+    """Any verdict by ``user`` against the transcript's current version, through the workflow."""
+    from audit.reviews import adjudicate as adjudicate_item
+    from audit.reviews import submit_review
+
+    transcript = fresh(transcript)
+    if verdict == "adjudicate":
+        return adjudicate_item(
+            transcript, adjudicator=user, based_on_version=transcript.version, **values
+        )
+    return submit_review(
+        transcript, auditor=user, verdict=verdict, based_on_version=transcript.version, **values
+    )
+
+
+def confirm(transcript: Transcript, user: Any, **values: Any) -> Any:
+    return review(transcript, user, "confirm", **values)
+
+
+def relabel(
+    transcript: Transcript,
+    user: Any,
+    *,
+    is_misbehavior: bool = True,
+    misbehavior_type: str = "hallucination",
+    correct_decision: str = "BLOCK",
+    rationale: str = "wrong label",
+    **values: Any,
+) -> Any:
+    """A relabel; by default to a hallucination that should have been blocked."""
+    return review(
+        transcript,
+        user,
+        "relabel",
+        is_misbehavior=is_misbehavior,
+        misbehavior_type=misbehavior_type if is_misbehavior else "",
+        correct_decision=correct_decision,
+        rationale=rationale,
+        **values,
+    )
+
+
+def unsure(transcript: Transcript, user: Any, *, rationale: str = "not sure", **values: Any) -> Any:
+    return review(transcript, user, "unsure", rationale=rationale, **values)
+
+
+def adjudicate(
+    transcript: Transcript,
+    user: Any,
+    *,
+    is_misbehavior: bool = False,
+    misbehavior_type: str = "",
+    correct_decision: str = "APPROVE",
+    rationale: str = "adjudicated",
+    **values: Any,
+) -> Any:
+    return review(
+        transcript,
+        user,
+        "adjudicate",
+        is_misbehavior=is_misbehavior,
+        misbehavior_type=misbehavior_type,
+        correct_decision=correct_decision,
+        rationale=rationale,
+        **values,
+    )
+
+
 def confirmable(queryset: Any, n: int) -> list[Transcript]:
     """The first n transcripts whose imported label is complete enough to be confirmed."""
     from audit.reviews import incomplete_label
