@@ -33,7 +33,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from audit import exporters
 from audit.models import (
     SETTLED_STATUSES,
     Category,
@@ -47,8 +46,9 @@ from audit.models import (
     Transcript,
 )
 from audit.permissions import is_staff
-from audit.releases import ReleaseError, check_new, parse_filters
-from audit.reviews import set_required_reviews
+from audit.publish import export as exporters
+from audit.publish.release import ReleaseError, check_new, parse_filters
+from audit.review.workflow import set_required_reviews
 from audit.tasks import publish_release_task
 
 MAX_REQUIRED_REVIEWS = 10
@@ -418,7 +418,7 @@ class TranscriptAdmin(StaffReadOnly):
         if result.status == TaskResultStatus.FAILED:
             error = result.errors[-1] if result.errors else None
             reason = error.traceback.strip().splitlines()[-1] if error else "unknown error"
-            reason = reason.removeprefix("audit.releases.ReleaseError: ")
+            reason = reason.removeprefix("audit.publish.release.ReleaseError: ")
             self.message_user(
                 request, f"Release {version} was not published: {reason}", messages.ERROR
             )

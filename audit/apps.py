@@ -7,4 +7,4 @@ class AuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from audit import db  # noqa: F401  (connects the SQLite pragmas)
+        from audit import sqlite  # noqa: F401  (connects the SQLite pragmas)

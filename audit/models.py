@@ -2,8 +2,8 @@
 
 A Transcript keeps the original JSONL line verbatim (``raw``) so it comes back out losslessly;
 the columns beside it are copies of the values that filters, sorting and metrics need, extracted
-once at import (see ``audit.records``). Reviews are append-only; a transcript's ``final_*``
-columns and ``status`` are a cache derived from its reviews (``audit.reviews``).
+once at import (see ``audit.ingest.records``). Reviews are append-only; a transcript's ``final_*``
+columns and ``status`` are a cache derived from its reviews (``audit.review.workflow``).
 """
 
 from __future__ import annotations

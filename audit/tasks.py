@@ -13,9 +13,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.tasks import task
 
-from audit.importers import import_file
+from audit.ingest.importer import import_file
 from audit.models import ImportJob
-from audit.releases import publish_release, select_records
+from audit.publish.release import publish_release, select_records
 
 
 def progress_path(job_id: int) -> Path:
@@ -93,7 +93,7 @@ def publish_release_task(
 ) -> dict[str, Any]:
     """Publish release ``version`` into RELEASES_ROOT (the admin's "Publish release" action).
 
-    ``selection`` is JSON (``audit.releases.select_records``): a filter spec, evaluated when
+    ``selection`` is JSON (``audit.publish.release.select_records``): a filter spec, evaluated when
     the task runs, or the ids chosen. ``filters`` is what the release records about how it was
     chosen. A ReleaseError (say the version was taken meanwhile) fails the task with its message.
     """

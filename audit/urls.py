@@ -2,7 +2,10 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from audit.views import dashboard, imports, releases, review
+from audit.ingest import views as imports
+from audit.metrics import views as dashboard
+from audit.publish import views as releases
+from audit.review import views as review
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from audit.importers import ImportResult, import_file
+from audit.ingest.importer import ImportResult, import_file
 from audit.models import Transcript
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -117,8 +117,8 @@ def fresh(transcript: Transcript) -> Transcript:
 
 def review(transcript: Transcript, user: Any, verdict: str, **values: Any) -> Any:
     """Any verdict by ``user`` against the transcript's current version, through the workflow."""
-    from audit.reviews import adjudicate as adjudicate_item
-    from audit.reviews import submit_review
+    from audit.review.workflow import adjudicate as adjudicate_item
+    from audit.review.workflow import submit_review
 
     transcript = fresh(transcript)
     if verdict == "adjudicate":
@@ -185,6 +185,6 @@ def adjudicate(
 
 def confirmable(queryset: Any, n: int) -> list[Transcript]:
     """The first n transcripts whose imported label is complete enough to be confirmed."""
-    from audit.reviews import incomplete_label
+    from audit.review.workflow import incomplete_label
 
     return [t for t in queryset.order_by("id") if not incomplete_label(t)][:n]

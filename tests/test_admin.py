@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from audit.admin import changelist_filter_spec
 from audit.models import ImportBatch, Release, Review, Transcript, Verdict
-from audit.releases import ReleaseError, publish_release
-from audit.reviews import set_required_reviews, submit_review
+from audit.publish.release import ReleaseError, publish_release
+from audit.review.workflow import set_required_reviews, submit_review
 from audit.tasks import publish_release_task
 from tests.factories import import_records, make_record
 

@@ -7,9 +7,9 @@ the test client.
 Import and export memory are each measured at two sizes that both span several chunks (a tenth
 of N, at least two chunks, and N), since a size within one chunk says nothing about streaming:
 a flat figure from N/10 to N is what "memory does not grow with the file" looks like. Import
-chunks are ``audit.importers.CHUNK_SIZE`` rows per insert (its scan stages rows in a temporary
+chunks are ``audit.ingest.importer.CHUNK_SIZE`` rows per insert (its scan stages rows in a temporary
 file, so only the insert chunk is held in memory); export chunks are
-``audit.exporters.CHUNK_SIZE`` records per query. When N is under ten chunks (``--quick``) the
+``audit.publish.export.CHUNK_SIZE`` records per query. When N is under ten chunks (``--quick``) the
 chunk is scaled down to N/10 for those measurements, and said so.
 
 Everything happens inside one transaction that is rolled back at the end, so the database is
@@ -38,12 +38,13 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import NoReverseMatch, reverse
 
-from audit import exporters, importers
-from audit.generator import write_jsonl as generate_jsonl
-from audit.importers import import_file
+from audit.demo.generator import write_jsonl as generate_jsonl
+from audit.ingest import importer as importers
+from audit.ingest.importer import import_file
 from audit.models import Status, Transcript, Verdict
 from audit.permissions import ADJUDICATOR, AUDITOR
-from audit.reviews import submit_review
+from audit.publish import export as exporters
+from audit.review.workflow import submit_review
 
 MB = 1024 * 1024
 PAGE_RUNS = 5

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import Transcript
-from audit.reviews import find_mismatches, recompute_final_labels
+from audit.review.workflow import find_mismatches, recompute_final_labels
 
 
 class Command(BaseCommand):

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import exporters
 from audit.models import Transcript
-from audit.releases import FILTER_KEYS, ReleaseError, apply_filters, parse_filters
+from audit.publish import export as exporters
+from audit.publish.release import FILTER_KEYS, ReleaseError, apply_filters, parse_filters
 
 
 class Command(BaseCommand):

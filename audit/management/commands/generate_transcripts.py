@@ -1,7 +1,7 @@
 """python manage.py generate_transcripts --count N --seed S --output FILE
 
 Writes synthetic SENTINEL transcripts in the exporter's JSONL format (gzip when FILE ends in
-.gz), for demos and benchmarks; see ``audit.generator``.
+.gz), for demos and benchmarks; see ``audit.demo.generator``.
 """
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.generator import write_jsonl
+from audit.demo.generator import write_jsonl
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from audit.importers import ImportResult, import_file
+from audit.ingest.importer import ImportResult, import_file
 
 
 class Command(BaseCommand):

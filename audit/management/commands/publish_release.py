@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import Transcript
-from audit.releases import (
+from audit.publish.release import (
     DEFAULT_LICENSE,
     FILTER_KEYS,
     ReleaseError,

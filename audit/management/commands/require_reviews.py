@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import ImportBatch, Transcript
-from audit.reviews import sample_ids, set_required_reviews
+from audit.review.workflow import sample_ids, set_required_reviews
 
 
 class Command(BaseCommand):

@@ -13,8 +13,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
-from audit.generator import write_jsonl
-from audit.importers import import_file
+from audit.demo.generator import write_jsonl
+from audit.ingest.importer import import_file
 from audit.models import Transcript
 from audit.permissions import ADJUDICATOR, AUDITOR
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.metrics import AS_IMPORTED, REVIEWED, summarize
+from audit.metrics.summaries import AS_IMPORTED, REVIEWED, summarize
 from audit.models import ImportBatch, Transcript
 
 

@@ -1,0 +1,1 @@
+"""Import: records, the importer, uploads and their screens."""

@@ -1,0 +1,1 @@
+"""Measure: summaries, agreement, the dashboard and its charts."""

@@ -1,0 +1,1 @@
+"""Export and publish: selection, export, releases, cards, verification, archives."""

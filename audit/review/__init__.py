@@ -1,0 +1,1 @@
+"""Review: workflow, leases, visibility, the queue and the review screens."""

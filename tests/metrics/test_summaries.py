@@ -1,0 +1,376 @@
+"""Dashboard metrics on small hand-computed sets: confusion, label changes, status, progress,
+accuracy, agreement, auditor statistics, the spot-check error estimate and reviews over time."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from audit.metrics import summaries as metrics
+from audit.metrics.agreement import wilson_interval
+from audit.models import Review, Status, Transcript
+from audit.review.workflow import adjudicate, submit_review
+from tests.factories import import_records, make_misbehavior, make_record
+
+pytestmark = pytest.mark.django_db
+
+FP_RECORD = {
+    "decision": {"type": "BLOCK"},
+    "ground_truth": {"was_false_positive": True},
+    "labels": {"oversight_correct": False, "alignment_category": "alignment_failure_fp"},
+}
+
+
+def five_records(tmp_path, **kwargs):
+    """TN, FP, TP, FN, and a caught misbehavior whose stored label wrongly says aligned_approve."""
+    records = [
+        make_record(step_number=1),
+        make_record(step_number=2, **FP_RECORD),
+        make_misbehavior(step_number=3),
+        make_misbehavior(step_number=4, decision="APPROVE", mb_type="reward_hacking"),
+        make_misbehavior(
+            step_number=5,
+            labels={"oversight_correct": True, "alignment_category": "aligned_approve"},
+        ),
+    ]
+    return import_records(records, tmp_path, **kwargs)
+
+
+def safe_records(tmp_path, n, **kwargs):
+    return import_records([make_record(step_number=i) for i in range(n)], tmp_path, **kwargs)
+
+
+def review(transcript, user, verdict, *, seconds=0, **labels):
+    transcript.refresh_from_db()
+    rationale = "" if verdict == "confirm" else "because"
+    return submit_review(
+        transcript,
+        auditor=user,
+        verdict=verdict,
+        rationale=rationale,
+        seconds_spent=seconds,
+        based_on_version=transcript.version,
+        **labels,
+    )
+
+
+def settle(transcript, adjudicator, *, seconds=0, **labels):
+    transcript.refresh_from_db()
+    return adjudicate(
+        transcript,
+        adjudicator=adjudicator,
+        rationale="decided",
+        seconds_spent=seconds,
+        based_on_version=transcript.version,
+        **labels,
+    )
+
+
+MB = {"is_misbehavior": True, "misbehavior_type": "hallucination", "correct_decision": "BLOCK"}
+MB_RH = {"is_misbehavior": True, "misbehavior_type": "reward_hacking", "correct_decision": "BLOCK"}
+
+
+# --- confusion and label changes ---------------------------------------------------------------
+
+
+def test_confusion_matrix_as_imported_reads_the_stored_category_and_has_true_negatives(tmp_path):
+    five_records(tmp_path)
+    assert metrics.confusion_matrix(Transcript.objects.all(), basis=metrics.AS_IMPORTED) == {
+        "true_positives": 1,
+        "false_positives": 1,
+        "false_negatives": 1,
+        "true_negatives": 2,  # the mislabeled catch counts where its stored label puts it
+    }
+
+
+def test_confusion_matrix_reviewed_follows_the_final_labels(tmp_path, auditor):
+    tn, *_ = five_records(tmp_path)
+    review(tn, auditor, "relabel", **MB)  # approved, but it was misbehavior: now a miss
+    assert metrics.confusion_matrix(Transcript.objects.all(), basis=metrics.REVIEWED) == {
+        "true_positives": 2,
+        "false_positives": 1,
+        "false_negatives": 2,
+        "true_negatives": 0,
+    }
+
+
+def test_confusion_matrix_leaves_unknown_stored_categories_out(tmp_path):
+    import_records(
+        [make_record(labels={"alignment_category": "unknown"})], tmp_path, skip_invalid=True
+    )
+    qs = Transcript.objects.all()
+    assert sum(metrics.confusion_matrix(qs, basis=metrics.AS_IMPORTED).values()) == 0
+    assert metrics.confusion_matrix(qs, basis=metrics.REVIEWED)["true_negatives"] == 1
+
+
+def test_confusion_matrix_rejects_an_unknown_basis(tmp_path):
+    with pytest.raises(ValueError):
+        metrics.confusion_matrix(Transcript.objects.all(), basis="guess")
+
+
+def test_label_change_matrix_maps_stored_to_final_categories(tmp_path, auditor):
+    tn, fp, *_ = five_records(tmp_path)
+    review(fp, auditor, "relabel", **MB)  # the block was right after all
+    assert metrics.label_change_matrix(Transcript.objects.all()) == {
+        "aligned_approve": {"aligned_approve": 1, "aligned_catch": 1},
+        "aligned_catch": {"aligned_catch": 1},
+        "alignment_failure_fn": {"alignment_failure_fn": 1},
+        "alignment_failure_fp": {"aligned_catch": 1},
+    }
+
+
+def test_confusion_cells_are_the_row_and_column_sums_of_the_label_changes(tmp_path, auditor):
+    tn, fp, *_ = five_records(tmp_path)
+    review(fp, auditor, "relabel", **MB)
+    qs = Transcript.objects.all()
+    changes = metrics.label_change_matrix(qs)
+    imported = metrics.confusion_matrix(qs, basis=metrics.AS_IMPORTED)
+    reviewed = metrics.confusion_matrix(qs, basis=metrics.REVIEWED)
+    for cell, category in metrics.CONFUSION_CELLS.items():
+        assert imported[cell] == sum(changes.get(category, {}).values())
+        assert reviewed[cell] == sum(row.get(category, 0) for row in changes.values())
+
+
+# --- status and progress -----------------------------------------------------------------------
+
+
+def test_status_counts_lists_every_status_with_zeros(tmp_path, auditor):
+    first, *_ = safe_records(tmp_path, 3)
+    review(first, auditor, "confirm")
+    assert metrics.status_counts(Transcript.objects.all()) == {
+        "unreviewed": 2,
+        "in_progress": 0,
+        "confirmed": 1,
+        "relabeled": 0,
+        "disputed": 0,
+        "adjudicated": 0,
+    }
+
+
+def test_progress_counts_overall_per_flag_task_and_batch(tmp_path, django_assert_num_queries):
+    tn, fp, tp, fn, wrong = five_records(tmp_path)
+    Transcript.objects.filter(pk=tn.pk).update(flag_spot_check=True)
+    Transcript.objects.filter(pk__in=[fp.pk, tp.pk]).update(status=Status.CONFIRMED)
+    Transcript.objects.filter(pk=fn.pk).update(status=Status.DISPUTED, task_id="adversarial_worker")
+    Transcript.objects.filter(pk=wrong.pk).update(status=Status.ADJUDICATED)
+    with django_assert_num_queries(3):
+        result = metrics.progress(Transcript.objects.all())
+    # Flagged: fp (over-block), fn (missed misbehavior), wrong (label inconsistency).
+    assert {k: result[k] for k in ("total", "flagged", "settled", "disputed", "adjudicated")} == {
+        "total": 5,
+        "flagged": 3,
+        "settled": 3,
+        "disputed": 1,
+        "adjudicated": 1,
+    }
+    assert result["remainder"] == 1  # tn: unflagged (a spot check) and not settled; tp is settled
+    assert result["spot_checked"] == 1
+    per_flag = {row["flag"]: row for row in result["per_flag"]}
+    assert per_flag["over_block"] == {
+        "flag": "over_block", "label": "Over-block", "total": 1, "settled": 1
+    }  # fmt: skip
+    assert per_flag["missed_misbehavior"]["settled"] == 0
+    assert per_flag["label_inconsistency"]["total"] == 1
+    tasks = {row["task_id"]: row for row in result["per_task"]}
+    assert tasks["adversarial_worker"]["total"] == 1
+    assert tasks["adversarial_worker"]["disputed"] == 1
+    assert tasks["basic_oversight"]["settled"] == 3
+    (batch,) = result["per_batch"]
+    assert batch["total"] == 5
+    assert batch["batch__file_name"].endswith("records.jsonl")
+
+
+# --- accuracy per group ------------------------------------------------------------------------
+
+
+def test_accuracy_by_task_and_worker_compares_imported_and_reviewed(tmp_path, auditor):
+    tn, fp, tp, fn, wrong = five_records(tmp_path)
+    Transcript.objects.filter(pk__in=[fn.pk, wrong.pk]).update(worker_id="worker_net")
+    review(fp, auditor, "relabel", **MB)  # the over-block becomes a correct catch
+    rows = {row["key"]: row for row in metrics.accuracy_by(Transcript.objects.all(), "worker_id")}
+    assert rows["worker_db"]["as_imported"] == {"n": 3, "correct": 2, "accuracy": 0.6667}
+    assert rows["worker_db"]["reviewed"] == {"n": 3, "correct": 3, "accuracy": 1.0}
+    # worker_net: the miss stays wrong; the mislabeled catch was stored as correct anyway.
+    assert rows["worker_net"]["as_imported"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert rows["worker_net"]["reviewed"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    tasks = metrics.accuracy_by(Transcript.objects.all(), "task_id")
+    assert [row["key"] for row in tasks] == ["basic_oversight"]
+    assert tasks[0]["reviewed"]["accuracy"] == 0.8
+
+
+def test_accuracy_by_misbehavior_type_groups_each_basis_by_its_own_truth(tmp_path, auditor):
+    tn, fp, tp, fn, wrong = five_records(tmp_path)
+    review(tn, auditor, "relabel", **MB_RH)  # an approved reward hack: a miss
+    rows = {
+        row["key"]: row for row in metrics.accuracy_by(Transcript.objects.all(), "misbehavior_type")
+    }
+    assert rows[""]["as_imported"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert rows[""]["reviewed"] == {"n": 1, "correct": 0, "accuracy": 0.0}
+    assert rows["reward_hacking"]["as_imported"] == {"n": 1, "correct": 0, "accuracy": 0.0}
+    assert rows["reward_hacking"]["reviewed"] == {"n": 2, "correct": 0, "accuracy": 0.0}
+    assert rows["hallucination"]["as_imported"] == {"n": 2, "correct": 2, "accuracy": 1.0}
+
+
+def test_accuracy_by_refuses_other_fields():
+    with pytest.raises(ValueError):
+        metrics.accuracy_by(Transcript.objects.all(), "raw")
+
+
+# --- agreement and auditors --------------------------------------------------------------------
+
+
+@pytest.fixture
+def calibration(tmp_path, auditor, auditor2, adjudicator):
+    """Six safe-approve items with K=2, reviewed by alice and bob (see each line)."""
+    a, b, c, d, e, f = safe_records(tmp_path, 6, required_reviews=2)
+    review(a, auditor, "confirm", seconds=10)  # A: both confirm
+    review(a, auditor2, "confirm", seconds=5)
+    review(b, auditor, "confirm", seconds=20)  # B: disagree on everything, adjudicated
+    review(b, auditor2, "relabel", seconds=15, **MB)
+    settle(b, adjudicator, seconds=100, **MB)
+    review(c, auditor, "relabel", seconds=30, **MB_RH)  # C: misbehavior, types differ: disputed
+    review(c, auditor2, "relabel", seconds=25, **MB)
+    review(d, auditor, "confirm", seconds=40)  # D: one review only
+    review(e, auditor, "unsure", seconds=50)  # E: unsure does not count
+    review(e, auditor2, "confirm", seconds=35)
+    review(f, auditor, "relabel", seconds=60, **MB)  # F: alice changes her mind: superseded
+    review(f, auditor, "confirm", seconds=70)
+    review(f, auditor2, "confirm", seconds=45)
+    return a, b, c, d, e, f
+
+
+def test_agreement_per_field_matches_hand_computed_figures(calibration, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        result = metrics.agreement(Transcript.objects.all())
+    # Counting pairs (alice, bob) on A, B, C, F.
+    # is_misbehavior: (F,F) (F,T) (T,T) (F,F): p_o = 3/4, p_e = (3*2 + 1*2)/16 = 1/2 -> 0.5;
+    # alpha: n_F = 5, n_T = 3, D_o = 2/8, D_e = 2*15/56 -> 1 - 0.25/(30/56) = 0.5333.
+    assert result["is_misbehavior"] == {
+        "items": 4,
+        "raters": 2,
+        "percent": 0.75,
+        "cohen_kappa": 0.5,
+        "krippendorff_alpha": 0.5333,
+    }
+    # misbehavior_type: ("","") ("",hal) (rh,hal) ("",""): p_o = 1/2, p_e = 6/16 -> 0.2;
+    # alpha: n = 8 (""5, hal 2, rh 1), D_o = 4/8, D_e = (64 - 30)/56 -> 1 - 0.5*56/34 = 0.1765.
+    assert result["misbehavior_type"] == {
+        "items": 4,
+        "raters": 2,
+        "percent": 0.5,
+        "cohen_kappa": 0.2,
+        "krippendorff_alpha": 0.1765,
+    }
+    assert result["correct_decision"] == result["is_misbehavior"]
+
+
+def test_agreement_is_none_without_multiply_reviewed_items(tmp_path, auditor):
+    (item,) = safe_records(tmp_path, 1)
+    review(item, auditor, "confirm")
+    result = metrics.agreement(Transcript.objects.all())
+    assert result["is_misbehavior"] == {
+        "items": 0,
+        "raters": 0,
+        "percent": None,
+        "cohen_kappa": None,
+        "krippendorff_alpha": None,
+    }
+
+
+def test_agreement_follows_the_transcript_filter(calibration):
+    a, b, *_ = calibration
+    result = metrics.agreement(Transcript.objects.filter(pk__in=[a.pk, b.pk]))
+    assert result["is_misbehavior"]["items"] == 2
+    assert result["is_misbehavior"]["percent"] == 0.5
+
+
+def test_auditor_stats_per_auditor(calibration, django_assert_num_queries):
+    with django_assert_num_queries(2):
+        rows = metrics.auditor_stats(Review.objects.all())
+    by_name = {row["username"]: row for row in rows}
+    assert [row["username"] for row in rows] == ["alice", "bob", "carol"]
+    alice, bob, carol = by_name["alice"], by_name["bob"], by_name["carol"]
+    assert (alice["reviews"], alice["adjudications"]) == (7, 0)
+    assert alice["median_seconds"] == 40
+    assert alice["unsure_rate"] == round(1 / 7, 4)
+    # Settled items with a counting review of hers: A (agrees), B (adjudicated against), F (agrees).
+    assert (alice["agreement_with_final"], alice["agreement_sample"]) == (0.6667, 3)
+    assert (bob["reviews"], bob["median_seconds"], bob["unsure_rate"]) == (5, 25, 0.0)
+    assert (bob["agreement_with_final"], bob["agreement_sample"]) == (1.0, 3)
+    assert (carol["reviews"], carol["adjudications"], carol["median_seconds"]) == (0, 1, 100)
+    assert carol["unsure_rate"] is None and carol["agreement_with_final"] is None
+
+
+def test_reviews_over_time_counts_per_day_with_a_running_total(calibration):
+    a, b, *_ = calibration
+    yesterday = timezone.now() - dt.timedelta(days=1)
+    Review.objects.filter(transcript=a).update(created_at=yesterday)
+    days = metrics.reviews_over_time(Transcript.objects.all())
+    assert [(d["reviews"], d["adjudications"], d["cumulative"]) for d in days] == [
+        (2, 0, 2),
+        (10, 1, 12),
+    ]
+    assert days[0]["day"] == timezone.localdate(yesterday)
+    only_a = metrics.reviews_over_time(Transcript.objects.filter(pk=a.pk))
+    assert [d["reviews"] for d in only_a] == [2]
+
+
+# --- estimated error rate ----------------------------------------------------------------------
+
+
+def test_estimated_error_rate_from_settled_spot_checks(tmp_path):
+    items = safe_records(tmp_path, 7)
+    ok, relabeled, adjudicated_diff, adjudicated_same, decision_only, open_, unflagged = items
+    Transcript.objects.filter(pk__in=[t.pk for t in items[:6]]).update(flag_spot_check=True)
+    Transcript.objects.filter(pk=ok.pk).update(status=Status.CONFIRMED)
+    Transcript.objects.filter(pk=relabeled.pk).update(
+        status=Status.RELABELED,
+        final_is_misbehavior=True,
+        final_misbehavior_type="hallucination",
+        final_correct_decision="BLOCK",
+    )
+    Transcript.objects.filter(pk=adjudicated_diff.pk).update(
+        status=Status.ADJUDICATED, final_correct_decision="FLAG"
+    )
+    Transcript.objects.filter(pk=adjudicated_same.pk).update(status=Status.ADJUDICATED)
+    Transcript.objects.filter(pk=decision_only.pk).update(status=Status.DISPUTED)  # not settled
+    # An unflagged, non-spot-check relabel is outside the sample.
+    Transcript.objects.filter(pk=unflagged.pk).update(
+        status=Status.RELABELED, final_correct_decision="BLOCK"
+    )
+    result = metrics.estimated_error_rate(Transcript.objects.all())
+    lo, hi = wilson_interval(2, 4)
+    assert result == {
+        "sample": 4,
+        "errors": 2,
+        "rate": 0.5,
+        "ci95": [round(lo, 4), round(hi, 4)],
+    }
+
+
+def test_estimated_error_rate_counts_a_changed_misbehavior_type(tmp_path):
+    records = [make_misbehavior(step_number=1), make_misbehavior(step_number=2)]
+    changed, same = import_records(records, tmp_path)
+    Transcript.objects.update(flag_spot_check=True, status=Status.RELABELED)
+    Transcript.objects.filter(pk=changed.pk).update(final_misbehavior_type="reward_hacking")
+    result = metrics.estimated_error_rate(Transcript.objects.all())
+    assert (result["sample"], result["errors"]) == (2, 1)
+
+
+def test_estimated_error_rate_is_undefined_without_a_sample(tmp_path):
+    safe_records(tmp_path, 2)
+    assert metrics.estimated_error_rate(Transcript.objects.all()) == {
+        "sample": 0,
+        "errors": 0,
+        "rate": None,
+        "ci95": None,
+    }
+
+
+def test_estimated_error_rate_from_real_reviews(tmp_path, auditor):
+    first, second, third = safe_records(tmp_path, 3)
+    Transcript.objects.update(flag_spot_check=True)
+    review(first, auditor, "confirm")
+    review(second, auditor, "relabel", **MB)
+    result = metrics.estimated_error_rate(Transcript.objects.all())
+    assert (result["sample"], result["errors"], result["rate"]) == (2, 1, 0.5)
