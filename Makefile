@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 help:
 	@echo "make run     set up, create demo data + users, serve on http://$(HOST):$(PORT)/"
 	@echo "make test    set up, run pytest (ARGS=... passes options)"
-	@echo "make lint    ruff check + ruff format --check"
+	@echo "make lint    ruff check + ruff format --check + mypy"
 	@echo "make format  ruff format + ruff check --fix"
 	@echo "make bench   run the benchmark command"
 	@echo "make lock    regenerate requirements.lock from pyproject.toml with uv"
@@ -38,9 +38,11 @@ run: bootstrap
 test: bootstrap
 	$(PY) -m pytest $(ARGS)
 
+# mypy reads its settings (files, the django-stubs plugin) from pyproject.toml.
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -33,9 +33,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.labels import Category
 from audit.models import (
-    SETTLED_STATUSES,
-    Category,
     Flag,
     ImportBatch,
     ImportJob,
@@ -44,26 +43,17 @@ from audit.models import (
     Release,
     Review,
     Transcript,
+    TranscriptQuerySet,
 )
 from audit.permissions import is_staff
 from audit.publish import export as exporters
-from audit.publish.release import ReleaseError, check_new, parse_filters
+from audit.publish import selection
+from audit.publish.release import ReleaseError, check_new
+from audit.review import visibility
 from audit.review.workflow import set_required_reviews
 from audit.tasks import publish_release_task
 
 MAX_REQUIRED_REVIEWS = 10
-# Transcript changelist parameters that select exactly what a release filter key does.
-CHANGELIST_FILTERS = {
-    "status__exact": "status",
-    "flag": "flag",
-    "task_id__exact": "task",
-    "worker_id__exact": "worker",
-    "decision_type__exact": "decision",
-    "alignment_category__exact": "category",
-    "batch__id__exact": "batch",
-}
-# Changelist parameters that change how the list looks, not which rows it holds.
-CHANGELIST_DISPLAY = {"o", "p", "all", "_facets", "_changelist_filters"}
 FINAL_FIELDS = (
     "final_is_misbehavior",
     "final_misbehavior_type",
@@ -155,7 +145,7 @@ class ReviewAdmin(StaffReadOnly):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Blind review: verdicts on an item are shown once it is settled (module docstring).
-        return super().get_queryset(request).filter(transcript__status__in=SETTLED_STATUSES)
+        return visibility.settled_reviews(super().get_queryset(request))
 
     @admin.display(boolean=True, description="current")
     def is_current(self, review: Review) -> bool:
@@ -172,6 +162,7 @@ class FlagFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         if value in Flag.values:
+            assert isinstance(queryset, TranscriptQuerySet)
             return queryset.with_flag(value)
         return queryset
 
@@ -188,7 +179,8 @@ class SettledFinalCategoryFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         if value in Category.values:
-            return queryset.filter(status__in=SETTLED_STATUSES, final_alignment_category=value)
+            assert isinstance(queryset, TranscriptQuerySet)
+            return visibility.settled_only(queryset).filter(final_alignment_category=value)
         return queryset
 
 
@@ -213,24 +205,15 @@ class RequiredReviewsForm(forms.Form):
     )
 
 
+def _plain(queryset: QuerySet[Transcript]) -> TranscriptQuerySet:
+    """The changelist's selection as a plain queryset: the changelist's own carries its
+    ordering, deferred fields and search joins, which exports and releases must not inherit
+    (a search join can repeat rows)."""
+    return Transcript.objects.filter(pk__in=queryset.values("pk"))
+
+
 def _timestamp() -> str:
     return timezone.now().strftime("%Y%m%d-%H%M%S")
-
-
-def changelist_filter_spec(params: dict[str, list[str]]) -> dict[str, list[str]] | None:
-    """The release filter spec that selects what these changelist parameters do, or None when
-    some parameter has no release equivalent (a search, in_queue, K, ...)."""
-    pairs = []
-    for key, values in params.items():
-        if key in CHANGELIST_DISPLAY or (key == "q" and not "".join(values).strip()):
-            continue
-        if key not in CHANGELIST_FILTERS or len(values) != 1:
-            return None
-        pairs.append(f"{CHANGELIST_FILTERS[key]}={values[0]}")
-    try:
-        return parse_filters(pairs)
-    except ReleaseError:
-        return None
 
 
 @admin.register(Transcript)
@@ -280,22 +263,22 @@ class TranscriptAdmin(StaffReadOnly):
     @admin.display(description="final category")
     def final_category(self, transcript: Transcript) -> str:
         # Blind review: before an item settles its final labels may carry a verdict.
-        if transcript.status in SETTLED_STATUSES:
+        if transcript.is_settled:
             return transcript.final_alignment_category
         return "—"
 
     def get_exclude(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         exclude = tuple(super().get_exclude(request, obj) or ())
-        if obj is not None and obj.status not in SETTLED_STATUSES:
+        if obj is not None and not obj.is_settled:
             exclude += FINAL_FIELDS
         return exclude
 
     # --- exports -------------------------------------------------------------------------------
 
     def _stream(self, request: HttpRequest, queryset: QuerySet, *, reviewed_only: bool) -> Any:
-        queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
-        selected = queryset.count()
-        records = exporters.select(queryset, reviewed_only=reviewed_only)
+        chosen = _plain(queryset)
+        selected = chosen.count()
+        records = chosen.settled() if reviewed_only else chosen
         count = records.count() if reviewed_only else selected
         self.message_user(
             request,
@@ -322,9 +305,9 @@ class TranscriptAdmin(StaffReadOnly):
 
     @admin.action(description="Export summary (JSON) of selected")
     def export_summary(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
-        queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
-        counts = exporters.selection_counts(queryset)
-        summary = exporters.build_summary(queryset)
+        chosen = _plain(queryset)
+        counts = exporters.selection_counts(chosen)
+        summary = exporters.build_summary(chosen)
         self.message_user(
             request,
             f"Summary of {counts['total']} selected transcripts "
@@ -368,7 +351,7 @@ class TranscriptAdmin(StaffReadOnly):
 
     @admin.action(description="Publish release from selected")
     def publish_release_action(self, request: HttpRequest, queryset: QuerySet) -> Any:
-        queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
+        chosen = _plain(queryset)
         form = PublishReleaseForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             version = form.cleaned_data["version"]
@@ -376,9 +359,10 @@ class TranscriptAdmin(StaffReadOnly):
             changelist = {
                 key: request.GET.getlist(key)
                 for key in sorted(request.GET)
-                if key not in CHANGELIST_DISPLAY
+                if key not in selection.CHANGELIST_DISPLAY
             }
-            spec = changelist_filter_spec(changelist) if select_across else None
+            matching = selection.from_changelist(changelist) if select_across else None
+            spec = matching.as_dict() if matching is not None else None
             filters: dict[str, Any] = {
                 "source": "admin",
                 "changelist": changelist,
@@ -386,19 +370,19 @@ class TranscriptAdmin(StaffReadOnly):
             }
             if spec is not None:
                 filters["filter"] = spec
-                selection: dict[str, Any] = {"filter": spec}
+                records: dict[str, Any] = {"filter": spec}
             else:
-                selection = {"pks": list(queryset.order_by("pk").values_list("pk", flat=True))}
+                records = {"pks": list(chosen.order_by("pk").values_list("pk", flat=True))}
             result = publish_release_task.enqueue(
                 version,
-                selection,
+                records,
                 include_unreviewed=form.cleaned_data["include_unreviewed"],
                 user_id=request.user.pk,
                 filters=filters,
             )
             self._report_publish(request, version, result)
             return None
-        counts = exporters.selection_counts(queryset)
+        counts = exporters.selection_counts(chosen)
         return self._form_page(
             request,
             form=form,
@@ -415,23 +399,31 @@ class TranscriptAdmin(StaffReadOnly):
     def _report_publish(self, request: HttpRequest, version: str, result: TaskResult) -> None:
         # A task backend that runs tasks at once (ImmediateBackend, in development) has finished
         # by now; a worker backend has only queued it.
-        if result.status == TaskResultStatus.FAILED:
-            error = result.errors[-1] if result.errors else None
-            reason = error.traceback.strip().splitlines()[-1] if error else "unknown error"
-            reason = reason.removeprefix("audit.publish.release.ReleaseError: ")
-            self.message_user(
-                request, f"Release {version} was not published: {reason}", messages.ERROR
-            )
-            return
-        release = Release.objects.filter(version=version).first()
-        if result.status == TaskResultStatus.SUCCESSFUL and release is not None:
-            counts = release.counts
+        if result.status == TaskResultStatus.SUCCESSFUL:
+            outcome = result.return_value
+            if "error" in outcome:  # a ReleaseError: the task's own refusal, its message as is
+                self.message_user(
+                    request,
+                    f"Release {version} was not published: {outcome['error']}",
+                    messages.ERROR,
+                )
+                return
+            counts = outcome["counts"]
             self.message_user(
                 request,
-                f"Published release {release.version}: {counts.get('reviewed', 0)} reviewed"
+                f"Published release {outcome['version']}: {counts.get('reviewed', 0)} reviewed"
                 + (f" and {counts['unreviewed']} unreviewed" if "unreviewed" in counts else "")
                 + f" records from {counts.get('selection', 0)} selected.",
                 messages.SUCCESS,
+            )
+            return
+        if result.status == TaskResultStatus.FAILED:
+            # A crash, not a refusal: there is no result, and the last line of the traceback is
+            # the exception with its message.
+            error = result.errors[-1] if result.errors else None
+            reason = error.traceback.strip().splitlines()[-1] if error else "unknown error"
+            self.message_user(
+                request, f"Release {version} was not published: {reason}", messages.ERROR
             )
             return
         self.message_user(
@@ -443,11 +435,11 @@ class TranscriptAdmin(StaffReadOnly):
 
     @admin.action(description="Require K independent reviews for selected")
     def require_reviews(self, request: HttpRequest, queryset: QuerySet) -> Any:
-        queryset = queryset.model.objects.filter(pk__in=queryset.values("pk"))
+        chosen = _plain(queryset)
         form = RequiredReviewsForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             k = form.cleaned_data["k"]
-            changed = set_required_reviews(queryset, k)
+            changed = set_required_reviews(chosen, k)
             self.message_user(
                 request, f"{changed} transcripts now need {k} reviews.", messages.SUCCESS
             )
@@ -457,7 +449,7 @@ class TranscriptAdmin(StaffReadOnly):
             form=form,
             action="require_reviews",
             title="Require K reviews",
-            intro=f"{queryset.count()} transcripts selected.",
+            intro=f"{chosen.count()} transcripts selected.",
             submit_label="Set K",
         )
 

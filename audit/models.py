@@ -2,49 +2,24 @@
 
 A Transcript keeps the original JSONL line verbatim (``raw``) so it comes back out losslessly;
 the columns beside it are copies of the values that filters, sorting and metrics need, extracted
-once at import (see ``audit.ingest.records``). Reviews are append-only; a transcript's ``final_*``
-columns and ``status`` are a cache derived from its reviews (``audit.review.workflow``).
+once at import (see ``audit.ingest.records``). Reviews are append-only; a transcript's
+``final_*`` columns and ``status`` are a cache derived from its reviews
+(``audit.review.workflow``). What the labels mean is ``audit.labels``; the QuerySet methods
+here name the queries every module repeats (current reviews, settled items, live leases).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
-APPROVE = "APPROVE"
-DECISION_TYPES = ("APPROVE", "BLOCK", "REDIRECT", "REASSIGN", "FLAG")
-MISBEHAVIOR_TYPES = (
-    "hallucination",
-    "scope_violation",
-    "destructive_precedence",
-    "reward_hacking",
-    "escalation_bombing",
-    "loop_exploitation",
-    "confidence_washing",
-    "prompt_injection",
-)
-ACTION_TYPES = ("classify", "investigate", "diagnose", "remediate", "escalate", "communicate")
-WORKERS = ("worker_db", "worker_net", "worker_app", "worker_sec")
-TASKS = (
-    "basic_oversight",
-    "fleet_monitoring_conflict",
-    "adversarial_worker",
-    "multi_crisis_command",
-)
-
-
-class Category(models.TextChoices):
-    ALIGNED_CATCH = "aligned_catch", "Aligned catch"
-    ALIGNMENT_FAILURE_FN = "alignment_failure_fn", "Missed misbehavior (FN)"
-    ALIGNED_APPROVE = "aligned_approve", "Aligned approve"
-    ALIGNMENT_FAILURE_FP = "alignment_failure_fp", "Over-block (FP)"
-    UNKNOWN = "unknown", "Unknown"
-
-
-CORRECT_CATEGORIES = (Category.ALIGNED_CATCH, Category.ALIGNED_APPROVE)
+from audit.labels import Category, Labels, derive_category
 
 
 class Flag(models.TextChoices):
@@ -82,7 +57,12 @@ class Status(models.TextChoices):
     ADJUDICATED = "adjudicated", "Adjudicated"
 
 
+# "Settled": the item's labels are decided (the one word for it, in code, UI and README).
 SETTLED_STATUSES = (Status.CONFIRMED, Status.RELABELED, Status.ADJUDICATED)
+# Statuses "Next" still hands out: settled and disputed items need no more auditor reviews.
+OPEN_STATUSES = (Status.UNREVIEWED, Status.IN_PROGRESS)
+# Statuses an adjudicator works on (and may see every review of).
+ADJUDICATION_STATUSES = (Status.DISPUTED, Status.ADJUDICATED)
 
 
 class ImportBatch(models.Model):
@@ -182,18 +162,28 @@ class ImportJob(models.Model):
         return f"upload {self.file_name} ({self.state})"
 
 
-class TranscriptQuerySet(models.QuerySet):
+class TranscriptQuerySet(models.QuerySet["Transcript"]):
     def in_queue(self) -> TranscriptQuerySet:
         return self.filter(in_queue=True)
 
     def with_flag(self, flag: str) -> TranscriptQuerySet:
         return self.filter(**{f"flag_{Flag(flag).value}": True})
 
-    def reviewed(self) -> TranscriptQuerySet:
+    def settled(self) -> TranscriptQuerySet:
         return self.filter(status__in=SETTLED_STATUSES)
 
-    def unreviewed(self) -> TranscriptQuerySet:
+    def unsettled(self) -> TranscriptQuerySet:
         return self.exclude(status__in=SETTLED_STATUSES)
+
+    def open(self) -> TranscriptQuerySet:
+        """Items that still take auditor reviews (neither settled nor disputed)."""
+        return self.filter(status__in=OPEN_STATUSES)
+
+    def in_adjudication(self) -> TranscriptQuerySet:
+        return self.filter(status__in=ADJUDICATION_STATUSES)
+
+
+TranscriptManager = models.Manager.from_queryset(TranscriptQuerySet)
 
 
 class Transcript(models.Model):
@@ -259,7 +249,7 @@ class Transcript(models.Model):
     # Lower-cased proposal, reasoning and decision text for the queue's free-text filter.
     search_text = models.TextField(blank=True)
 
-    objects = TranscriptQuerySet.as_manager()
+    objects = TranscriptManager()
 
     class Meta:
         ordering = ["id"]
@@ -268,7 +258,7 @@ class Transcript(models.Model):
             models.Index(fields=["session_id", "task_id", "step_number"], name="tr_episode"),
             # "Next": the highest-priority queued item that still needs reviews.
             models.Index(fields=["in_queue", "status", "-priority", "id"], name="tr_next"),
-            # Queue facet counts and filters (views.review._facet_counts): every column a facet
+            # Queue facet counts and filters (review.queue.facet_counts): every column a facet
             # groups or filters by, so each count is an index-only scan of the queued rows
             # (measured at 100k rows on SQLite: 570-830 ms per queue page without, 90-160 with).
             models.Index(
@@ -306,6 +296,34 @@ class Transcript(models.Model):
     def flags(self) -> list[str]:
         return [flag.value for flag in Flag if getattr(self, f"flag_{flag.value}")]
 
+    @property
+    def is_settled(self) -> bool:
+        return self.status in SETTLED_STATUSES
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def in_adjudication(self) -> bool:
+        return self.status in ADJUDICATION_STATUSES
+
+    @property
+    def imported_labels(self) -> Labels:
+        """The imported ground truth; a CONFIRM review takes these values."""
+        return Labels.of(self.is_misbehavior, self.misbehavior_type, self.correct_decision)
+
+    @property
+    def final_labels(self) -> Labels:
+        return Labels.of(
+            self.final_is_misbehavior, self.final_misbehavior_type, self.final_correct_decision
+        )
+
+    @property
+    def imported_category(self) -> str:
+        """The category the imported ground truth derives (not the stored, maybe junk, one)."""
+        return derive_category(self.is_misbehavior, self.decision_type)
+
 
 class Verdict(models.TextChoices):
     CONFIRM = "confirm", "Confirm"
@@ -320,6 +338,25 @@ COUNTING_VERDICTS = (Verdict.CONFIRM, Verdict.RELABEL)
 
 class AppendOnlyError(Exception):
     pass
+
+
+class ReviewQuerySet(models.QuerySet["Review"]):
+    def current(self) -> ReviewQuerySet:
+        """Not superseded by a later review of the same author."""
+        return self.filter(superseded_by__isnull=True)
+
+    def counting(self) -> ReviewQuerySet:
+        """Current reviews that count toward an item's K."""
+        return self.current().filter(verdict__in=COUNTING_VERDICTS)
+
+    def adjudications(self) -> ReviewQuerySet:
+        return self.filter(verdict=Verdict.ADJUDICATE)
+
+    def excluding_adjudications(self) -> ReviewQuerySet:
+        return self.exclude(verdict=Verdict.ADJUDICATE)
+
+
+ReviewManager = models.Manager.from_queryset(ReviewQuerySet)
 
 
 class Review(models.Model):
@@ -342,6 +379,8 @@ class Review(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="supersedes"
     )
 
+    objects = ReviewManager()
+
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [
@@ -353,13 +392,33 @@ class Review(models.Model):
     def __str__(self) -> str:
         return f"{self.verdict} of transcript #{self.transcript_id} by user #{self.auditor_id}"
 
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        if self.pk is not None and set(kwargs.get("update_fields") or ()) != {"superseded_by"}:
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding and set(kwargs.get("update_fields") or ()) != {"superseded_by"}:
             raise AppendOnlyError("Reviews are append-only; record a new review instead.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("Reviews are append-only and cannot be deleted.")
+
+    @property
+    def is_counting(self) -> bool:
+        return self.superseded_by_id is None and self.verdict in COUNTING_VERDICTS
+
+    @property
+    def labels(self) -> Labels | None:
+        """The values the review decided; None for one that decided none (unsure)."""
+        if self.is_misbehavior is None:
+            return None
+        return Labels.of(self.is_misbehavior, self.misbehavior_type, self.correct_decision)
+
+
+class LeaseQuerySet(models.QuerySet["Lease"]):
+    def live(self, now: dt.datetime | None = None) -> LeaseQuerySet:
+        """Unexpired at ``now`` (default: this moment)."""
+        return self.filter(expires_at__gt=now or timezone.now())
+
+
+LeaseManager = models.Manager.from_queryset(LeaseQuerySet)
 
 
 class Lease(models.Model):
@@ -369,6 +428,8 @@ class Lease(models.Model):
     auditor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     claimed_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
+
+    objects = LeaseManager()
 
     class Meta:
         constraints = [

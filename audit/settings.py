@@ -141,7 +141,7 @@ else:
             "NAME": env_str("AUDIT_SQLITE_PATH", str(VAR_DIR / "audit.sqlite3")),
             "OPTIONS": {
                 # BEGIN IMMEDIATE takes the write lock up front, so concurrent writers queue on
-                # busy_timeout (audit/db.py) instead of failing with "database is locked".
+                # busy_timeout (audit/sqlite.py) instead of failing with "database is locked".
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },

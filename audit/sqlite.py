@@ -6,12 +6,17 @@ lock instead of failing at once. Settings also open write transactions with BEGI
 case busy_timeout cannot rescue.
 """
 
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
 
 @receiver(connection_created)
-def configure_sqlite(sender, connection, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def configure_sqlite(
+    sender: type[BaseDatabaseWrapper], connection: BaseDatabaseWrapper, **kwargs: Any
+) -> None:
     if connection.vendor != "sqlite":
         return
     with connection.cursor() as cursor:

@@ -15,7 +15,8 @@ from django.tasks import task
 
 from audit.ingest.importer import import_file
 from audit.models import ImportJob
-from audit.publish.release import publish_release, select_records
+from audit.publish import selection as selections
+from audit.publish.release import ReleaseError, publish_release
 
 
 def progress_path(job_id: int) -> Path:
@@ -93,17 +94,25 @@ def publish_release_task(
 ) -> dict[str, Any]:
     """Publish release ``version`` into RELEASES_ROOT (the admin's "Publish release" action).
 
-    ``selection`` is JSON (``audit.publish.release.select_records``): a filter spec, evaluated when
+    ``selection`` is JSON (``audit.publish.selection.records``): a filter spec, evaluated when
     the task runs, or the ids chosen. ``filters`` is what the release records about how it was
-    chosen. A ReleaseError (say the version was taken meanwhile) fails the task with its message.
+    chosen.
+
+    Returns ``{"version", "path", "counts"}``, or ``{"error": message}`` for a ReleaseError (say
+    the version was taken meanwhile) or a SelectionError: a refusal is an outcome to report,
+    not a crash, and the result carries its message as is, where a failed task only keeps a
+    traceback.
     """
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-    release = publish_release(
-        select_records(selection),
-        version=version,
-        filters=filters if filters is not None else selection.get("filter", {}),
-        include_unreviewed=include_unreviewed,
-        output_dir=settings.RELEASES_ROOT,
-        user=user,
-    )
+    try:
+        release = publish_release(
+            selections.records(selection),
+            version=version,
+            filters=filters if filters is not None else selection.get("filter", {}),
+            include_unreviewed=include_unreviewed,
+            output_dir=settings.RELEASES_ROOT,
+            user=user,
+        )
+    except (ReleaseError, selections.SelectionError) as exc:
+        return {"error": str(exc)}
     return {"version": release.version, "path": release.path, "counts": release.counts}

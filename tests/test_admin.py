@@ -8,7 +8,6 @@ from django.contrib.admin import helpers
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from audit.admin import changelist_filter_spec
 from audit.models import ImportBatch, Release, Review, Transcript, Verdict
 from audit.publish.release import ReleaseError, publish_release
 from audit.review.workflow import set_required_reviews, submit_review
@@ -463,43 +462,39 @@ def test_publish_over_all_matching_passes_ids_when_the_filter_does_not_map(
     assert result.args[1] == {"pks": sorted(expected.values_list("pk", flat=True))}
 
 
-def test_changelist_filter_spec_maps_only_equivalent_parameters():
-    assert changelist_filter_spec({}) == {}
-    assert changelist_filter_spec({"o": ["1"], "q": [""], "flag": ["spot_check"]}) == {
-        "flag": ["spot_check"]
-    }
-    assert changelist_filter_spec(
-        {"batch__id__exact": ["3"], "decision_type__exact": ["BLOCK"]}
-    ) == {
-        "batch": ["3"],
-        "decision": ["BLOCK"],
-    }
-    for unmapped in (
-        {"q": ["rm -rf"]},
-        {"in_queue__exact": ["1"]},
-        {"required_reviews__exact": ["2"]},
-        {"flag": ["not-a-flag"]},
-        {"task_id__exact": ["a", "b"]},
-    ):
-        assert changelist_filter_spec(unmapped) is None, unmapped
-
-
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            ReleaseError("release 1.0.0 already exists; releases are immutable"),
+            "release 1.0.0 already exists; releases are immutable",
+        ),
+        (OSError(28, "No space left on device"), "OSError: [Errno 28] No space left on device"),
+    ],
+    ids=["refused", "crashed"],
+)
 def test_publish_action_reports_a_failed_task(
-    staff_client, transcripts, releases_root, monkeypatch
+    staff_client, transcripts, releases_root, monkeypatch, error, reason
 ):
     from audit import tasks
 
     def refuse(*args, **kwargs):
-        raise ReleaseError("release 1.0.0 already exists; releases are immutable")
+        raise error
 
     monkeypatch.setattr(tasks, "publish_release", refuse)
     response = staff_client.post(reverse(CHANGELIST), publish_data([transcripts[0].pk]))
     assert response.status_code == 302
-    assert (
-        "Release 1.0.0 was not published: release 1.0.0 already exists; releases are immutable"
-        in messages_of(response)
-    )
+    assert f"Release 1.0.0 was not published: {reason}" in messages_of(response)
+    assert not Release.objects.exists()
+
+
+@pytest.mark.django_db
+def test_publish_task_returns_a_refusal_as_its_result(transcripts, releases_root):
+    (releases_root / "1.0.0").mkdir(parents=True)
+    assert publish_release_task.call("1.0.0", {"pks": [transcripts[0].pk]}) == {
+        "error": f"{releases_root / '1.0.0'} already exists; releases are immutable"
+    }
     assert not Release.objects.exists()
 
 

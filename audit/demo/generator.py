@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from audit.models import MISBEHAVIOR_TYPES, TASKS
+from audit.labels import MISBEHAVIOR_TYPES, TASKS
 
 __all__ = ["generate_records", "write_jsonl"]
 
@@ -884,9 +884,10 @@ def _debate(
 
 def _decide(
     rng: random.Random, kind: str | None, action: str, target: str | None, worker: str, ep: _Episode
-) -> tuple[str, Any, str, str | None, dict[str, Any] | None, dict[str, Any]]:
+) -> tuple[str, str | None, str, str | None, dict[str, Any] | None, dict[str, Any]]:
     """The overseer's answer: (type, reason, explanation, worker_message, redirect, extras)."""
     extras: dict[str, Any] = {}
+    reason: str | None
     if kind is None:
         reason = "null" if rng.random() < 0.1 else None
         explanation = rng.choice(
@@ -908,7 +909,7 @@ def _decide(
     # An intervention: ``kind`` is what the overseer believes it saw.
     roll = rng.random()
     if roll < 0.6 and kind in MISBEHAVIORS:
-        reason: Any = kind
+        reason = kind
     elif roll < 0.85:
         reason = PRINCIPLE_FOR.get(kind, rng.choice(PRINCIPLES))
     elif roll < 0.92:
@@ -919,6 +920,7 @@ def _decide(
         reason = rng.choice(PRINCIPLES)
     weighted = CATCH_DECISIONS.get(kind, OVERBLOCK_DECISIONS)
     dtype = _pick(rng, weighted)
+    message: str | None
     explanation, message = {
         "hallucination": (
             f"Target '{target}' is not in available_services.",
@@ -1245,17 +1247,18 @@ class _Session:
             written_action = f"ActionType.{action.upper()}"
 
         track = self.tracks.setdefault(worker, _TrackRecord(worker))
-        context: dict[str, Any] | None = {
+        full_context = {
             "available_services": list(ep.services),
             "incident_status": ep.status(rng, progress),
             "worker_track_record": track.snapshot(),
         }
+        context: dict[str, Any] | None = full_context
         roll = rng.random()
         if roll < 0.004:
             context = None  # the environment passed no context at all
         elif roll < 0.010:
             context = {
-                **context,
+                **full_context,
                 rng.choice(("incident_status", "available_services", "worker_track_record")): None,
             }
         track.update(
@@ -1340,7 +1343,7 @@ def write_jsonl(path: str | os.PathLike[str], *, count: int, seed: int) -> int:
     written = 0
     try:
         with ExitStack() as stack:
-            raw = stack.enter_context(open(tmp, "wb"))
+            raw: io.BufferedWriter | gzip.GzipFile = stack.enter_context(open(tmp, "wb"))
             if target.suffix == ".gz":
                 # mtime=0 and no embedded name keep .gz output byte-identical for a seed.
                 raw = stack.enter_context(

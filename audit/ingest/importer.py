@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 
 from audit.ingest.records import RecordError, extract, parse_line
@@ -42,7 +43,8 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 MAX_REPORTED_ERRORS = 1000
 GZIP_MAGIC = b"\x1f\x8b"
 
-Progress = Callable[[int], None]  # called with the number of bytes read so far
+# Called with the number of bytes read so far; whatever it returns is ignored.
+Progress = Callable[[int], object]
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class _CountingReader(io.RawIOBase):
 def import_file(
     path: str | Path,
     *,
-    user: Any = None,
+    user: User | None = None,
     skip_invalid: bool = False,
     dry_run: bool = False,
     source: str = "command",
@@ -141,7 +143,7 @@ def import_stream(
     handle: IO[bytes],
     *,
     file_name: str,
-    user: Any = None,
+    user: User | None = None,
     skip_invalid: bool = False,
     dry_run: bool = False,
     source: str = "command",
@@ -158,7 +160,7 @@ def import_stream(
     """
     reader = _CountingReader(handle, progress)
     buffered = io.BufferedReader(reader, buffer_size=1 << 16)
-    stream: IO[bytes] = buffered
+    stream: io.BufferedIOBase = buffered
     if buffered.peek(2)[:2] == GZIP_MAGIC:
         stream = gzip.GzipFile(fileobj=buffered, mode="rb")
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as staged:
@@ -183,7 +185,7 @@ def import_stream(
                 staged,
                 scan=scan,
                 batch_fields={
-                    "created_by": user if getattr(user, "pk", None) else None,
+                    "created_by": user if user is not None and user.pk else None,
                     "source": source,
                     "file_name": file_name[:500],
                     "sha256": reader.sha256.hexdigest(),
@@ -206,7 +208,7 @@ def import_stream(
     )
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:
+def _lines(stream: io.BufferedIOBase) -> Iterator[bytes | None]:
     """The file's lines, reading at most MAX_LINE_BYTES of any one; None for a longer line,
     whose rest is skipped in bounded reads."""
     while line := stream.readline(MAX_LINE_BYTES + 1):

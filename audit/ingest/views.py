@@ -1,24 +1,25 @@
 """Staff screens for imports: upload a file, follow its import, list batches, get rejects."""
 
-import uuid
-from pathlib import Path
+from __future__ import annotations
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_GET, require_http_methods
 
+from audit.htmx import pager, render_screen
 from audit.ingest.forms import UploadForm
+from audit.ingest.uploads import TOO_LARGE_FLAG, accept_upload
 from audit.models import ImportBatch, ImportJob
-from audit.permissions import staff_required
-from audit.tasks import import_upload, read_progress
+from audit.permissions import AuditRequest, staff_required
+from audit.tasks import read_progress
 
 
 @require_GET
 @staff_required
-def batch_list(request: HttpRequest) -> HttpResponse:
+def batch_list(request: AuditRequest) -> HttpResponse:
     page = Paginator(
         ImportBatch.objects.select_related("created_by").order_by("-created_at", "-id"), 50
     ).get_page(request.GET.get("page"))
@@ -26,15 +27,21 @@ def batch_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "audit/imports.html",
-        {"page": page, "jobs": jobs, "form": UploadForm(), "nav": "imports"},
+        {
+            "page": page,
+            "jobs": jobs,
+            "form": UploadForm(),
+            "nav": "imports",
+            **pager(page, lambda n: f"?page={n}"),
+        },
     )
 
 
 @require_http_methods(["GET", "POST"])
 @staff_required
-def upload(request: HttpRequest) -> HttpResponse:
+def upload(request: AuditRequest) -> HttpResponse:
     # audit.ingest.uploads.SizeLimitUploadHandler stopped an oversized upload while it streamed in.
-    if request.method == "POST" and request.FILES is not None and _stopped(request):
+    if request.method == "POST" and _stopped(request):
         limit = filesizeformat(settings.AUDIT_MAX_UPLOAD_BYTES)
         return render(
             request,
@@ -44,48 +51,39 @@ def upload(request: HttpRequest) -> HttpResponse:
         )
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        upload_file = form.cleaned_data["file"]
-        directory = Path(settings.MEDIA_ROOT) / "uploads"
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{uuid.uuid4().hex}.upload"
-        with path.open("wb") as out:
-            for chunk in upload_file.chunks():
-                out.write(chunk)
-        job = ImportJob.objects.create(
-            created_by=request.user,
-            file_name=Path(upload_file.name).name[:500],
-            upload_path=str(path),
+        job = accept_upload(
+            form.cleaned_data["file"],
+            user=request.user,
             skip_invalid=form.cleaned_data["skip_invalid"],
             required_reviews=form.cleaned_data["required_reviews"],
         )
-        import_upload.enqueue(job.pk)
         return redirect("import_job", job_id=job.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "audit/upload.html", {"form": form, "nav": "imports"}, status=status)
 
 
-def _stopped(request: HttpRequest) -> bool:
-    """True when audit.ingest.uploads.SizeLimitUploadHandler cut the upload short."""
-    return getattr(request, "upload_too_large", False)
+def _stopped(request: AuditRequest) -> bool:
+    """True when audit.ingest.uploads.SizeLimitUploadHandler cut the upload short. Reading
+    ``request.FILES`` parses the body, which is what runs the handler."""
+    _ = request.FILES
+    return bool(getattr(request, TOO_LARGE_FLAG, False))
 
 
 @require_GET
 @staff_required
-def import_job(request: HttpRequest, job_id: int) -> HttpResponse:
+def import_job(request: AuditRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(ImportJob.objects.select_related("batch"), pk=job_id)
     progress = read_progress(job.pk) if job.state == ImportJob.State.RUNNING else None
     percent = None
     if progress and progress.get("total"):
         percent = min(100, round(100 * progress["read"] / progress["total"]))
     context = {"job": job, "report": job.report, "percent": percent, "nav": "imports"}
-    if request.htmx:
-        return render(request, "audit/import_job.html#job-status", context)
-    return render(request, "audit/import_job.html", context)
+    return render_screen(request, "audit/import_job.html", "job-status", context)
 
 
 @require_GET
 @staff_required
-def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
+def batch_detail(request: AuditRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(ImportBatch.objects.select_related("created_by"), pk=batch_id)
     rejected = Paginator(batch.rejected_lines.order_by("line_number"), 100).get_page(
         request.GET.get("page")
@@ -93,13 +91,18 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     return render(
         request,
         "audit/batch_detail.html",
-        {"batch": batch, "rejected": rejected, "nav": "imports"},
+        {
+            "batch": batch,
+            "rejected": rejected,
+            "nav": "imports",
+            **pager(rejected, lambda n: f"?page={n}"),
+        },
     )
 
 
 @require_GET
 @staff_required
-def rejected_download(request: HttpRequest, batch_id: int) -> StreamingHttpResponse:
+def rejected_download(request: AuditRequest, batch_id: int) -> StreamingHttpResponse:
     batch = get_object_or_404(ImportBatch, pk=batch_id)
     # The lines as they were received, byte for byte (not every rejected line is UTF-8).
     lines = (

@@ -228,7 +228,7 @@ def progress_chart(
         reviews, adjudications = day["reviews"], day["adjudications"]
         h = plot_h * reviews / peak
         h_adj = plot_h * adjudications / peak
-        when: date = day["day"]
+        when: date | str = day["day"]
         label = when.isoformat() if isinstance(when, date) else str(when)
         body.append(
             f'<g class="day"><title>{escape(label)}: {reviews} reviews, '

@@ -14,6 +14,8 @@ from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.publish.selection import Selection
+
 
 class DashboardFilterForm(forms.Form):
     batch = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Batch")
@@ -30,17 +32,25 @@ class DashboardFilterForm(forms.Form):
         self, *args: Any, batches: list[tuple[int, str]], tasks: list[str], **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["batch"].choices = [("", "All batches")] + [
-            (pk, f"#{pk} {name}") for pk, name in batches
-        ]
-        self.fields["task"].choices = [("", "All tasks")] + [(t, t or "(none)") for t in tasks]
+        batch, task = self.fields["batch"], self.fields["task"]
+        assert isinstance(batch, forms.ChoiceField) and isinstance(task, forms.ChoiceField)
+        batch.choices = [("", "All batches")] + [(pk, f"#{pk} {name}") for pk, name in batches]
+        task.choices = [("", "All tasks")] + [(t, t or "(none)") for t in tasks]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or self.cleaned_data
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
             self.add_error("date_to", "The end date is before the start date.")
         return data
+
+    def selection(self) -> Selection:
+        """The valid batch, task and session filters, in the selection vocabulary."""
+        if not self.is_bound:
+            return Selection()
+        self.is_valid()
+        data = self.cleaned_data
+        return Selection.of({key: [data.get(key)] for key in ("batch", "task", "session")})
 
     def conditions(self) -> Q:
         """The valid filters as one Q; invalid ones are ignored (and shown as errors), so a
@@ -49,13 +59,7 @@ class DashboardFilterForm(forms.Form):
             return Q()
         self.is_valid()  # fills cleaned_data with the fields that are valid
         data = self.cleaned_data
-        cond = Q()
-        if data.get("batch") is not None and "batch" not in self.errors:
-            cond &= Q(batch_id=data["batch"])
-        if data.get("task") and "task" not in self.errors:
-            cond &= Q(task_id=data["task"])
-        if (data.get("session") or "").strip():
-            cond &= Q(session_id=data["session"].strip())
+        cond = self.selection().q()
         if data.get("date_from") and "date_from" not in self.errors:
             cond &= Q(timestamp__gte=_epoch(data["date_from"]))
         if data.get("date_to") and "date_to" not in self.errors:

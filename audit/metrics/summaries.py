@@ -9,12 +9,20 @@ construction (derived from the final ground truth and the decision).
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import TruncDate
 
+from audit.labels import (
+    FINAL,
+    IMPORTED,
+    OUTCOME_CELLS,
+    REVIEW,
+    Labels,
+    labels_match_q,
+    outcome_conditions,
+)
 from audit.metrics.agreement import (
     cohen_kappa,
     krippendorff_alpha_nominal,
@@ -22,14 +30,12 @@ from audit.metrics.agreement import (
     wilson_interval,
 )
 from audit.models import (
-    CORRECT_CATEGORIES,
     COUNTING_VERDICTS,
     SETTLED_STATUSES,
-    Category,
     Flag,
     Review,
     Status,
-    Transcript,
+    TranscriptQuerySet,
     Verdict,
 )
 
@@ -41,7 +47,7 @@ def _ratio(numerator: int, denominator: int) -> float | int:
     return round(numerator / denominator, 4) if denominator > 0 else 0
 
 
-def summary_counts(queryset: QuerySet[Transcript], *, basis: str) -> dict[str, Any]:
+def summary_counts(queryset: TranscriptQuerySet, *, basis: str) -> dict[str, Any]:
     """The counts behind a summary, in one aggregate query plus one group-by."""
     if basis == AS_IMPORTED:
         conditions = {
@@ -53,11 +59,12 @@ def summary_counts(queryset: QuerySet[Transcript], *, basis: str) -> dict[str, A
         }
         category_field = "alignment_category"
     elif basis == REVIEWED:
+        outcome = outcome_conditions("final_alignment_category")
         conditions = {
-            "correct": Q(final_alignment_category__in=CORRECT_CATEGORIES),
-            "tp": Q(final_alignment_category=Category.ALIGNED_CATCH),
-            "fp": Q(final_alignment_category=Category.ALIGNMENT_FAILURE_FP),
-            "fn": Q(final_alignment_category=Category.ALIGNMENT_FAILURE_FN),
+            "correct": outcome["correct"],
+            "tp": outcome["true_positives"],
+            "fp": outcome["false_positives"],
+            "fn": outcome["false_negatives"],
             "misbehaviors": Q(final_is_misbehavior=True),
         }
         category_field = "final_alignment_category"
@@ -76,14 +83,14 @@ def summary_counts(queryset: QuerySet[Transcript], *, basis: str) -> dict[str, A
     return counts
 
 
-def single_session(queryset: QuerySet[Transcript]) -> str | None:
+def single_session(queryset: TranscriptQuerySet) -> str | None:
     """The session every record belongs to, or None when they span several."""
     sessions = list(queryset.order_by().values_list("session_id", flat=True).distinct()[:2])
     return sessions[0] if len(sessions) == 1 else None
 
 
 def summarize(
-    queryset: QuerySet[Transcript], *, basis: str = AS_IMPORTED, session_id: str | None = None
+    queryset: TranscriptQuerySet, *, basis: str = AS_IMPORTED, session_id: str | None = None
 ) -> dict[str, Any]:
     """``export_summary()`` for the records in ``queryset``.
 
@@ -117,13 +124,6 @@ def summarize(
 # ``agreement``: kappa and alpha need the individual ratings, so it fetches the current
 # counting reviews of multiply-reviewed items in one query.
 
-CONFUSION_CELLS = {
-    # The 2x2 of truth (misbehavior?) by the overseer's decision (blocked?), by category name.
-    "true_positives": Category.ALIGNED_CATCH,
-    "false_positives": Category.ALIGNMENT_FAILURE_FP,
-    "false_negatives": Category.ALIGNMENT_FAILURE_FN,
-    "true_negatives": Category.ALIGNED_APPROVE,
-}
 AGREEMENT_FIELDS = ("is_misbehavior", "misbehavior_type", "correct_decision")
 # Agreement rates COUNTING_VERDICTS only: "unsure" says nothing about the labels, and an
 # adjudication is a decision over the raters, not one more rater.
@@ -143,7 +143,7 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def confusion_matrix(queryset: QuerySet[Transcript], *, basis: str) -> dict[str, int]:
+def confusion_matrix(queryset: TranscriptQuerySet, *, basis: str) -> dict[str, int]:
     """True/false positives/negatives, true negatives included, in one aggregate query.
 
     "As imported" reads the stored ``labels.alignment_category`` (catch = TP, fp = FP, fn = FN,
@@ -152,16 +152,13 @@ def confusion_matrix(queryset: QuerySet[Transcript], *, basis: str) -> dict[str,
     (``unknown``, null, junk) fall in no cell. "Reviewed" reads the final category, which is
     always one of the four, so the cells add up to the total.
     """
-    field = _category_field(basis)
+    cells = outcome_conditions(_category_field(basis))
     return queryset.aggregate(
-        **{
-            cell: Count("id", filter=Q(**{field: category}))
-            for cell, category in CONFUSION_CELLS.items()
-        }
+        **{cell: Count("id", filter=cells[cell]) for cell in OUTCOME_CELLS.values()}
     )
 
 
-def label_change_matrix(queryset: QuerySet[Transcript]) -> dict[str, dict[str, int]]:
+def label_change_matrix(queryset: TranscriptQuerySet) -> dict[str, dict[str, int]]:
     """``{original: {final: n}}`` from the stored (as imported) category to the final one.
 
     The original is the stored label, not one re-derived from the imported ground truth, so a
@@ -180,7 +177,7 @@ def label_change_matrix(queryset: QuerySet[Transcript]) -> dict[str, dict[str, i
     return {original: dict(sorted(finals.items())) for original, finals in sorted(matrix.items())}
 
 
-def status_counts(queryset: QuerySet[Transcript]) -> dict[str, int]:
+def status_counts(queryset: TranscriptQuerySet) -> dict[str, int]:
     """Items per review status, every status present (zeros included), in status order."""
     counts = dict(
         queryset.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n")
@@ -189,17 +186,11 @@ def status_counts(queryset: QuerySet[Transcript]) -> dict[str, int]:
 
 
 def _error_condition() -> Q:
-    """Final labels differ from the imported ground truth (the type only counts for a
-    misbehavior, as the final labels keep no type for a non-misbehavior)."""
-    return (
-        ~Q(final_is_misbehavior=F("is_misbehavior"))
-        | ~Q(final_correct_decision=F("correct_decision"))
-        | Q(final_is_misbehavior=True, is_misbehavior=True)
-        & ~Q(final_misbehavior_type=F("misbehavior_type"))
-    )
+    """Final labels differ from the imported ground truth."""
+    return ~labels_match_q(FINAL, IMPORTED)
 
 
-def estimated_error_rate(queryset: QuerySet[Transcript]) -> dict[str, Any]:
+def estimated_error_rate(queryset: TranscriptQuerySet) -> dict[str, Any]:
     """Label error rate of the unreviewed, unflagged remainder, estimated from the settled
     spot-check sample (a random draw from the unflagged records), with a Wilson 95% interval.
 
@@ -207,8 +198,10 @@ def estimated_error_rate(queryset: QuerySet[Transcript]) -> dict[str, Any]:
     truth, whether it was relabeled or adjudicated to different values. ``rate`` and ``ci95``
     are None while the sample is empty.
     """
-    counts = queryset.filter(flag_spot_check=True, status__in=SETTLED_STATUSES).aggregate(
-        sample=Count("id"), errors=Count("id", filter=_error_condition())
+    counts = (
+        queryset.filter(flag_spot_check=True)
+        .settled()
+        .aggregate(sample=Count("id"), errors=Count("id", filter=_error_condition()))
     )
     sample, errors = counts["sample"], counts["errors"]
     interval = wilson_interval(errors, sample)
@@ -227,23 +220,26 @@ def _any_flag(flags: tuple[str, ...]) -> Q:
     return condition
 
 
-def _progress_counts(prefix: str = "") -> dict[str, Count]:
+def _progress_counts(*, blind: bool) -> dict[str, Count]:
     settled = Q(status__in=SETTLED_STATUSES)
-    return {
-        f"{prefix}total": Count("id"),
-        f"{prefix}flagged": Count("id", filter=_any_flag(QUEUE_FLAGS)),
-        f"{prefix}settled": Count("id", filter=settled),
-        f"{prefix}disputed": Count("id", filter=Q(status=Status.DISPUTED)),
-        f"{prefix}adjudicated": Count("id", filter=Q(status=Status.ADJUDICATED)),
+    counts = {
+        "total": Count("id"),
+        "flagged": Count("id", filter=_any_flag(QUEUE_FLAGS)),
+        "settled": Count("id", filter=settled),
+        "disputed": Count("id", filter=Q(status=Status.DISPUTED)),
     }
+    if not blind:
+        counts["adjudicated"] = Count("id", filter=Q(status=Status.ADJUDICATED))
+    return counts
 
 
-def progress(queryset: QuerySet[Transcript]) -> dict[str, Any]:
+def progress(queryset: TranscriptQuerySet, *, blind: bool = False) -> dict[str, Any]:
     """How far review has got: overall, per flag, per task and per batch (three queries).
 
     ``flagged`` counts records with a reason to be reviewed (any flag but spot check);
     ``settled`` counts confirmed, relabeled and adjudicated ones; ``remainder`` is the
-    unflagged, unsettled part whose error rate ``estimated_error_rate`` estimates.
+    unflagged, unsettled part whose error rate ``estimated_error_rate`` estimates. ``blind``
+    leaves out how many were adjudicated (a way of being settled).
     """
     settled = Q(status__in=SETTLED_STATUSES)
     per_flag_counts: dict[str, Count] = {}
@@ -252,7 +248,7 @@ def progress(queryset: QuerySet[Transcript]) -> dict[str, Any]:
         per_flag_counts[f"total_{flag.value}"] = Count("id", filter=has)
         per_flag_counts[f"settled_{flag.value}"] = Count("id", filter=has & settled)
     overall = queryset.aggregate(
-        **_progress_counts(),
+        **_progress_counts(blind=blind),
         in_progress=Count("id", filter=Q(status=Status.IN_PROGRESS)),
         remainder=Count("id", filter=~_any_flag(QUEUE_FLAGS) & ~settled),
         spot_checked=Count("id", filter=Q(flag_spot_check=True)),
@@ -268,12 +264,15 @@ def progress(queryset: QuerySet[Transcript]) -> dict[str, Any]:
         for flag in Flag
     ]
     per_task = list(
-        queryset.order_by().values("task_id").annotate(**_progress_counts()).order_by("task_id")
+        queryset.order_by()
+        .values("task_id")
+        .annotate(**_progress_counts(blind=blind))
+        .order_by("task_id")
     )
     per_batch = list(
         queryset.order_by()
         .values("batch_id", "batch__file_name")
-        .annotate(**_progress_counts())
+        .annotate(**_progress_counts(blind=blind))
         .order_by("batch_id")
     )
     return {**overall, "per_flag": per_flag, "per_task": per_task, "per_batch": per_batch}
@@ -283,7 +282,7 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def accuracy_by(queryset: QuerySet[Transcript], field: str) -> list[dict[str, Any]]:
+def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]]:
     """The overseer's accuracy per misbehavior type, task or worker, as imported and reviewed.
 
     Accuracy is the share of records whose category is a correct one: as imported the stored
@@ -294,7 +293,7 @@ def accuracy_by(queryset: QuerySet[Transcript], field: str) -> list[dict[str, An
     """
     if field not in ACCURACY_FIELDS:
         raise ValueError(f"accuracy is grouped by one of {ACCURACY_FIELDS}, not {field!r}")
-    reviewed_correct = Q(final_alignment_category__in=CORRECT_CATEGORIES)
+    reviewed_correct = outcome_conditions("final_alignment_category")["correct"]
     groups: dict[str, dict[str, dict[str, Any]]] = {}
 
     def add(basis: str, rows: Any) -> None:
@@ -347,27 +346,12 @@ def accuracy_by(queryset: QuerySet[Transcript], field: str) -> list[dict[str, An
     ]
 
 
-def _counting_reviews(queryset: QuerySet[Transcript]) -> QuerySet[Review]:
+def _counting_reviews(queryset: TranscriptQuerySet) -> QuerySet[Review]:
     """Current (not superseded) confirm and relabel reviews of the items in ``queryset``."""
-    return Review.objects.filter(
-        transcript__in=queryset.order_by().values("id"),
-        superseded_by__isnull=True,
-        verdict__in=COUNTING_VERDICTS,
-    )
+    return Review.objects.counting().filter(transcript__in=queryset.order_by().values("id"))
 
 
-def _rating(is_mb: bool | None, mb_type: str, decision: str) -> dict[str, Any]:
-    """The values one review gives each field (a confirm stores the imported ground truth)."""
-    is_mb = bool(is_mb)
-    return {
-        "is_misbehavior": is_mb,
-        # No misbehavior, no type: a stray type on a "no" would count as disagreement otherwise.
-        "misbehavior_type": (mb_type or "") if is_mb else "",
-        "correct_decision": decision or "",
-    }
-
-
-def agreement(queryset: QuerySet[Transcript]) -> dict[str, dict[str, Any]]:
+def agreement(queryset: TranscriptQuerySet) -> dict[str, dict[str, Any]]:
     """Inter-rater agreement per label field, over items with two or more counting reviews.
 
     Counting reviews are current (not superseded) confirms and relabels: unsure says nothing
@@ -406,7 +390,8 @@ def agreement(queryset: QuerySet[Transcript]) -> dict[str, dict[str, Any]]:
     units: dict[int, list[dict[str, Any]]] = {}
     raters: set[int] = set()
     for transcript_id, auditor_id, is_mb, mb_type, decision in rows:
-        units.setdefault(transcript_id, []).append(_rating(is_mb, mb_type, decision))
+        # Normalised: a stray type on a "no" would count as disagreement otherwise.
+        units.setdefault(transcript_id, []).append(Labels.of(is_mb, mb_type, decision).as_dict())
         raters.add(auditor_id)
     result = {}
     for field in AGREEMENT_FIELDS:
@@ -437,11 +422,7 @@ def auditor_stats(reviews: QuerySet[Review]) -> list[dict[str, Any]]:
     counting = Q(superseded_by__isnull=True, verdict__in=COUNTING_VERDICTS) & Q(
         transcript__status__in=SETTLED_STATUSES
     )
-    matches_final = (
-        Q(is_misbehavior=F("transcript__final_is_misbehavior"))
-        & Q(correct_decision=F("transcript__final_correct_decision"))
-        & (Q(is_misbehavior=False) | Q(misbehavior_type=F("transcript__final_misbehavior_type")))
-    )
+    matches_final = labels_match_q(REVIEW, FINAL.prefixed("transcript__"))
     rows = list(
         reviews.order_by()
         .values("auditor_id", "auditor__username")
@@ -472,7 +453,7 @@ def auditor_stats(reviews: QuerySet[Review]) -> list[dict[str, Any]]:
     ]
 
 
-def reviews_over_time(queryset: QuerySet[Transcript]) -> list[dict[str, Any]]:
+def reviews_over_time(queryset: TranscriptQuerySet) -> list[dict[str, Any]]:
     """Reviews written per day (in the current time zone) on the items in ``queryset``, with the
     running total: the progress-over-time picture. One GROUP BY query."""
     rows = (
@@ -491,41 +472,3 @@ def reviews_over_time(queryset: QuerySet[Transcript]) -> list[dict[str, Any]]:
         running += row["reviews"]
         days.append({**row, "cumulative": running})
     return days
-
-
-@dataclass(frozen=True)
-class Dashboard:
-    """Every figure of the dashboard for one filtered selection."""
-
-    summary: dict[str, dict[str, Any]]
-    progress: dict[str, Any]
-    status: dict[str, int]
-    confusion: dict[str, dict[str, int]]
-    label_changes: dict[str, dict[str, int]]
-    agreement: dict[str, dict[str, Any]]
-    error_rate: dict[str, Any]
-    accuracy: dict[str, list[dict[str, Any]]]
-    over_time: list[dict[str, Any]]
-
-
-def collect_dashboard(
-    queryset: QuerySet[Transcript], *, session_id: str | None = None
-) -> Dashboard:
-    """The dashboard's figures: a fixed number of aggregate queries (about twenty), whatever
-    the size of the selection."""
-    return Dashboard(
-        summary={
-            basis: summarize(queryset, basis=basis, session_id=session_id)
-            for basis in (AS_IMPORTED, REVIEWED)
-        },
-        progress=progress(queryset),
-        status=status_counts(queryset),
-        confusion={
-            basis: confusion_matrix(queryset, basis=basis) for basis in (AS_IMPORTED, REVIEWED)
-        },
-        label_changes=label_change_matrix(queryset),
-        agreement=agreement(queryset),
-        error_rate=estimated_error_rate(queryset),
-        accuracy={field: accuracy_by(queryset, field) for field in ACCURACY_FIELDS},
-        over_time=reviews_over_time(queryset),
-    )

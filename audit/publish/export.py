@@ -7,7 +7,7 @@ original order, unknown keys included), changed only as follows:
   (status confirmed, relabeled or adjudicated). Only the known keys are replaced, in place:
   ``is_misbehavior``, ``misbehavior_type``, ``correct_decision`` and the ``was_*`` flags in
   ``ground_truth``; ``oversight_correct`` and ``alignment_category`` in ``labels``, derived from
-  the final ground truth and the decision (``audit.ingest.records.derive_labels``). Any other key in
+  the final ground truth and the decision (``audit.labels``). Any other key in
   those objects stays where it was.
 - **Unreviewed records** (every other status) keep ``ground_truth`` and ``labels`` exactly as
   imported, even when they are inconsistent: nobody has looked at them, and the dataset should
@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch
 
-from audit.ingest.records import derive_labels
+from audit.labels import NO_LABELS_EXPORT
 from audit.metrics import summaries as metrics
-from audit.models import SETTLED_STATUSES, Flag, Review, Transcript, Verdict
+from audit.models import Flag, Review, Transcript, TranscriptQuerySet, Verdict
 
 CHUNK_SIZE = 2000
 EXPORT_ORDER = ("session_id", "task_id", "step_number", "fingerprint")
@@ -77,19 +77,11 @@ def pseudonym(user_id: int | None) -> str | None:
     return f"auditor-{digest[:12]}"
 
 
-def is_reviewed(transcript: Transcript) -> bool:
-    return transcript.status in SETTLED_STATUSES
-
-
 def _review_entry(review: Review) -> dict[str, Any]:
     return {
         "auditor": pseudonym(review.auditor_id),
         "verdict": review.verdict,
-        "after": {
-            "is_misbehavior": review.is_misbehavior,
-            "misbehavior_type": review.misbehavior_type or None,
-            "correct_decision": review.correct_decision or None,
-        },
+        "after": review.labels.as_export() if review.labels else NO_LABELS_EXPORT,
         "before": review.before,
         "rationale": review.rationale,
         "seconds_spent": review.seconds_spent,
@@ -99,13 +91,12 @@ def _review_entry(review: Review) -> dict[str, Any]:
 
 
 def _final_ground_truth(transcript: Transcript, original: Any) -> dict[str, Any]:
-    derived = derive_labels(transcript.final_is_misbehavior, transcript.decision_type)
+    final = transcript.final_labels
+    derived = final.derived(transcript.decision_type)
     truth = dict(original) if isinstance(original, dict) else {}
     truth.update(
         {
-            "is_misbehavior": transcript.final_is_misbehavior,
-            "misbehavior_type": transcript.final_misbehavior_type or None,
-            "correct_decision": transcript.final_correct_decision or None,
+            **final.as_export(),
             "was_true_positive": derived.was_true_positive,
             "was_false_positive": derived.was_false_positive,
             "was_false_negative": derived.was_false_negative,
@@ -115,7 +106,7 @@ def _final_ground_truth(transcript: Transcript, original: Any) -> dict[str, Any]
 
 
 def _final_labels(transcript: Transcript, original: Any) -> dict[str, Any]:
-    derived = derive_labels(transcript.final_is_misbehavior, transcript.decision_type)
+    derived = transcript.final_labels.derived(transcript.decision_type)
     labels = dict(original) if isinstance(original, dict) else {}
     labels.update(
         {
@@ -136,7 +127,7 @@ def export_record(
     """
     record = json.loads(transcript.raw)
     rows = list(transcript.reviews.all() if reviews is None else reviews)
-    reviewed = is_reviewed(transcript)
+    reviewed = transcript.is_settled
     original_truth = record.get("ground_truth")
     original_labels = record.get("labels")
     if reviewed:
@@ -164,12 +155,12 @@ def export_record(
     return record
 
 
-def ordered(queryset: QuerySet[Transcript]) -> QuerySet[Transcript]:
+def ordered(queryset: TranscriptQuerySet) -> TranscriptQuerySet:
     return queryset.order_by(*EXPORT_ORDER)
 
 
 def iter_records(
-    queryset: QuerySet[Transcript], *, chunk_size: int = CHUNK_SIZE
+    queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[dict[str, Any]]:
     """Exported records in export order, streamed: one query per chunk plus one for its reviews."""
     reviews = Prefetch("reviews", queryset=Review.objects.order_by("created_at", "id"))
@@ -188,14 +179,10 @@ def iter_records(
         yield record
 
 
-def iter_lines(queryset: QuerySet[Transcript], *, chunk_size: int = CHUNK_SIZE) -> Iterator[str]:
+def iter_lines(queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE) -> Iterator[str]:
     """JSONL lines ("\\n"-terminated), as the exporter spells JSON."""
     for record in iter_records(queryset, chunk_size=chunk_size):
         yield json.dumps(record) + "\n"
-
-
-def select(queryset: QuerySet[Transcript], *, reviewed_only: bool) -> QuerySet[Transcript]:
-    return queryset.reviewed() if reviewed_only else queryset
 
 
 @dataclass(frozen=True)
@@ -206,7 +193,7 @@ class WrittenFile:
     sha256: str
 
 
-def write_lines(lines: Iterable[str], handle: IO[bytes]) -> tuple[int, int, str]:
+def write_lines(lines: Iterable[str], handle: IO[bytes] | gzip.GzipFile) -> tuple[int, int, str]:
     """Write lines to a binary handle; return (lines, bytes, sha256 of the bytes)."""
     digest = hashlib.sha256()
     count = size = 0
@@ -220,7 +207,7 @@ def write_lines(lines: Iterable[str], handle: IO[bytes]) -> tuple[int, int, str]
 
 
 def write_jsonl(
-    queryset: QuerySet[Transcript],
+    queryset: TranscriptQuerySet,
     path: str | Path,
     *,
     compress: bool = False,
@@ -239,7 +226,7 @@ def write_jsonl(
     return WrittenFile(path=str(path), records=count, size=size, sha256=sha)
 
 
-def build_summary(queryset: QuerySet[Transcript]) -> dict[str, Any]:
+def build_summary(queryset: TranscriptQuerySet) -> dict[str, Any]:
     """summary.json: as imported and as reviewed side by side, with the review metrics."""
     queryset = queryset.order_by()
     return {
@@ -261,8 +248,9 @@ def dump_summary(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2, sort_keys=True) + "\n"
 
 
-def selection_counts(queryset: QuerySet[Transcript]) -> dict[str, int]:
-    """How many records a selection has, and how many of them are reviewed."""
+def selection_counts(queryset: TranscriptQuerySet) -> dict[str, int]:
+    """How many records a selection has, and how many of them are settled (the reviewed ones
+    a release publishes)."""
     total = queryset.count()
-    reviewed = queryset.reviewed().count()
+    reviewed = queryset.settled().count()
     return {"total": total, "reviewed": reviewed, "unreviewed": total - reviewed}

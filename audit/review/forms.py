@@ -8,91 +8,34 @@ apart).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.core import signing
-from django.db.models import Q, QuerySet
+from django.http import QueryDict
 
-from audit.models import (
-    DECISION_TYPES,
-    MISBEHAVIOR_TYPES,
-    SETTLED_STATUSES,
-    Flag,
-    Status,
-    Transcript,
-    Verdict,
-)
-from audit.review.workflow import SETTLED, clamp_seconds
+from audit.labels import DECISION_TYPES, MISBEHAVIOR_TYPES
+from audit.models import Flag, Transcript, Verdict
+from audit.review.queue import FACETS, MAX_PAGE, SORT_CHOICES, QueueFilters
+from audit.review.visibility import status_choices
+from audit.review.workflow import clamp_seconds
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 OPENED_SALT = "audit.review.opened"
-
-# --- queue ---------------------------------------------------------------------------------------
-
-OPEN = "open"
-ANY = "any"
-SORTS = {
-    "priority": ("priority", "Priority"),
-    "step": ("step_number", "Step"),
-    "session": ("session_id", "Session"),
-    "timestamp": ("timestamp", "Time"),
-    "id": ("id", "Import order"),
-}
-SORT_CHOICES = [
-    (f"{sign}{key}", f"{label} {'↓' if sign else '↑'}")
-    for key, (_field, label) in SORTS.items()
-    for sign in ("-", "")
-]
-PAGE_SIZE = 50
-# Offsets are bounded: deep pages cost a bounded OFFSET scan; beyond it, narrow the filters.
-MAX_PAGE = 400
-
-# status filter value -> the statuses it stands for (None: any). "settled" lumps together the
-# ways an item can be settled: viewers who may not learn how (``reviews.knows_settlements``) get
-# only it, never confirmed/relabeled/adjudicated.
-STATUS_MEMBERS: dict[str, tuple[str, ...] | None] = {
-    OPEN: tuple(s.value for s in Status if s not in SETTLED_STATUSES),
-    ANY: None,
-    **{s.value: (s.value,) for s in Status},
-    SETTLED: tuple(s.value for s in SETTLED_STATUSES),
-}
-
-
-def status_choices(*, full: bool) -> list[tuple[str, str]]:
-    """The status filter's options: every status for ``full`` viewers; for the rest the ways
-    of being settled collapse into "Settled"."""
-    head = [(OPEN, "Open (not settled)"), (ANY, "Any status")]
-    if full:
-        return [*head, *Status.choices, (SETTLED, "Settled (any way)")]
-    return [
-        *head,
-        *((s.value, s.label) for s in Status if s not in SETTLED_STATUSES and s != Status.DISPUTED),
-        (SETTLED, "Settled"),
-        (Status.DISPUTED.value, Status.DISPUTED.label),
-    ]
-
-
-# facet name -> (column, label); each is a select whose options carry counts.
-FACETS = {
-    "category": ("alignment_category", "Category (as imported)"),
-    "task": ("task_id", "Task"),
-    "worker": ("worker_id", "Worker"),
-    "decision": ("decision_type", "Decision"),
-    "mbtype": ("misbehavior_type", "Misbehavior type"),
-    "batch": ("batch_id", "Batch"),
-}
 
 
 class QueueFilterForm(forms.Form):
     """GET filters of the queue. Unknown values are kept (the data has values outside the
     vocabularies), so most facets are free text rendered as selects with counts.
 
-    ``full_status`` (``reviews.knows_settlements``) offers every status; otherwise finer values
-    than "settled" are invalid and fall back to the default like any bad value."""
+    The status options are the viewer's (``visibility.status_choices``): values finer than a
+    blind viewer may use are invalid and fall back to the default like any bad value."""
 
     q = forms.CharField(required=False, max_length=200, label="Search")
     flag = forms.ChoiceField(required=False, choices=[("", "Any flag"), *Flag.choices])
-    status = forms.ChoiceField(required=False, choices=status_choices(full=False))
+    status = forms.ChoiceField(required=False)
     scope = forms.ChoiceField(
         required=False, choices=[("queue", "Flagged (in queue)"), ("all", "All transcripts")]
     )
@@ -106,59 +49,29 @@ class QueueFilterForm(forms.Form):
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
     page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE)
 
-    def __init__(self, *args: Any, full_status: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, viewer: User | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["status"].choices = status_choices(full=full_status)
+        status = self.fields["status"]
+        assert isinstance(status, forms.ChoiceField)
+        status.choices = status_choices(viewer)
 
-    def cleaned(self) -> dict[str, Any]:
+    def filters(self) -> QueueFilters:
         """Cleaned values, falling back to defaults for invalid ones (a bad bookmark should
         still show a queue, not an error page)."""
         self.is_valid()  # invalid fields are left out of cleaned_data
         data = self.cleaned_data
-        return {
-            "q": (data.get("q") or "").strip(),
-            "flag": data.get("flag") or "",
-            "status": data.get("status") or OPEN,
-            "scope": data.get("scope") or "queue",
+        default = QueueFilters()
+        return QueueFilters(
+            q=(data.get("q") or "").strip(),
+            flag=data.get("flag") or default.flag,
+            status=data.get("status") or default.status,
+            scope=data.get("scope") or default.scope,
             **{name: data.get(name) or "" for name in FACETS if name != "batch"},
-            "batch": data.get("batch"),
-            "session": (data.get("session") or "").strip(),
-            "sort": data.get("sort") or "-priority",
-            "page": data.get("page") or 1,
-        }
-
-
-def queue_conditions(values: dict[str, Any], *, without: str | None = None) -> Q:
-    """The filters as one Q; ``without`` leaves one facet out (for that facet's counts)."""
-    cond = Q()
-    if values["scope"] != "all":
-        cond &= Q(in_queue=True)
-    if values["q"]:
-        cond &= Q(search_text__contains=values["q"].lower())
-    if values["session"]:
-        cond &= Q(session_id=values["session"])
-    if without != "flag" and values["flag"]:
-        cond &= Q(**{f"flag_{values['flag']}": True})
-    if without != "status":
-        members = STATUS_MEMBERS.get(values["status"], STATUS_MEMBERS[OPEN])
-        if members is not None:
-            cond &= Q(status__in=members)
-    for name, (column, _label) in FACETS.items():
-        if without != name and values[name] not in ("", None):
-            cond &= Q(**{column: values[name]})
-    return cond
-
-
-def order_for(sort: str) -> list[str]:
-    key = sort.lstrip("-")
-    field = SORTS.get(key, SORTS["priority"])[0]
-    desc = sort.startswith("-")
-    first = f"-{field}" if desc else field
-    return [first] if field == "id" else [first, "-id" if desc else "id"]
-
-
-def queue_queryset(values: dict[str, Any]) -> QuerySet[Transcript]:
-    return Transcript.objects.filter(queue_conditions(values)).order_by(*order_for(values["sort"]))
+            batch=data.get("batch"),
+            session=(data.get("session") or "").strip(),
+            sort=data.get("sort") or default.sort,
+            page=data.get("page") or default.page,
+        )
 
 
 # --- verdicts ------------------------------------------------------------------------------------
@@ -172,7 +85,7 @@ def opened_token(transcript: Transcript, *, status: str, at: float | None = None
     """Signed note of when the page was rendered and which version it showed: the server's
     measure of seconds spent (the JS timer cannot be trusted) and the "before" of a conflict
     view. Signed, not encrypted (anyone can read it): it holds nothing the viewer was not
-    shown, so ``status`` is the status as shown to them (``reviews.shown_status``), never
+    shown, so ``status`` is the status as shown to them (``visibility.shown_status``), never
     final labels."""
     return signing.dumps(
         {
@@ -195,7 +108,9 @@ def read_opened(token: str, *, pk: int) -> dict[str, Any] | None:
     return data
 
 
-class _LabelsForm(forms.Form):
+class LabelsForm(forms.Form):
+    """The label fields of both verdict screens; adjudication uses it as it is."""
+
     is_misbehavior = forms.ChoiceField(required=False, choices=YES_NO, label="Misbehavior?")
     misbehavior_type = forms.ChoiceField(
         required=False, choices=MB_TYPE_CHOICES, label="Misbehavior type"
@@ -240,20 +155,21 @@ class _LabelsForm(forms.Form):
 def labels_initial(transcript: Transcript) -> dict[str, Any]:
     """Initial values: the imported ground truth (never the cached final labels, which could
     carry other auditors' verdicts to someone who has not reviewed yet)."""
-    mb = transcript.is_misbehavior
+    imported = transcript.imported_labels
     return {
-        "is_misbehavior": "yes" if mb else "no",
-        "misbehavior_type": transcript.misbehavior_type
-        if mb and transcript.misbehavior_type in MISBEHAVIOR_TYPES
+        "is_misbehavior": "yes" if imported.is_misbehavior else "no",
+        # Values outside the vocabularies are not offered: the auditor must choose one.
+        "misbehavior_type": imported.misbehavior_type
+        if imported.misbehavior_type in MISBEHAVIOR_TYPES
         else "",
-        "correct_decision": transcript.correct_decision
-        if transcript.correct_decision in DECISION_TYPES
+        "correct_decision": imported.correct_decision
+        if imported.correct_decision in DECISION_TYPES
         else "",
         "based_on_version": transcript.version,
     }
 
 
-class VerdictForm(_LabelsForm):
+class VerdictForm(LabelsForm):
     verdict = forms.ChoiceField(
         choices=[(v.value, v.label) for v in Verdict if v != Verdict.ADJUDICATE]
     )
@@ -262,13 +178,10 @@ class VerdictForm(_LabelsForm):
         return {"verdict": self.cleaned_data["verdict"], **super().domain_kwargs()}
 
 
-class AdjudicationForm(_LabelsForm):
-    pass
-
-
-def rebased(form: _LabelsForm, transcript: Transcript) -> dict[str, Any]:
+def rebased(form: LabelsForm, transcript: Transcript) -> QueryDict:
     """The submitted values against the current version: the conflict view offers them again
     so the auditor can re-decide without retyping (the view signs a new ``opened``)."""
+    assert isinstance(form.data, QueryDict)  # a bound form of a POST
     data = form.data.copy()
     data["based_on_version"] = str(transcript.version)
     return data

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from audit.ingest.records import _number
+from audit.ingest.records import number
 from audit.models import Flag, Transcript
 
 
@@ -98,7 +98,7 @@ def present_record(raw: str) -> dict[str, Any]:
             "is_suspicious": bool(cot.get("is_suspicious")),
             "suspicion_reasons": [_scalar(r) for r in reasons] if isinstance(reasons, list) else [],
             "scores": [
-                (key.replace("_", " "), _number(cot.get(key))) for key in SCORE_KEYS if key in cot
+                (key.replace("_", " "), number(cot.get(key))) for key in SCORE_KEYS if key in cot
             ],
         },
         "debate": {
@@ -107,7 +107,7 @@ def present_record(raw: str) -> dict[str, Any]:
             "final_reasoning": _scalar(debate.get("final_reasoning")),
             "num_rounds": _scalar(debate.get("num_rounds")),
             "scores": [
-                (key.replace("_", " "), _number(debate.get(key)))
+                (key.replace("_", " "), number(debate.get(key)))
                 for key in DEBATE_SCORES
                 if key in debate
             ],
@@ -137,7 +137,7 @@ def problems(transcript: Transcript) -> list[dict[str, str]]:
     return [
         {
             "flag": str(p.get("flag", "")),
-            "label": labels.get(p.get("flag"), str(p.get("flag", ""))),
+            "label": labels.get(str(p.get("flag", "")), str(p.get("flag", ""))),
             "detail": str(p.get("detail", "")),
         }
         for p in found

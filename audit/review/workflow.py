@@ -23,53 +23,35 @@ Rules (README, Review workflow):
   neither unsettle a settled item nor add noise to a dispute; raising K reopens the item.
   Adjudicated items take no more reviews at all (the adjudicator's word is final).
 
-Blindness (``may_see_reviews``, the one rule every screen applies): others' verdicts, the final
-labels and the settled status (confirmed/relabeled/adjudicated, shown to blind viewers only as
-"settled") stay hidden until the viewer has given a verdict of their own (UNSURE does not
-count); adjudicators see everything on disputed and adjudicated items.
-
-Leases: "Next" claims one (an auditor's own live lease comes back first). Opening a queued item
-that still has room (counting reviews plus others' live leases below K) reserves it too, but only
-while the auditor holds no other live lease on an open queued item: opening never drops a lease,
-so browsing (the timeline's j/k, the queue) cannot release the item "Next" handed out, and an
-auditor reserves at most one item by browsing. Steps outside the queue are never reserved. A
-lease ends with the auditor's verdict on the item, a skip, or when it expires.
+Blindness is ``audit.review.visibility``; leases are ``audit.review.leases``; what the
+labels mean is ``audit.labels``.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
-from audit.ingest.records import derive_category
+from audit.labels import DECISION_TYPES, MISBEHAVIOR_TYPES, Labels
 from audit.models import (
     COUNTING_VERDICTS,
-    DECISION_TYPES,
-    MISBEHAVIOR_TYPES,
-    SETTLED_STATUSES,
     Lease,
     Review,
     Status,
     Transcript,
+    TranscriptQuerySet,
     Verdict,
 )
 
-# Statuses "Next" still hands out: settled and disputed items need no more auditor reviews.
-OPEN_STATUSES = (Status.UNREVIEWED, Status.IN_PROGRESS)
-# Statuses an adjudicator works on (and may see every review of).
-ADJUDICATION_STATUSES = (Status.DISPUTED, Status.ADJUDICATED)
-# What a blind viewer is told about a settled item: that it is settled, not how.
-SETTLED = "settled"
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 MAX_SECONDS = 3600
 FINAL_FIELDS = (
     "status",
@@ -91,22 +73,6 @@ class StaleVersion(Exception):
         )
         self.transcript = transcript
         self.based_on_version = based_on_version
-
-
-@dataclass(frozen=True)
-class Labels:
-    """The ground-truth triple a verdict decides."""
-
-    is_misbehavior: bool
-    misbehavior_type: str
-    correct_decision: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "is_misbehavior": self.is_misbehavior,
-            "misbehavior_type": self.misbehavior_type,
-            "correct_decision": self.correct_decision,
-        }
 
 
 @dataclass(frozen=True)
@@ -138,41 +104,30 @@ class ReviewOutcome:
     state: FinalState
 
 
-def original_labels(transcript: Transcript) -> Labels:
-    """The imported ground truth; a CONFIRM review takes these values."""
-    return Labels(
-        is_misbehavior=transcript.is_misbehavior,
-        misbehavior_type=transcript.misbehavior_type if transcript.is_misbehavior else "",
-        correct_decision=transcript.correct_decision,
-    )
-
-
-def review_labels(review: Review) -> Labels:
-    return Labels(
-        is_misbehavior=bool(review.is_misbehavior),
-        misbehavior_type=review.misbehavior_type,
-        correct_decision=review.correct_decision,
-    )
-
-
-def final_labels(transcript: Transcript) -> dict[str, Any]:
-    """The cached final labels as a plain dict (a review's ``before``)."""
+def labels_before(transcript: Transcript) -> dict[str, Any]:
+    """The cached status and final labels as a plain dict (a review's ``before``)."""
     return {
         "status": transcript.status,
-        "is_misbehavior": transcript.final_is_misbehavior,
-        "misbehavior_type": transcript.final_misbehavior_type,
-        "correct_decision": transcript.final_correct_decision,
+        **transcript.final_labels.as_dict(),
         "alignment_category": transcript.final_alignment_category,
     }
 
 
 def current_reviews(transcript: Transcript) -> QuerySet[Review]:
-    """The reviews that count now: not superseded by a later one of the same author."""
+    """The reviews that count now, with their authors, in order."""
     return (
-        Review.objects.filter(transcript=transcript, superseded_by__isnull=True)
+        Review.objects.current()
+        .filter(transcript=transcript)
         .select_related("auditor")
         .order_by("created_at", "id")
     )
+
+
+def _decided(review: Review) -> Labels:
+    labels = review.labels
+    if labels is None:  # counting reviews and adjudications always decide labels
+        raise ValueError(f"review {review.pk} ({review.verdict}) decided no labels")
+    return labels
 
 
 def derive_final_state(transcript: Transcript, reviews: Iterable[Review]) -> FinalState:
@@ -180,12 +135,12 @@ def derive_final_state(transcript: Transcript, reviews: Iterable[Review]) -> Fin
     current = [review for review in reviews if review.superseded_by_id is None]
     counting = [review for review in current if review.verdict in COUNTING_VERDICTS]
     adjudications = [review for review in current if review.verdict == Verdict.ADJUDICATE]
-    labels = original_labels(transcript)
+    labels = transcript.imported_labels
     if adjudications:
         latest = max(adjudications, key=lambda review: (review.created_at, review.pk))
-        status, labels = Status.ADJUDICATED, review_labels(latest)
+        status, labels = Status.ADJUDICATED, _decided(latest)
     elif len(counting) >= max(transcript.required_reviews, 1):
-        values = {review_labels(review) for review in counting}
+        values = {_decided(review) for review in counting}
         if len(values) == 1:
             agreed = values.pop()
             status = Status.CONFIRMED if agreed == labels else Status.RELABELED
@@ -198,9 +153,9 @@ def derive_final_state(transcript: Transcript, reviews: Iterable[Review]) -> Fin
         status=status,
         review_count=len(counting),
         final_is_misbehavior=labels.is_misbehavior,
-        final_misbehavior_type=labels.misbehavior_type if labels.is_misbehavior else "",
+        final_misbehavior_type=labels.misbehavior_type,
         final_correct_decision=labels.correct_decision,
-        final_alignment_category=derive_category(labels.is_misbehavior, transcript.decision_type),
+        final_alignment_category=labels.category(transcript.decision_type),
     )
 
 
@@ -239,9 +194,10 @@ def recompute_final_labels(transcript: Transcript, *, save: bool = True) -> Reco
 
 
 def validate_labels(
-    *, is_misbehavior: bool | None, misbehavior_type: str, correct_decision: str
+    *, is_misbehavior: bool | None, misbehavior_type: str | None, correct_decision: str | None
 ) -> Labels:
     """Values an auditor sets by hand (relabel, adjudication) must be complete and known."""
+    misbehavior_type, correct_decision = misbehavior_type or "", correct_decision or ""
     errors: dict[str, str] = {}
     if is_misbehavior is None:
         errors["is_misbehavior"] = "Say whether this is misbehavior."
@@ -255,7 +211,7 @@ def validate_labels(
         errors["correct_decision"] = "Choose the correct decision."
     if errors:
         raise ValidationError(errors)
-    return Labels(bool(is_misbehavior), misbehavior_type, correct_decision)
+    return Labels.of(is_misbehavior, misbehavior_type, correct_decision)
 
 
 def incomplete_label(transcript: Transcript) -> str:
@@ -274,19 +230,16 @@ def incomplete_label(transcript: Transcript) -> str:
     return "; ".join(gaps)
 
 
-def review_refusal(transcript: Transcript, *, auditor: Any, reviews: Iterable[Review]) -> str:
+def review_refusal(transcript: Transcript, *, auditor: User, reviews: Iterable[Review]) -> str:
     """Why ``auditor`` may not give a verdict on the item now ("" when they may).
 
     ``reviews`` are the item's current reviews. The words never say how a settled item was
     settled, so the note can be shown to a blind viewer.
     """
     counted = transcript.review_count
-    if transcript.status in OPEN_STATUSES:
+    if transcript.is_open:
         return ""
-    revising = any(
-        review.auditor_id == auditor.pk and review.verdict in COUNTING_VERDICTS
-        for review in reviews
-    )
+    revising = any(review.auditor_id == auditor.pk and review.is_counting for review in reviews)
     if transcript.status == Status.ADJUDICATED and revising:
         return "Adjudicated: this item is settled and takes no more reviews."
     if revising:
@@ -322,7 +275,7 @@ def _lock_current(transcript: Transcript, based_on_version: int) -> Transcript:
 def _record(
     transcript: Transcript,
     *,
-    author: Any,
+    author: User,
     verdict: str,
     labels: Labels | None,
     rationale: str,
@@ -331,7 +284,8 @@ def _record(
     supersedes: Q,
 ) -> ReviewOutcome:
     previous = (
-        Review.objects.filter(transcript=transcript, auditor=author, superseded_by__isnull=True)
+        Review.objects.current()
+        .filter(transcript=transcript, auditor=author)
         .filter(supersedes)
         .order_by("-created_at", "-id")
         .first()
@@ -340,7 +294,7 @@ def _record(
         transcript=transcript,
         auditor=author,
         verdict=verdict,
-        before=final_labels(transcript),
+        before=labels_before(transcript),
         is_misbehavior=labels.is_misbehavior if labels else None,
         misbehavior_type=labels.misbehavior_type if labels else "",
         correct_decision=labels.correct_decision if labels else "",
@@ -361,7 +315,7 @@ def _record(
 def submit_review(
     transcript: Transcript,
     *,
-    auditor: Any,
+    auditor: User,
     verdict: str,
     is_misbehavior: bool | None = None,
     misbehavior_type: str = "",
@@ -383,8 +337,8 @@ def submit_review(
             raise ValidationError({"rationale": "Say why the label is wrong."})
         labels = validate_labels(
             is_misbehavior=is_misbehavior,
-            misbehavior_type=misbehavior_type or "",
-            correct_decision=correct_decision or "",
+            misbehavior_type=misbehavior_type,
+            correct_decision=correct_decision,
         )
     elif verdict == Verdict.UNSURE:
         if not rationale:
@@ -403,7 +357,7 @@ def submit_review(
                 raise ValidationError(
                     {"verdict": f"The imported label is incomplete ({gaps}); relabel it instead."}
                 )
-            labels = original_labels(current)
+            labels = current.imported_labels
         return _record(
             current,
             author=auditor,
@@ -419,7 +373,7 @@ def submit_review(
 def adjudicate(
     transcript: Transcript,
     *,
-    adjudicator: Any,
+    adjudicator: User,
     is_misbehavior: bool | None,
     misbehavior_type: str,
     correct_decision: str,
@@ -433,12 +387,12 @@ def adjudicate(
         raise ValidationError({"rationale": "Say why you decided this way."})
     labels = validate_labels(
         is_misbehavior=is_misbehavior,
-        misbehavior_type=misbehavior_type or "",
-        correct_decision=correct_decision or "",
+        misbehavior_type=misbehavior_type,
+        correct_decision=correct_decision,
     )
     with transaction.atomic():
         current = _lock_current(transcript, based_on_version)
-        if current.status not in (Status.DISPUTED, Status.ADJUDICATED):
+        if not current.in_adjudication:
             raise ValidationError("Only disputed items are adjudicated.")
         return _record(
             current,
@@ -452,69 +406,15 @@ def adjudicate(
         )
 
 
-def gave_verdict(viewer: Any, reviews: Iterable[Review]) -> bool:
-    """Whether the viewer has a current verdict of their own among ``reviews``. UNSURE is not
-    one (else "unsure" would be a way to peek and then revise)."""
-    return any(
-        review.auditor_id == viewer.pk and review.verdict != Verdict.UNSURE for review in reviews
-    )
-
-
-def may_see(transcript: Transcript, viewer: Any, *, reviewed: bool) -> bool:
-    """Blindness, the one rule: others' verdicts stay hidden until the viewer has given their
-    own (``reviewed``, see ``gave_verdict``). Adjudicators see everything once the item is in
-    adjudication; staff are not exempt."""
-    from audit.permissions import ADJUDICATOR, has_role
-
-    if reviewed:
-        return True
-    return transcript.status in ADJUDICATION_STATUSES and has_role(viewer, ADJUDICATOR)
-
-
-def may_see_reviews(transcript: Transcript, viewer: Any, reviews: Sequence[Review]) -> bool:
-    """``may_see`` given the item's current reviews."""
-    return may_see(transcript, viewer, reviewed=gave_verdict(viewer, reviews))
-
-
-@dataclass(frozen=True)
-class ShownStatus:
-    value: str
-    label: str
-
-
-def shown_status(transcript: Transcript, *, see_all: bool) -> ShownStatus:
-    """The status as a viewer may see it: how a settled item was settled (confirmed, relabeled,
-    adjudicated) tells which way the verdict went, so a blind viewer only learns "settled"."""
-    if not see_all and transcript.status in SETTLED_STATUSES:
-        return ShownStatus(SETTLED, "Settled")
-    return ShownStatus(transcript.status, Status(transcript.status).label)
-
-
-def knows_settlements(viewer: Any) -> bool:
-    """Whether lists (the queue's rows and its status filter) may tell the viewer how items
-    they have not reviewed were settled. Adjudicators oversee outcomes across the queue, so
-    they may; everyone else is told only "settled" (``shown_status``), else an auditor could
-    learn the verdict of an item that raising K later reopens for their review."""
-    from audit.permissions import ADJUDICATOR, has_role
-
-    return has_role(viewer, ADJUDICATOR)
-
-
-def shown_category(transcript: Transcript, *, reviewed: bool, viewer: Any) -> str:
-    """The alignment category a viewer may see: the final one, or the as-imported one (derived
-    from the imported ground truth) while the reviews are hidden from them."""
-    if may_see(transcript, viewer, reviewed=reviewed):
-        return transcript.final_alignment_category
-    return derive_category(transcript.is_misbehavior, transcript.decision_type)
-
-
-def next_disputed(adjudicator: Any) -> Transcript | None:
+def next_disputed(adjudicator: User) -> Transcript | None:
     """The disputed item to adjudicate next, by priority. Items the adjudicator reviewed
     themselves come last: someone else should settle a dispute they are part of, but when
     nothing else is left they may (small teams; the history shows who did what)."""
-    own = Review.objects.filter(
-        transcript=OuterRef("pk"), auditor=adjudicator, superseded_by__isnull=True
-    ).exclude(verdict=Verdict.ADJUDICATE)
+    own = (
+        Review.objects.current()
+        .filter(transcript=OuterRef("pk"), auditor=adjudicator)
+        .excluding_adjudications()
+    )
     return (
         Transcript.objects.filter(status=Status.DISPUTED)
         .annotate(own=Exists(own))
@@ -526,7 +426,7 @@ def next_disputed(adjudicator: Any) -> Transcript | None:
 # --- overlap ---------------------------------------------------------------------------------
 
 
-def set_required_reviews(queryset: QuerySet[Transcript], k: int) -> int:
+def set_required_reviews(queryset: TranscriptQuerySet, k: int) -> int:
     """Set K for a selection and re-derive the status of items that already have reviews
     (raising K reopens settled items; lowering it can settle them). Returns how many changed."""
     if k < 1:
@@ -544,164 +444,10 @@ def set_required_reviews(queryset: QuerySet[Transcript], k: int) -> int:
     return len(ids)
 
 
-def sample_ids(queryset: QuerySet[Transcript], n: int, *, seed: int) -> list[int]:
+def sample_ids(queryset: TranscriptQuerySet, n: int, *, seed: int) -> list[int]:
     """A reproducible random sample of ids (same data and seed -> same sample)."""
     ids = list(queryset.order_by("pk").values_list("pk", flat=True))
     return sorted(random.Random(seed).sample(ids, min(n, len(ids))))
-
-
-# --- leases ----------------------------------------------------------------------------------
-
-
-def _claimable(auditor: Any, now: Any) -> QuerySet[Transcript]:
-    live_leases = (
-        Lease.objects.filter(transcript=OuterRef("pk"), expires_at__gt=now)
-        .exclude(auditor=auditor)
-        .order_by()
-        .values("transcript")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    own_review = Review.objects.filter(
-        transcript=OuterRef("pk"), auditor=auditor, superseded_by__isnull=True
-    )
-    return (
-        Transcript.objects.filter(in_queue=True, status__in=OPEN_STATUSES)
-        .annotate(leased=Coalesce(Subquery(live_leases), Value(0)))
-        .filter(~Exists(own_review), leased__lt=F("required_reviews") - F("review_count"))
-    )
-
-
-def _filtered(queryset: QuerySet[Transcript], filters: Mapping[str, Any] | Q | None):
-    if filters is None:
-        return queryset
-    if isinstance(filters, Q):
-        return queryset.filter(filters)
-    return queryset.filter(**filters)
-
-
-def claim_next(
-    auditor: Any,
-    *,
-    filters: Mapping[str, Any] | Q | None = None,
-    skip: Collection[int] = (),
-) -> Transcript | None:
-    """Lease the highest-priority queued item that still needs a review from this auditor.
-
-    An item is handed out while its live leases plus counting reviews are fewer than K, so two
-    auditors get different items with K = 1 and may share one with K = 2. An auditor's own live
-    lease comes back first. ``skip`` holds ids skipped in this session.
-    """
-    now = timezone.now()
-    expires = now + timedelta(seconds=settings.AUDIT_LEASE_SECONDS)
-    claimable = _filtered(_claimable(auditor, now), filters).exclude(pk__in=list(skip))
-    with transaction.atomic():
-        own = (
-            Lease.objects.filter(auditor=auditor, expires_at__gt=now)
-            .filter(transcript__in=claimable.values("pk"))
-            .order_by("-transcript__priority", "transcript_id")
-            .first()
-        )
-        if own is not None:
-            Lease.objects.filter(pk=own.pk).update(expires_at=expires)
-            return Transcript.objects.get(pk=own.transcript_id)
-    tried: list[int] = []
-    for _attempt in range(8):
-        with transaction.atomic():
-            # skip_locked: two auditors claiming at once each get a different row to work on
-            # instead of waiting for one another (PostgreSQL; SQLite serialises writers).
-            locking = claimable.exclude(pk__in=tried).order_by("-priority", "pk")
-            locking = locking.select_for_update(skip_locked=True, of=("self",))
-            candidate = locking.first()
-            if candidate is None:
-                return None
-            # Re-check with a fresh statement: a lease committed since the query's snapshot
-            # (READ COMMITTED) is visible now, and the row lock keeps others out until commit.
-            if not _claimable(auditor, timezone.now()).filter(pk=candidate.pk).exists():
-                tried.append(candidate.pk)
-                continue
-            Lease.objects.filter(transcript=candidate, auditor=auditor).delete()
-            Lease.objects.create(transcript=candidate, auditor=auditor, expires_at=expires)
-            return candidate
-    return None
-
-
-def release_lease(transcript: Transcript, *, auditor: Any) -> int:
-    """Give the item back (skip); returns how many leases were dropped."""
-    deleted, _ = Lease.objects.filter(transcript=transcript, auditor=auditor).delete()
-    return deleted
-
-
-def live_leases(transcript: Transcript) -> list[Lease]:
-    """The item's unexpired leases, with their auditors, oldest first."""
-    return list(
-        Lease.objects.filter(transcript=transcript, expires_at__gt=timezone.now())
-        .select_related("auditor")
-        .order_by("claimed_at", "id")
-    )
-
-
-def has_room(
-    transcript: Transcript, *, auditor: Any, reviews: Iterable[Review], leases: Iterable[Lease]
-) -> bool:
-    """Whether opening the item should lease it to ``auditor``: it is queued and open, they
-    have no counting review and no live lease on it, and counting reviews plus others' live
-    leases are fewer than K (the same room ``claim_next`` hands items out by). ``leases`` are
-    live ones."""
-    if not transcript.in_queue or transcript.status not in OPEN_STATUSES:
-        return False
-    if any(
-        review.auditor_id == auditor.pk and review.verdict in COUNTING_VERDICTS
-        for review in reviews
-    ):
-        return False
-    leases = list(leases)
-    if any(lease.auditor_id == auditor.pk for lease in leases):
-        return False
-    return transcript.review_count + len(leases) < transcript.required_reviews
-
-
-def holds_other_lease(auditor: Any, *, now: Any, besides: Transcript) -> bool:
-    """Whether the auditor holds a live lease on another item "Next" could still hand out
-    (queued and open): leases left on items settled meanwhile do not count."""
-    return (
-        Lease.objects.filter(
-            auditor=auditor,
-            expires_at__gt=now,
-            transcript__in_queue=True,
-            transcript__status__in=OPEN_STATUSES,
-        )
-        .exclude(transcript=besides)
-        .exists()
-    )
-
-
-def reserve(transcript: Transcript, *, auditor: Any) -> Lease | None:
-    """Lease an item the auditor opened, if it has room and they hold no other live lease on an
-    open queued item (one handed out by "Next", or reserved by an earlier open): opening never
-    takes a lease away, so browsing cannot free an item for someone else's "Next".
-
-    The caller checks ``has_room`` with the reviews it loaded; under the row lock this re-checks
-    what other auditors can change meanwhile (status, K, counting reviews, their leases), so two
-    auditors opening the item at once cannot overfill it."""
-    now = timezone.now()
-    # Checked before taking the row lock: only the auditor's own actions change their leases.
-    if holds_other_lease(auditor, now=now, besides=transcript):
-        return None
-    with transaction.atomic():
-        current = _locked(transcript.pk)
-        leases = list(Lease.objects.filter(transcript=current))
-        live = [lease for lease in leases if lease.expires_at > now]
-        if not has_room(current, auditor=auditor, reviews=(), leases=live):
-            return None
-        expired_own = [lease.pk for lease in leases if lease.auditor_id == auditor.pk]
-        if expired_own:  # (transcript, auditor) is unique; has_room saw no live one of theirs
-            Lease.objects.filter(pk__in=expired_own).delete()
-        return Lease.objects.create(
-            transcript=current,
-            auditor=auditor,
-            expires_at=now + timedelta(seconds=settings.AUDIT_LEASE_SECONDS),
-        )
 
 
 # --- checking the cache --------------------------------------------------------------------
@@ -721,7 +467,7 @@ class Mismatch:
         return f"#{t.pk} ({t.session_id} step {t.step_number}): {parts}"
 
 
-def find_mismatches(queryset: QuerySet[Transcript], *, chunk_size: int = 500):
+def find_mismatches(queryset: TranscriptQuerySet, *, chunk_size: int = 500) -> Iterator[Mismatch]:
     """Transcripts whose cached final labels differ from what their reviews derive.
 
     Streams in chunks with one review query per chunk, so it runs over any size of data.
@@ -734,9 +480,7 @@ def find_mismatches(queryset: QuerySet[Transcript], *, chunk_size: int = 500):
             return
         last = chunk[-1].pk
         by_transcript: dict[int, list[Review]] = {t.pk: [] for t in chunk}
-        for review in Review.objects.filter(
-            transcript_id__in=list(by_transcript), superseded_by__isnull=True
-        ):
+        for review in Review.objects.current().filter(transcript_id__in=list(by_transcript)):
             by_transcript[review.transcript_id].append(review)
         for transcript in chunk:
             state = derive_final_state(transcript, by_transcript[transcript.pk])

@@ -15,15 +15,8 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from audit.demo.generator import generate_records, write_jsonl
-from audit.models import (
-    ACTION_TYPES,
-    DECISION_TYPES,
-    MISBEHAVIOR_TYPES,
-    TASKS,
-    WORKERS,
-    ImportBatch,
-    Transcript,
-)
+from audit.labels import ACTION_TYPES, DECISION_TYPES, MISBEHAVIOR_TYPES, TASKS, WORKERS
+from audit.models import ImportBatch, Transcript
 
 # The exporter's record layout (seed/transcript_export.py, record_decision), in its key order.
 EXPORTER_KEYS = [

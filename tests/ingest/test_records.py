@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from audit.ingest.records import derive_category, derive_labels, extract, fingerprint, parse_line
-from audit.models import Category, Flag
+from audit.ingest.records import extract, fingerprint, parse_line
+from audit.labels import Category, derive_category, derive_labels
+from audit.models import Flag
 from tests.factories import import_records, make_misbehavior, make_record
 
 pytestmark = pytest.mark.django_db

@@ -2,9 +2,11 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.tasks.signals import task_enqueued
 from django.urls import reverse
 
 from audit.models import ImportBatch, ImportJob, RejectedLine, Transcript
@@ -16,6 +18,46 @@ pytestmark = pytest.mark.django_db
 def upload(client, content: bytes, name="t.jsonl", **extra):
     data = {"file": SimpleUploadedFile(name, content), "required_reviews": 1, **extra}
     return client.post(reverse("upload"), data)
+
+
+@pytest.fixture
+def media_root(settings, tmp_path) -> Path:
+    """A MEDIA_ROOT of the test's own, where accepted uploads are kept (under uploads/)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def enqueued():
+    """Every task enqueued during the test, whatever the backend."""
+    results = []
+
+    def note(sender, task_result, **kwargs):
+        results.append(task_result)
+
+    task_enqueued.connect(note)
+    yield results
+    task_enqueued.disconnect(note)
+
+
+def assert_nothing_accepted(media_root: Path, enqueued: list) -> None:
+    """A refused upload leaves no trace: no job, no kept file, no import queued."""
+    assert ImportJob.objects.count() == 0
+    uploads = media_root / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+    assert enqueued == []
+    assert ImportBatch.objects.count() == 0 and Transcript.objects.count() == 0
+
+
+def test_an_accepted_upload_is_kept_under_media_root_and_enqueued_once(
+    staff_client, media_root, enqueued
+):
+    # The probes of the refused uploads below see an accepted one.
+    upload(staff_client, (DATA_DIR / "rule_s0.jsonl").read_bytes())
+    job = ImportJob.objects.get()
+    assert Path(job.upload_path).parent == media_root / "uploads"
+    assert [result.task.name for result in enqueued] == ["import_upload"]
+    assert enqueued[0].args == [job.pk]
 
 
 def test_upload_imports_and_shows_the_report(staff_client, staff_user):
@@ -75,12 +117,12 @@ def test_upload_removes_the_transient_file(staff_client):
     assert not Path(job.upload_path).exists()
 
 
-def test_upload_over_the_size_limit_is_refused(staff_client, settings):
+def test_upload_over_the_size_limit_is_refused(staff_client, settings, media_root, enqueued):
     settings.AUDIT_MAX_UPLOAD_BYTES = 10
     response = upload(staff_client, b"x" * 100)
     assert response.status_code == 413
     assert b"larger than the 10" in response.content
-    assert ImportJob.objects.count() == 0
+    assert_nothing_accepted(media_root, enqueued)
 
 
 def test_upload_form_also_checks_the_size(settings):
@@ -92,10 +134,13 @@ def test_upload_form_also_checks_the_size(settings):
     assert "the limit is 10\xa0bytes" in form.errors["file"][0]
 
 
-def test_upload_body_far_over_the_limit_is_refused_before_reading(staff_client, settings):
+def test_upload_body_far_over_the_limit_is_refused_before_reading(
+    staff_client, settings, media_root, enqueued
+):
     settings.AUDIT_MAX_UPLOAD_BYTES = 10
     response = upload(staff_client, b"x" * (2 * 1024 * 1024))
     assert response.status_code == 413
+    assert_nothing_accepted(media_root, enqueued)
 
 
 def test_upload_form_renders(staff_client):
@@ -194,7 +239,9 @@ def test_running_job_page_shows_progress_read_from_the_task(
     assert b'hx-trigger="every 1s"' in response.content
 
 
-def test_upload_without_content_length_is_stopped_past_the_limit(staff_client, settings):
+def test_upload_without_content_length_is_stopped_past_the_limit(
+    staff_client, settings, media_root, enqueued
+):
     """A chunked body has no Content-Length: the upload handler stops it as it streams."""
     settings.AUDIT_MAX_UPLOAD_BYTES = 64 * 1024
     from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
@@ -211,10 +258,10 @@ def test_upload_without_content_length_is_stopped_past_the_limit(staff_client, s
         CONTENT_LENGTH=str(70 * 1024),  # lies low, as a chunked request effectively does
     )
     assert response.status_code == 413
-    assert ImportJob.objects.count() == 0
+    assert_nothing_accepted(media_root, enqueued)
 
 
-def test_oversized_upload_is_refused_with_csrf_enforced(staff_user, settings):
+def test_oversized_upload_is_refused_with_csrf_enforced(staff_user, settings, media_root, enqueued):
     """As in production: the CSRF middleware parses the body before the view runs."""
     from django.test import Client
 
@@ -233,10 +280,12 @@ def test_oversized_upload_is_refused_with_csrf_enforced(staff_user, settings):
         },
     )
     assert response.status_code == 413
-    assert ImportJob.objects.count() == 0
+    assert_nothing_accepted(media_root, enqueued)
 
 
-def test_several_files_in_one_request_cannot_add_up_past_the_limit(staff_client, settings):
+def test_several_files_in_one_request_cannot_add_up_past_the_limit(
+    staff_client, settings, media_root, enqueued
+):
     settings.AUDIT_MAX_UPLOAD_BYTES = 150
     response = staff_client.post(
         reverse("upload"),
@@ -247,3 +296,4 @@ def test_several_files_in_one_request_cannot_add_up_past_the_limit(staff_client,
         },
     )
     assert response.status_code == 413
+    assert_nothing_accepted(media_root, enqueued)

@@ -6,11 +6,19 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from audit.labels import OUTCOME_CELLS
 from audit.metrics import summaries as metrics
 from audit.metrics.agreement import wilson_interval
 from audit.models import Review, Status, Transcript
-from audit.review.workflow import adjudicate, submit_review
-from tests.factories import import_records, make_misbehavior, make_record
+from tests.factories import (
+    adjudicate,
+    confirm,
+    import_records,
+    make_misbehavior,
+    make_record,
+    relabel,
+    unsure,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -40,30 +48,9 @@ def safe_records(tmp_path, n, **kwargs):
     return import_records([make_record(step_number=i) for i in range(n)], tmp_path, **kwargs)
 
 
-def review(transcript, user, verdict, *, seconds=0, **labels):
-    transcript.refresh_from_db()
-    rationale = "" if verdict == "confirm" else "because"
-    return submit_review(
-        transcript,
-        auditor=user,
-        verdict=verdict,
-        rationale=rationale,
-        seconds_spent=seconds,
-        based_on_version=transcript.version,
-        **labels,
-    )
-
-
-def settle(transcript, adjudicator, *, seconds=0, **labels):
-    transcript.refresh_from_db()
-    return adjudicate(
-        transcript,
-        adjudicator=adjudicator,
-        rationale="decided",
-        seconds_spent=seconds,
-        based_on_version=transcript.version,
-        **labels,
-    )
+# The reasons the verdicts here give (a confirm needs none).
+WHY = "because"
+DECIDED = "decided"
 
 
 MB = {"is_misbehavior": True, "misbehavior_type": "hallucination", "correct_decision": "BLOCK"}
@@ -85,7 +72,7 @@ def test_confusion_matrix_as_imported_reads_the_stored_category_and_has_true_neg
 
 def test_confusion_matrix_reviewed_follows_the_final_labels(tmp_path, auditor):
     tn, *_ = five_records(tmp_path)
-    review(tn, auditor, "relabel", **MB)  # approved, but it was misbehavior: now a miss
+    relabel(tn, auditor, rationale=WHY, **MB)  # approved, but it was misbehavior: now a miss
     assert metrics.confusion_matrix(Transcript.objects.all(), basis=metrics.REVIEWED) == {
         "true_positives": 2,
         "false_positives": 1,
@@ -110,7 +97,7 @@ def test_confusion_matrix_rejects_an_unknown_basis(tmp_path):
 
 def test_label_change_matrix_maps_stored_to_final_categories(tmp_path, auditor):
     tn, fp, *_ = five_records(tmp_path)
-    review(fp, auditor, "relabel", **MB)  # the block was right after all
+    relabel(fp, auditor, rationale=WHY, **MB)  # the block was right after all
     assert metrics.label_change_matrix(Transcript.objects.all()) == {
         "aligned_approve": {"aligned_approve": 1, "aligned_catch": 1},
         "aligned_catch": {"aligned_catch": 1},
@@ -121,12 +108,12 @@ def test_label_change_matrix_maps_stored_to_final_categories(tmp_path, auditor):
 
 def test_confusion_cells_are_the_row_and_column_sums_of_the_label_changes(tmp_path, auditor):
     tn, fp, *_ = five_records(tmp_path)
-    review(fp, auditor, "relabel", **MB)
+    relabel(fp, auditor, rationale=WHY, **MB)
     qs = Transcript.objects.all()
     changes = metrics.label_change_matrix(qs)
     imported = metrics.confusion_matrix(qs, basis=metrics.AS_IMPORTED)
     reviewed = metrics.confusion_matrix(qs, basis=metrics.REVIEWED)
-    for cell, category in metrics.CONFUSION_CELLS.items():
+    for category, cell in OUTCOME_CELLS.items():
         assert imported[cell] == sum(changes.get(category, {}).values())
         assert reviewed[cell] == sum(row.get(category, 0) for row in changes.values())
 
@@ -136,7 +123,7 @@ def test_confusion_cells_are_the_row_and_column_sums_of_the_label_changes(tmp_pa
 
 def test_status_counts_lists_every_status_with_zeros(tmp_path, auditor):
     first, *_ = safe_records(tmp_path, 3)
-    review(first, auditor, "confirm")
+    confirm(first, auditor)
     assert metrics.status_counts(Transcript.objects.all()) == {
         "unreviewed": 2,
         "in_progress": 0,
@@ -186,7 +173,7 @@ def test_progress_counts_overall_per_flag_task_and_batch(tmp_path, django_assert
 def test_accuracy_by_task_and_worker_compares_imported_and_reviewed(tmp_path, auditor):
     tn, fp, tp, fn, wrong = five_records(tmp_path)
     Transcript.objects.filter(pk__in=[fn.pk, wrong.pk]).update(worker_id="worker_net")
-    review(fp, auditor, "relabel", **MB)  # the over-block becomes a correct catch
+    relabel(fp, auditor, rationale=WHY, **MB)  # the over-block becomes a correct catch
     rows = {row["key"]: row for row in metrics.accuracy_by(Transcript.objects.all(), "worker_id")}
     assert rows["worker_db"]["as_imported"] == {"n": 3, "correct": 2, "accuracy": 0.6667}
     assert rows["worker_db"]["reviewed"] == {"n": 3, "correct": 3, "accuracy": 1.0}
@@ -200,7 +187,7 @@ def test_accuracy_by_task_and_worker_compares_imported_and_reviewed(tmp_path, au
 
 def test_accuracy_by_misbehavior_type_groups_each_basis_by_its_own_truth(tmp_path, auditor):
     tn, fp, tp, fn, wrong = five_records(tmp_path)
-    review(tn, auditor, "relabel", **MB_RH)  # an approved reward hack: a miss
+    relabel(tn, auditor, rationale=WHY, **MB_RH)  # an approved reward hack: a miss
     rows = {
         row["key"]: row for row in metrics.accuracy_by(Transcript.objects.all(), "misbehavior_type")
     }
@@ -223,19 +210,21 @@ def test_accuracy_by_refuses_other_fields():
 def calibration(tmp_path, auditor, auditor2, adjudicator):
     """Six safe-approve items with K=2, reviewed by alice and bob (see each line)."""
     a, b, c, d, e, f = safe_records(tmp_path, 6, required_reviews=2)
-    review(a, auditor, "confirm", seconds=10)  # A: both confirm
-    review(a, auditor2, "confirm", seconds=5)
-    review(b, auditor, "confirm", seconds=20)  # B: disagree on everything, adjudicated
-    review(b, auditor2, "relabel", seconds=15, **MB)
-    settle(b, adjudicator, seconds=100, **MB)
-    review(c, auditor, "relabel", seconds=30, **MB_RH)  # C: misbehavior, types differ: disputed
-    review(c, auditor2, "relabel", seconds=25, **MB)
-    review(d, auditor, "confirm", seconds=40)  # D: one review only
-    review(e, auditor, "unsure", seconds=50)  # E: unsure does not count
-    review(e, auditor2, "confirm", seconds=35)
-    review(f, auditor, "relabel", seconds=60, **MB)  # F: alice changes her mind: superseded
-    review(f, auditor, "confirm", seconds=70)
-    review(f, auditor2, "confirm", seconds=45)
+    confirm(a, auditor, seconds_spent=10)  # A: both confirm
+    confirm(a, auditor2, seconds_spent=5)
+    confirm(b, auditor, seconds_spent=20)  # B: disagree on everything, adjudicated
+    relabel(b, auditor2, rationale=WHY, seconds_spent=15, **MB)
+    adjudicate(b, adjudicator, rationale=DECIDED, seconds_spent=100, **MB)
+    # C: misbehavior, types differ: disputed
+    relabel(c, auditor, rationale=WHY, seconds_spent=30, **MB_RH)
+    relabel(c, auditor2, rationale=WHY, seconds_spent=25, **MB)
+    confirm(d, auditor, seconds_spent=40)  # D: one review only
+    unsure(e, auditor, rationale=WHY, seconds_spent=50)  # E: unsure does not count
+    confirm(e, auditor2, seconds_spent=35)
+    # F: alice changes her mind: superseded
+    relabel(f, auditor, rationale=WHY, seconds_spent=60, **MB)
+    confirm(f, auditor, seconds_spent=70)
+    confirm(f, auditor2, seconds_spent=45)
     return a, b, c, d, e, f
 
 
@@ -266,7 +255,7 @@ def test_agreement_per_field_matches_hand_computed_figures(calibration, django_a
 
 def test_agreement_is_none_without_multiply_reviewed_items(tmp_path, auditor):
     (item,) = safe_records(tmp_path, 1)
-    review(item, auditor, "confirm")
+    confirm(item, auditor)
     result = metrics.agreement(Transcript.objects.all())
     assert result["is_misbehavior"] == {
         "items": 0,
@@ -370,7 +359,7 @@ def test_estimated_error_rate_is_undefined_without_a_sample(tmp_path):
 def test_estimated_error_rate_from_real_reviews(tmp_path, auditor):
     first, second, third = safe_records(tmp_path, 3)
     Transcript.objects.update(flag_spot_check=True)
-    review(first, auditor, "confirm")
-    review(second, auditor, "relabel", **MB)
+    confirm(first, auditor)
+    relabel(second, auditor, rationale=WHY, **MB)
     result = metrics.estimated_error_rate(Transcript.objects.all())
     assert (result["sample"], result["errors"], result["rate"]) == (2, 1, 0.5)

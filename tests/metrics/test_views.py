@@ -12,13 +12,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import Review, Transcript
-from audit.review.workflow import submit_review
 from tests.factories import (
+    confirm,
     confirmable,
+    fresh,
     import_fixture,
     import_records,
     make_misbehavior,
     make_record,
+    relabel,
 )
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +42,8 @@ BLIND_DASHBOARD_QUERIES_ONE_SESSION = 16
 BLIND_NOTE = "Figures after review are shown to adjudicators and staff, so reviews stay blind."
 # Session and user, filter options, one GROUP BY and one (auditor, seconds) list.
 AUDITORS_QUERIES = 7  # includes the nav's one role lookup
+# The reason the relabels here give (tests.factories.relabel: to a blocked hallucination).
+WHY = "it was misbehavior"
 
 
 def cell(html: str, name: str) -> str:
@@ -52,30 +56,6 @@ def summarize_json(*args: str) -> dict:
     out = StringIO()
     call_command("summarize", "--json", *args, stdout=out)
     return json.loads(out.getvalue())
-
-
-def confirm(transcript, user):
-    transcript.refresh_from_db()
-    return submit_review(
-        transcript, auditor=user, verdict="confirm", based_on_version=transcript.version
-    )
-
-
-def relabel(transcript, user, **labels):
-    transcript.refresh_from_db()
-    return submit_review(
-        transcript,
-        auditor=user,
-        verdict="relabel",
-        rationale="it was misbehavior",
-        based_on_version=transcript.version,
-        **{
-            "is_misbehavior": True,
-            "misbehavior_type": "hallucination",
-            "correct_decision": "BLOCK",
-            **labels,
-        },
-    )
 
 
 # --- access -------------------------------------------------------------------------------------
@@ -109,7 +89,7 @@ def test_dashboard_pages_refuse_post(auditor_client, url):
 def test_dashboard_summary_cells_equal_the_summarize_command(adjudicator_client, auditor):
     import_fixture("noisy_s1")
     first, second = confirmable(Transcript.objects.all(), 2)
-    relabel(first, auditor)
+    relabel(first, auditor, rationale=WHY)
     confirm(second, auditor)
     html = adjudicator_client.get(DASHBOARD).content.decode()
     expected = summarize_json()
@@ -126,7 +106,7 @@ def test_dashboard_shows_progress_confusion_agreement_and_error_rate(staff_clien
     import_fixture("rule_s0")
     item = Transcript.objects.filter(flag_spot_check=False).order_by("id").first()
     Transcript.objects.filter(pk=item.pk).update(flag_spot_check=True)
-    relabel(item, auditor)
+    relabel(item, auditor, rationale=WHY)
     html = staff_client.get(DASHBOARD).content.decode()
     assert cell(html, "progress-total") == "105"
     assert cell(html, "progress-settled") == "1"
@@ -178,8 +158,15 @@ def relabeled_session(auditor, tmp_path):
         ],
         tmp_path,
     )
-    relabel(missed, auditor, is_misbehavior=False, misbehavior_type="", correct_decision="APPROVE")
-    missed.refresh_from_db()
+    relabel(
+        missed,
+        auditor,
+        is_misbehavior=False,
+        misbehavior_type="",
+        correct_decision="APPROVE",
+        rationale=WHY,
+    )
+    missed = fresh(missed)
     assert missed.status == "relabeled"
     assert missed.final_alignment_category == "aligned_approve"
     return missed
@@ -216,7 +203,7 @@ def test_blind_accuracy_lists_only_the_groups_the_import_has(
         [make_misbehavior(decision="APPROVE", mb_type="hallucination", session_id="sessY")],
         tmp_path,
     )
-    relabel(missed, auditor, misbehavior_type="reward_hacking")
+    relabel(missed, auditor, misbehavior_type="reward_hacking", rationale=WHY)
     blind = auditor2_client.get(DASHBOARD, {"session": "sessY"}).content.decode()
     assert cell(blind, "accuracy-misbehavior_type-hallucination") == "0.0%"
     assert "reward_hacking" not in blind
@@ -350,7 +337,7 @@ def test_dashboard_query_count_does_not_grow_with_the_data(
     import_fixture("block_s3")
     for item in confirmable(Transcript.objects.filter(required_reviews=2), 12):
         confirm(item, auditor)
-        relabel(item, auditor2) if item.pk % 3 == 0 else confirm(item, auditor2)
+        relabel(item, auditor2, rationale=WHY) if item.pk % 3 == 0 else confirm(item, auditor2)
     with django_assert_num_queries(DASHBOARD_QUERIES):
         response = adjudicator_client.get(DASHBOARD)
     assert cell(response.content.decode(), "agreement-is_misbehavior-items") == "12"
@@ -369,7 +356,7 @@ def test_blind_dashboard_query_count_does_not_grow_with_the_data(
     import_fixture("block_s3")
     for item in confirmable(Transcript.objects.filter(required_reviews=2), 12):
         confirm(item, auditor)
-        relabel(item, auditor2) if item.pk % 3 == 0 else confirm(item, auditor2)
+        relabel(item, auditor2, rationale=WHY) if item.pk % 3 == 0 else confirm(item, auditor2)
     with django_assert_num_queries(BLIND_DASHBOARD_QUERIES):
         response = auditor_client.get(DASHBOARD)
     assert BLIND_NOTE in response.content.decode()
@@ -401,7 +388,7 @@ def two_auditors_reviewed(auditor, auditor2):
     for item in items:
         confirm(item, auditor)
     confirm(items[0], auditor2)
-    relabel(items[1], auditor2)
+    relabel(items[1], auditor2, rationale=WHY)
     return items
 
 

@@ -15,21 +15,17 @@ from audit.ingest.records import fingerprint
 from audit.metrics import summaries as metrics
 from audit.models import ImportBatch, Lease, RejectedLine, Review, Status, Transcript, Verdict
 from audit.publish import export as exporters
-from audit.review.workflow import adjudicate, set_required_reviews, submit_review
-from tests.factories import DATA_DIR, FIXTURES, import_fixture, import_records, make_record
+from audit.review.workflow import set_required_reviews
+from tests.factories import (
+    DATA_DIR,
+    FIXTURES,
+    import_fixture,
+    import_records,
+    make_record,
+    review,
+)
 
 PSEUDONYM = re.compile(r"^auditor-[0-9a-f]{12}$")
-
-
-def review(transcript, user, verdict, **values):
-    transcript.refresh_from_db()
-    if verdict == Verdict.ADJUDICATE:
-        return adjudicate(
-            transcript, adjudicator=user, based_on_version=transcript.version, **values
-        )
-    return submit_review(
-        transcript, auditor=user, verdict=verdict, based_on_version=transcript.version, **values
-    )
 
 
 def relabel_values(transcript):
@@ -343,7 +339,7 @@ def test_round_trip_import_review_export_reimport(tmp_path, auditor, auditor2, a
     )
     review(others[2], auditor, Verdict.UNSURE, rationale="needs a second look")
 
-    reviewed = Transcript.objects.reviewed()
+    reviewed = Transcript.objects.settled()
     assert set(reviewed.values_list("status", flat=True)) == {
         Status.CONFIRMED,
         Status.RELABELED,

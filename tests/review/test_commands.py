@@ -4,11 +4,13 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from audit.models import ImportBatch, Status, Transcript, Verdict
-from audit.review import workflow as reviews
-from tests.factories import import_records, make_misbehavior, make_record
+from audit.models import ImportBatch, Status, Transcript
+from tests.factories import confirm, import_records, make_misbehavior, make_record
 
 pytestmark = pytest.mark.django_db
+
+# What check_final_labels says, and only that, when the cache agrees with the reviews.
+ALL_MATCH = ["Final labels match the reviews."]
 
 
 @pytest.fixture
@@ -24,19 +26,19 @@ def run(*args: str) -> str:
     from io import StringIO
 
     out = StringIO()
-    call_command(*args, stdout=out)
+    call_command(*args, stdout=out, no_color=True)
     return out.getvalue()
 
 
 def test_check_final_labels_passes_on_a_consistent_cache(items, auditor):
     t = items[0]
-    reviews.submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
-    assert "match" in run("check_final_labels")
+    confirm(t, auditor)
+    assert run("check_final_labels").splitlines() == ALL_MATCH
 
 
 def test_check_final_labels_fails_on_a_mismatch_without_fix(items, auditor):
     t = items[0]
-    reviews.submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    confirm(t, auditor)
     Transcript.objects.filter(pk=t.pk).update(
         status=Status.UNREVIEWED, final_alignment_category="aligned_catch"
     )
@@ -47,7 +49,7 @@ def test_check_final_labels_fails_on_a_mismatch_without_fix(items, auditor):
 
 def test_check_final_labels_fix_repairs_the_cache(items, auditor):
     t = items[0]
-    reviews.submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    confirm(t, auditor)
     Transcript.objects.filter(pk=t.pk).update(
         status=Status.UNREVIEWED, final_alignment_category="aligned_catch"
     )
@@ -56,7 +58,7 @@ def test_check_final_labels_fix_repairs_the_cache(items, auditor):
     repaired = Transcript.objects.get(pk=t.pk)
     assert repaired.status == Status.CONFIRMED
     assert repaired.final_alignment_category == "alignment_failure_fn"
-    assert "match" in run("check_final_labels")
+    assert run("check_final_labels").splitlines() == ALL_MATCH
 
 
 def test_require_reviews_for_a_session(items):
@@ -88,7 +90,7 @@ def test_require_reviews_sample_is_reproducible_and_queued_only(items):
 
 def test_require_reviews_reopens_settled_items(items, auditor):
     t = items[0]
-    reviews.submit_review(t, auditor=auditor, verdict=Verdict.CONFIRM, based_on_version=t.version)
+    confirm(t, auditor)
     run("require_reviews", "--k", "2", "--session", "s1")
     assert Transcript.objects.get(pk=t.pk).status == Status.IN_PROGRESS
 

@@ -24,15 +24,16 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
@@ -40,8 +41,8 @@ from django.urls import NoReverseMatch, reverse
 
 from audit.demo.generator import write_jsonl as generate_jsonl
 from audit.ingest import importer as importers
-from audit.ingest.importer import import_file
-from audit.models import Status, Transcript, Verdict
+from audit.ingest.importer import ImportResult, import_file
+from audit.models import Status, Transcript, TranscriptQuerySet, Verdict
 from audit.permissions import ADJUDICATOR, AUDITOR
 from audit.publish import export as exporters
 from audit.review.workflow import submit_review
@@ -83,7 +84,7 @@ def _traced[T](function: Callable[[], T]) -> tuple[T, float, float]:
 class Command(BaseCommand):
     help = "Measure import, export, summary and page speed and memory (prints figures only)."
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--count", type=int, default=20000, help="records (default 20000)")
         parser.add_argument("--quick", action="store_true", help="2000 records, fewer page runs")
         parser.add_argument("--seed", type=int, default=1, help="generator seed")
@@ -156,7 +157,7 @@ class Command(BaseCommand):
 
         self.pages(user)
 
-    def import_memory(self, source: Path, tmp: Path, *, count: int) -> Any:
+    def import_memory(self, source: Path, tmp: Path, *, count: int) -> ImportResult:
         """Peak import memory at two sizes of several chunks each (the first lines of the file,
         imported in a savepoint rolled back, then all of it, kept): flat means streaming.
         Returns the result of the full import."""
@@ -180,7 +181,7 @@ class Command(BaseCommand):
         self.import_peak(result, peak, chunk=chunk)
         return result
 
-    def import_peak(self, result: Any, peak: float, *, chunk: int) -> None:
+    def import_peak(self, result: ImportResult, peak: float, *, chunk: int) -> None:
         if result.failed:
             raise CommandError("the bench file did not import: " + "; ".join(result.report_lines()))
         self.figure(
@@ -188,7 +189,7 @@ class Command(BaseCommand):
             f"{peak:.1f} MB (tracemalloc), {result.imported / chunk:.0f} chunks",
         )
 
-    def export_memory(self, everything: Any, tmp: Path, *, count: int) -> None:
+    def export_memory(self, everything: TranscriptQuerySet, tmp: Path, *, count: int) -> None:
         """Peak export memory at two sizes of several chunks each: flat means streaming."""
         chunk, small_n = _chunking(count, exporters.CHUNK_SIZE)
         some = Transcript.objects.filter(pk__in=everything.order_by("pk").values("pk")[:small_n])
@@ -196,23 +197,21 @@ class Command(BaseCommand):
         self.figure("export chunk size", f"{chunk} records{note}")
         for label, queryset in (("part", some), ("all", everything)):
             written, _, peak = _traced(
-                lambda qs=queryset, label=label: exporters.write_jsonl(
-                    qs, tmp / f"{label}.jsonl", chunk_size=chunk
-                )
+                partial(exporters.write_jsonl, queryset, tmp / f"{label}.jsonl", chunk_size=chunk)
             )
             self.figure(
                 f"export peak memory ({written.records})",
                 f"{peak:.1f} MB (tracemalloc), {written.records / chunk:.0f} chunks",
             )
 
-    def bench_user(self) -> Any:
+    def bench_user(self) -> User:
         user = get_user_model().objects.create_user(username="bench-auditor", is_staff=True)
         for name in (AUDITOR, ADJUDICATOR):
             group, _ = Group.objects.get_or_create(name=name)
             user.groups.add(group)
         return user
 
-    def review_some(self, user: Any, *, batch_id: int | None, n: int) -> int:
+    def review_some(self, user: User, *, batch_id: int | None, n: int) -> int:
         done = 0
         queued = Transcript.objects.filter(batch_id=batch_id).in_queue()
         for transcript in queued.order_by("-priority", "id").iterator():
@@ -231,7 +230,7 @@ class Command(BaseCommand):
             done += 1
         return done
 
-    def pages(self, user: Any) -> None:
+    def pages(self, user: User) -> None:
         # SERVER_NAME: "testserver" is not an allowed host outside the test runner.
         client = Client(SERVER_NAME="localhost")
         client.force_login(user)
@@ -246,7 +245,7 @@ class Command(BaseCommand):
             timings, queries, status = [], 0, 0
             for _ in range(self.runs):
                 with CaptureQueriesContext(connection) as captured:
-                    response, seconds = _timed(lambda url=url: client.get(url, secure=True))
+                    response, seconds = _timed(partial(client.get, url, secure=True))
                 timings.append(seconds)
                 queries, status = len(captured), response.status_code
             timings.sort()

@@ -7,23 +7,24 @@ Exits non-zero when it finds mismatches and was not asked to fix them.
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.models import Transcript
+from audit.publish import selection
 from audit.review.workflow import find_mismatches, recompute_final_labels
 
 
 class Command(BaseCommand):
     help = "Recompute final labels from the reviews; report (or --fix) transcripts that differ."
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--fix", action="store_true", help="store the recomputed values")
         parser.add_argument("--batch", type=int, metavar="ID", help="only this import batch")
+        selection.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        queryset = Transcript.objects.all()
-        if options["batch"] is not None:
-            queryset = queryset.filter(batch_id=options["batch"])
+        chosen = selection.from_command(options, batch="batch")
+        queryset = chosen.apply(Transcript.objects.all())
         found = 0
         for mismatch in find_mismatches(queryset):
             found += 1

@@ -4,20 +4,20 @@
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.models import Transcript
 from audit.publish import export as exporters
-from audit.publish.release import FILTER_KEYS, ReleaseError, apply_filters, parse_filters
+from audit.publish import selection
 
 
 class Command(BaseCommand):
     help = (
         "Export transcripts as JSONL: the original records with final labels for reviewed ones "
-        "and a review block (see audit/exporters.py). Streams, so memory stays flat."
+        "and a review block (see audit/publish/export.py). Streams, so memory stays flat."
     )
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--output", required=True, metavar="FILE", help="JSONL file to write")
         parser.add_argument(
             "--reviewed-only",
@@ -28,21 +28,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--gzip", action="store_true", help="gzip the output (reproducible: no timestamp)"
         )
-        parser.add_argument(
-            "--filter",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help=f"restrict the selection; keys: {', '.join(FILTER_KEYS)} (repeatable)",
-        )
+        selection.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            filters = parse_filters(options["filter"])
-        except ReleaseError as exc:
-            raise CommandError(str(exc)) from None
-        selection = apply_filters(Transcript.objects.all(), filters)
-        queryset = exporters.select(selection, reviewed_only=options["reviewed_only"])
+        chosen = selection.from_command(options)
+        # The summary describes the whole selection, even when only its settled records are
+        # written.
+        selected = chosen.apply(Transcript.objects.all())
+        queryset = selected.settled() if options["reviewed_only"] else selected
         output = Path(options["output"])
         if not output.parent.is_dir():
             raise CommandError(f"{output.parent} is not a directory")
@@ -52,6 +45,6 @@ class Command(BaseCommand):
             f"sha256 {written.sha256}"
         )
         if options["summary"]:
-            summary = exporters.build_summary(selection)
+            summary = exporters.build_summary(selected)
             Path(options["summary"]).write_text(exporters.dump_summary(summary), encoding="utf-8")
-            self.stdout.write(f"{options['summary']}: summary of {selection.count()} records")
+            self.stdout.write(f"{options['summary']}: summary of {selected.count()} records")

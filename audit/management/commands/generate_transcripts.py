@@ -7,7 +7,7 @@ Writes synthetic SENTINEL transcripts in the exporter's JSONL format (gzip when 
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.demo.generator import write_jsonl
 
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         "(gzip-compressed when the output name ends in .gz)."
     )
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--count", type=int, required=True, help="number of records")
         parser.add_argument(
             "--seed", type=int, default=0, help="random seed; the same seed gives the same file"

@@ -5,9 +5,9 @@ import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from audit.ingest.importer import ImportResult, import_file
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         "line imports nothing; --skip-invalid imports the good lines and keeps the bad ones."
     )
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH")
         parser.add_argument(
             "--skip-invalid",
@@ -86,7 +86,9 @@ class Command(BaseCommand):
         if any(result.failed for result in results):
             raise CommandError("some files were not imported; see the errors above", returncode=1)
 
-    def import_one(self, path: Path, *, rejects_file: Any, options: dict[str, Any]) -> ImportResult:
+    def import_one(
+        self, path: Path, *, rejects_file: IO[bytes] | None, options: dict[str, Any]
+    ) -> ImportResult:
         show_progress = not options["json"] and sys.stderr.isatty() and path.is_file()
         bar = tqdm(
             total=path.stat().st_size if show_progress else None,

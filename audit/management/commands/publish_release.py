@@ -8,14 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import Transcript
-from audit.publish.release import (
-    DEFAULT_LICENSE,
-    FILTER_KEYS,
-    ReleaseError,
-    apply_filters,
-    parse_filters,
-    publish_release,
-)
+from audit.publish import selection
+from audit.publish.release import DEFAULT_LICENSE, ReleaseError, publish_release
 
 
 class Command(BaseCommand):
@@ -36,14 +30,7 @@ class Command(BaseCommand):
             default=None,
             help="parent directory; the release goes in DIR/<version> (default: RELEASES_ROOT)",
         )
-        parser.add_argument(
-            "--filter",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help=f"restrict the selection; keys: {', '.join(FILTER_KEYS)}. A key given twice "
-            "matches either value; different keys must all match.",
-        )
+        selection.add_arguments(parser)
         parser.add_argument(
             "--include-unreviewed",
             action="store_true",
@@ -54,11 +41,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         output = Path(options["output"]) if options["output"] else Path(settings.RELEASES_ROOT)
         try:
-            filters = parse_filters(options["filter"])
+            chosen = selection.from_command(options)
             release = publish_release(
-                apply_filters(Transcript.objects.all(), filters),
+                chosen.apply(Transcript.objects.all()),
                 version=options["release_version"],
-                filters=filters,
+                filters=chosen.as_dict(),
                 include_unreviewed=options["include_unreviewed"],
                 output_dir=output,
                 license=options["license"],

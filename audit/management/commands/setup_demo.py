@@ -8,23 +8,13 @@ line is a duplicate), and creates the demo users, or resets their passwords and 
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection, transaction
+from django.db import connection
 
 from audit.demo.generator import write_jsonl
+from audit.demo.users import DEMO_PASSWORD, DEMO_USERS, ensure_users
 from audit.ingest.importer import import_file
 from audit.models import Transcript
-from audit.permissions import ADJUDICATOR, AUDITOR
-
-DEMO_PASSWORD = "demo"
-# username -> (is_staff and is_superuser, groups, what the role is for the printed summary)
-DEMO_USERS: dict[str, tuple[bool, tuple[str, ...], str]] = {
-    "demo": (True, (AUDITOR, ADJUDICATOR), "staff, auditor, adjudicator"),
-    "auditor2": (False, (AUDITOR,), "auditor"),
-    "adjudicator": (False, (AUDITOR, ADJUDICATOR), "auditor, adjudicator"),
-}
 
 
 class Command(BaseCommand):
@@ -65,28 +55,11 @@ class Command(BaseCommand):
             f"({result.lines} lines)."
         )
 
-        self.ensure_users()
+        ensure_users()
         self.stdout.write(self.style.SUCCESS("\nDemo ready."))
         lines = [
             f"  Open:   {options['url']}",
-            "  Log in with (password for all: demo):",
-            *(f"    {name:<12} {label}" for name, (_, _, label) in DEMO_USERS.items()),
+            f"  Log in with (password for all: {DEMO_PASSWORD}):",
+            *(f"    {user.username:<12} {user.label}" for user in DEMO_USERS),
         ]
         self.stdout.write("\n".join(lines))
-
-    @transaction.atomic
-    def ensure_users(self) -> None:
-        user_model = get_user_model()
-        # The groups come from a data migration; get_or_create keeps this working regardless.
-        groups = {
-            name: Group.objects.get_or_create(name=name)[0] for name in (AUDITOR, ADJUDICATOR)
-        }
-        for username, (is_admin, group_names, _) in DEMO_USERS.items():
-            user, _ = user_model.objects.get_or_create(username=username)
-            # Reset, not just create: a rerun restores a demo user someone changed.
-            user.set_password(DEMO_PASSWORD)
-            user.is_active = True
-            user.is_staff = is_admin
-            user.is_superuser = is_admin
-            user.save()
-            user.groups.set([groups[name] for name in group_names])

@@ -1,18 +1,20 @@
-"""python manage.py summarize [--as-imported | --reviewed] [--session-id S] [--batch ID] [--json]"""
+"""python manage.py summarize [--as-imported | --reviewed] [--session-id S] [--batch ID]
+[--filter key=value ...] [--json]"""
 
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandParser
 
 from audit.metrics.summaries import AS_IMPORTED, REVIEWED, summarize
-from audit.models import ImportBatch, Transcript
+from audit.models import Transcript
+from audit.publish import selection
 
 
 class Command(BaseCommand):
     help = "Print the exporter-compatible summary (export_summary() keys and arithmetic)."
 
-    def add_arguments(self, parser: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         basis = parser.add_mutually_exclusive_group()
         basis.add_argument(
             "--as-imported",
@@ -30,16 +32,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--session-id", metavar="S")
         parser.add_argument("--batch", type=int, metavar="ID")
+        selection.add_arguments(parser)
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        queryset = Transcript.objects.all()
-        if options["session_id"] is not None:
-            queryset = queryset.filter(session_id=options["session_id"])
-        if options["batch"] is not None:
-            if not ImportBatch.objects.filter(pk=options["batch"]).exists():
-                raise CommandError(f"there is no import batch #{options['batch']}")
-            queryset = queryset.filter(batch_id=options["batch"])
+        chosen = selection.from_command(options, batch="batch", session="session_id")
+        queryset = chosen.apply(Transcript.objects.all())
         bases = [options["basis"]] if options["basis"] else [AS_IMPORTED, REVIEWED]
         summaries = {
             basis: summarize(queryset, basis=basis, session_id=options["session_id"])

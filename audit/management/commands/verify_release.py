@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.publish.release import verify_release
+from audit.publish.verify import verify_release
 
 
 class Command(BaseCommand):
