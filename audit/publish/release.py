@@ -47,7 +47,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
@@ -55,6 +55,9 @@ from django.utils import timezone
 from audit.models import Release, TranscriptQuerySet
 from audit.publish import export as exporters
 from audit.publish.card import croissant, dataset_card
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 DEFAULT_LICENSE = "cc-by-4.0"
@@ -119,7 +122,7 @@ def publish_release(
     filters: Mapping[str, Any] | None = None,
     include_unreviewed: bool = False,
     output_dir: str | Path,
-    user: Any = None,
+    user: User | None = None,
     license: str = DEFAULT_LICENSE,
 ) -> Release:
     """Write release ``version`` of ``queryset`` (already filtered; ``filters`` is recorded)."""
@@ -142,7 +145,7 @@ def publish_release(
             with transaction.atomic():
                 release = Release.objects.create(
                     version=version,
-                    created_by=user if getattr(user, "pk", None) else None,
+                    created_by=user if user is not None and user.pk else None,
                     filters=filters,
                     counts=manifest["counts"],
                     manifest=manifest,

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from django.db.models import Exists, OuterRef, QuerySet
 
 from audit.models import (
-    ADJUDICATION_STATUSES,
     SETTLED_STATUSES,
     Review,
     Status,
@@ -76,7 +75,7 @@ def may_see(transcript: Transcript, viewer: User, *, reviewed: bool) -> bool:
     a verdict of their own (``reviewed``)."""
     if reviewed:
         return True
-    return transcript.status in ADJUDICATION_STATUSES and has_role(viewer, ADJUDICATOR)
+    return transcript.in_adjudication and has_role(viewer, ADJUDICATOR)
 
 
 def knows_settlements(viewer: User) -> bool:
@@ -102,7 +101,7 @@ def status_label(value: str | None) -> str:
 
 def shown_status(transcript: Transcript, *, see_all: bool) -> ShownStatus:
     """The status as a viewer may see it: a blind viewer only learns "settled"."""
-    if not see_all and transcript.status in SETTLED_STATUSES:
+    if not see_all and transcript.is_settled:
         return ShownStatus(SETTLED, status_label(SETTLED))
     return ShownStatus(transcript.status, status_label(transcript.status))
 
