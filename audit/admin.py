@@ -19,14 +19,25 @@ parameter has one (status, flag, task, worker, decision, category, batch), else 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
+from django.core.exceptions import ValidationError
+from django.db.models import CharField, QuerySet
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.tasks import TaskResult, TaskResultStatus
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -50,6 +61,7 @@ from audit.publish import export as exporters
 from audit.publish import selection
 from audit.publish.release import ReleaseError, check_new
 from audit.review import visibility
+from audit.review.forms import FILTER_MAX_LENGTH, MAX_ID
 from audit.review.workflow import set_required_reviews
 from audit.tasks import publish_release_task
 
@@ -62,8 +74,92 @@ FINAL_FIELDS = (
 )
 
 
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 19 and 1 <= int(value) <= MAX_ID
+
+
+class ListFiltersOnly(ChangeList):
+    """A changelist that filters only by its own list filters. Django's admin also takes a
+    lookup on any local field from the URL (``?id__in=...``, ``?final_alignment_category=...``):
+    that would show final labels of unsettled items by filtering on them (blind review), and
+    sends values no filter checked to the database (an id past SQLite's integer range is an
+    OverflowError). Such a URL is refused with 400, as Django refuses a relation it does not
+    allow. The plain and ``__exact`` forms of a text field's filter stay allowed (the filter
+    links say ``?task_id=``, the release filter mapping ``?task_id__exact=``): a text value,
+    NUL refused before, is safe to compare on both databases."""
+
+    def get_filters(self, request: HttpRequest) -> Any:
+        specs, has_filters, remaining, may_have_duplicates, has_active = super().get_filters(
+            request
+        )
+        refused = sorted(set(remaining) - _text_filter_lookups(self.model, self.list_filter))
+        if refused:
+            raise DisallowedModelAdminLookup(f"Filtering by {', '.join(refused)} is not offered")
+        return specs, has_filters, remaining, may_have_duplicates, has_active
+
+
+def _text_filter_lookups(model: Any, list_filter: Any) -> set[str]:
+    lookups = set()
+    for spec in list_filter:
+        if isinstance(spec, str):
+            field = model._meta.get_field(spec)
+            if isinstance(field, CharField):
+                lookups |= {spec, f"{spec}__exact"}
+    return lookups
+
+
+class DateFilter(admin.DateFieldListFilter):
+    """Django's date filter, refusing a moment the database cannot hold: the URL may carry any
+    offset, and ``0001-01-01T00:00+14:00`` is a year before 1 in UTC, an OverflowError when
+    SQLite's adapter converts it. Django answers IncorrectLookupParameters as for any bad date."""
+
+    def __init__(self, field: Any, request: HttpRequest, params: Any, *args: Any, **kwargs: Any):
+        super().__init__(field, request, params, *args, **kwargs)
+        for key in (self.lookup_kwarg_since, self.lookup_kwarg_until):
+            given: list[Any] = self.used_parameters.get(key) or []  # type: ignore[assignment]
+            for value in given:
+                try:
+                    moment = field.to_python(value)
+                    if isinstance(moment, dt.datetime) and timezone.is_aware(moment):
+                        moment.astimezone(dt.UTC)
+                except ValidationError as error:
+                    raise IncorrectLookupParameters(error) from error
+                except OverflowError as error:
+                    raise IncorrectLookupParameters(f"{value!r}: out of range") from error
+
+
 class StaffReadOnly(admin.ModelAdmin):
-    """Viewable by staff, never added, changed or deleted through the admin."""
+    """Viewable by staff, never added, changed or deleted through the admin. Changelists filter
+    only by their list filters (``ListFiltersOnly``), refuse a NUL in the query string and a
+    selection that is not row ids, and leave out a search over the length limit, saying so."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ListFiltersOnly
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # PostgreSQL refuses a NUL in any text parameter (DataError, a 500); no value holds one.
+        if any("\x00" in key + "".join(values) for key, values in request.GET.lists()):
+            return HttpResponseBadRequest("A filter or search holds a NUL character.")
+        chosen = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        if not all(_is_id(value) for value in chosen):
+            # Django's action would pass them to pk__in: a ValueError or, past SQLite's range,
+            # an OverflowError (a 500).
+            return HttpResponseBadRequest("The selection holds a value that is not a row id.")
+        search = request.GET.get(SEARCH_VAR, "")
+        if len(search) > FILTER_MAX_LENGTH:
+            # Said, and left out: the list without it, never a search for a cut-down text.
+            self.message_user(
+                request,
+                f"Search: at most {FILTER_MAX_LENGTH} characters (this has {len(search)}), "
+                "so it was not applied.",
+                messages.ERROR,
+            )
+            query = request.GET.copy()
+            del query[SEARCH_VAR]
+            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
+        return super().changelist_view(request, extra_context)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return is_staff(request.user)
@@ -95,7 +191,7 @@ class ImportBatchAdmin(StaffReadOnly):
         "rejected",
         "required_reviews",
     )
-    list_filter = ("source", "created_at")
+    list_filter = ("source", ("created_at", DateFilter))
     search_fields = ("file_name", "sha256")
     list_select_related = ("created_by",)
 
@@ -139,7 +235,7 @@ class ReviewAdmin(StaffReadOnly):
         "created_at",
         "is_current",
     )
-    list_filter = ("verdict", "created_at")
+    list_filter = ("verdict", ("created_at", DateFilter))
     search_fields = ("rationale", "transcript__session_id")
     list_select_related = ("transcript", "auditor")
 
@@ -307,7 +403,7 @@ class TranscriptAdmin(StaffReadOnly):
     def export_summary(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         chosen = _plain(queryset)
         counts = exporters.selection_counts(chosen)
-        summary = exporters.build_summary(chosen)
+        summary = exporters.build_summary(chosen, files={"selected": chosen})
         self.message_user(
             request,
             f"Summary of {counts['total']} selected transcripts "

@@ -65,6 +65,26 @@ OPEN_STATUSES = (Status.UNREVIEWED, Status.IN_PROGRESS)
 ADJUDICATION_STATUSES = (Status.DISPUTED, Status.ADJUDICATED)
 
 
+# ImportBatch.model and .run_source: longer is refused at import, never cut.
+RUN_METADATA_MAX_LENGTH = 200
+
+
+class ImportBatchQuerySet(models.QuerySet["ImportBatch"]):
+    def unfinished(self) -> ImportBatchQuerySet:
+        return self.filter(complete=False)
+
+
+class _FinishedBatches(models.Manager["ImportBatch"]):
+    """Batches whose import finished: an unfinished one is invisible (see ``complete``)."""
+
+    def get_queryset(self) -> models.QuerySet[ImportBatch]:
+        return super().get_queryset().filter(complete=True)
+
+
+FinishedBatchManager = _FinishedBatches.from_queryset(ImportBatchQuerySet)
+BatchManager = models.Manager.from_queryset(ImportBatchQuerySet)
+
+
 class ImportBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
@@ -81,6 +101,20 @@ class ImportBatch(models.Model):
     # [{"line": n, "error": "field: problem"}]; each rejected line itself is a RejectedLine.
     errors = models.JSONField(default=list, blank=True)
     required_reviews = models.PositiveSmallIntegerField(default=1)
+    # The run the records come from, as staff give it at import ("" = unknown); exports carry
+    # them as MALT's ``model`` and ``run_source``.
+    model = models.CharField(max_length=RUN_METADATA_MAX_LENGTH, blank=True)
+    run_source = models.CharField(max_length=RUN_METADATA_MAX_LENGTH, blank=True)
+    # False while the import still inserts the batch's rows, in chunks that each commit on their
+    # own (so a large file never holds SQLite's write lock for long). Until the import sets it,
+    # with the counts, in one short transaction, the default managers hide the batch and its
+    # transcripts from every screen, export and release: a file appears whole or not at all.
+    # An import that fails removes them; one that was killed is cleaned up by the next import.
+    complete = models.BooleanField(default=True)
+
+    # Finished batches only; ``including_unfinished`` is for the importer alone.
+    objects = FinishedBatchManager()
+    including_unfinished = BatchManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -151,9 +185,16 @@ class ImportJob(models.Model):
     upload_path = models.CharField(max_length=1000)
     skip_invalid = models.BooleanField(default=False)
     required_reviews = models.PositiveSmallIntegerField(default=1)
+    # Passed on to the batch (ImportBatch.model, ImportBatch.run_source).
+    model = models.CharField(max_length=RUN_METADATA_MAX_LENGTH, blank=True)
+    run_source = models.CharField(max_length=RUN_METADATA_MAX_LENGTH, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     report = models.JSONField(default=dict, blank=True)
     batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL)
+    # The running task's last sign of life, stamped from a thread of its own while it runs
+    # (``audit.tasks``): a job that stops beating for AUDIT_IMPORT_STALE_SECONDS has lost its
+    # worker and is marked failed. Null until the task starts.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -183,7 +224,19 @@ class TranscriptQuerySet(models.QuerySet["Transcript"]):
         return self.filter(status__in=ADJUDICATION_STATUSES)
 
 
-TranscriptManager = models.Manager.from_queryset(TranscriptQuerySet)
+class _FinishedTranscripts(models.Manager["Transcript"]):
+    """Transcripts of finished batches: rows an import is still inserting are invisible to every
+    query that does not ask for them (``Transcript.including_unfinished``)."""
+
+    def get_queryset(self) -> models.QuerySet[Transcript]:
+        # A subquery rather than a join: there are few unfinished batches (usually none), and
+        # the queue's index-only scans keep their plans (batch is in tr_queue_facets).
+        unfinished = ImportBatch.including_unfinished.unfinished().values("pk")
+        return super().get_queryset().exclude(batch__in=unfinished)
+
+
+TranscriptManager = _FinishedTranscripts.from_queryset(TranscriptQuerySet)
+AllTranscriptsManager = models.Manager.from_queryset(TranscriptQuerySet)
 
 
 class Transcript(models.Model):
@@ -250,6 +303,8 @@ class Transcript(models.Model):
     search_text = models.TextField(blank=True)
 
     objects = TranscriptManager()
+    # Every row, those of unfinished batches too: deduplication and clean-up in the importer.
+    including_unfinished = AllTranscriptsManager()
 
     class Meta:
         ordering = ["id"]

@@ -1,14 +1,21 @@
 """Role checks. Roles are the groups ``auditor`` and ``adjudicator``; staff run imports,
-exports, releases and users. A logged-in user without the role gets 403, not a login loop."""
+exports, releases and users. A logged-in user without the role gets 403, not a login loop.
+
+Who may try to log in is here too: the login throttle (django-axes, configured in settings) and
+the page a locked-out login gets."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Concatenate, Protocol
+from typing import TYPE_CHECKING, Any, Concatenate, Protocol
 
+from axes.backends import AxesStandaloneBackend
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
 if TYPE_CHECKING:
@@ -73,3 +80,59 @@ def _require(check: Callable[[User | AnonymousUser], bool]) -> ViewDecorator:
 auditor_required = _require(lambda user: has_role(user, AUDITOR))
 adjudicator_required = _require(lambda user: has_role(user, ADJUDICATOR))
 staff_required = _require(is_staff)
+
+
+# --- login throttling ----------------------------------------------------------------------------
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """django-axes' lockout check for logins made through a page (the login page, the admin's).
+    ``authenticate()`` without a request (the test client's ``login()``, a shell) has no client
+    address to count failures by, and axes would refuse it with an error."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)
+
+
+def lockout_message() -> str:
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    return (
+        f"Too many failed logins: after {settings.AXES_FAILURE_LIMIT} wrong passwords for this "
+        f"username from this address, logging in as it from here is locked for {minutes} "
+        "minutes after the last failed attempt. Try again later, or ask an administrator to "
+        "lift the lock."
+    )
+
+
+def login_locked_out(
+    request: HttpRequest, response: HttpResponse | None = None, credentials: Any = None
+) -> HttpResponse:
+    """The lockout page (AXES_LOCKOUT_CALLABLE): the login page, saying why, with HTTP 429."""
+    context = {
+        "form": AuthenticationForm(request),
+        "next": request.POST.get("next", "") or request.GET.get("next", ""),
+        "locked_out": lockout_message(),
+    }
+    return render(request, "registration/login.html", context, status=429)
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The address failures are counted by (AXES_CLIENT_IP_CALLABLE). Behind
+    ``AUDIT_PROXY_COUNT`` reverse proxies it is the entry that many from the right of
+    X-Forwarded-For, the one the nearest trusted proxy saw; entries further left are whatever
+    the client sent, so a client cannot pick its own address."""
+    proxies: int = settings.AUDIT_PROXY_COUNT
+    remote: str | None = request.META.get("REMOTE_ADDR")
+    if not proxies:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    hops = [hop for hop in hops if hop]
+    return hops[-proxies] if len(hops) >= proxies else remote

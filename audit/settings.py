@@ -4,6 +4,7 @@ Development defaults are safe and need nothing set: SQLite in ``var/``, DEBUG on
 ``AUDIT_DEBUG=false``, ``AUDIT_SECRET_KEY``, ``AUDIT_ALLOWED_HOSTS`` and usually ``DATABASE_URL``.
 """
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -89,6 +90,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_tasks_db",
+    # Login throttling (AXES_* below); its tables hold the failed attempts.
+    "axes",
     "audit",
 ]
 
@@ -103,6 +106,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "audit.urls"
@@ -158,6 +163,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Login throttling (django-axes): AUDIT_LOGIN_FAILURE_LIMIT failed logins for one username from
+# one address lock that pair out for AUDIT_LOGIN_LOCKOUT_MINUTES; a success resets the count.
+# The lockout is a 429 with the login page saying so (audit.permissions.login_locked_out).
+AUTHENTICATION_BACKENDS = [
+    "audit.permissions.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AUDIT_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("AUDIT_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout do not extend it: it ends a fixed time after the last counted failure.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "audit.permissions.login_locked_out"
+# Behind reverse proxies REMOTE_ADDR is the nearest proxy's: with AUDIT_PROXY_COUNT of them in
+# front, the client address comes from X-Forwarded-For (audit.permissions.client_address).
+AUDIT_PROXY_COUNT = env_int("AUDIT_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "audit.permissions.client_address"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "queue"
 LOGOUT_REDIRECT_URL = "login"
@@ -196,6 +220,9 @@ AUDIT_SPOT_CHECK_RATE = env_float("AUDIT_SPOT_CHECK_RATE", 0.05, minimum=0.0, ma
 AUDIT_DEFAULT_REQUIRED_REVIEWS = env_int("AUDIT_DEFAULT_REQUIRED_REVIEWS", 1, minimum=1)
 # How long a claimed item stays reserved for the auditor who claimed it.
 AUDIT_LEASE_SECONDS = env_int("AUDIT_LEASE_SECONDS", 900, minimum=30)
+# A web import whose task gave no sign of life (a heartbeat every fifth of this) for this long
+# lost its worker: it is marked failed and its upload removed (audit.tasks.fail_stale_jobs).
+AUDIT_IMPORT_STALE_SECONDS = env_int("AUDIT_IMPORT_STALE_SECONDS", 300, minimum=30)
 
 # Long web imports and exports run as tasks. Development runs them in-process; production uses
 # the database backend with `manage.py db_worker` (AUDIT_TASKS_BACKEND=database).

@@ -4,13 +4,35 @@ WAL lets readers proceed while one writer commits, and busy_timeout makes a writ
 lock instead of failing at once. Settings also open write transactions with BEGIN IMMEDIATE
 (``transaction_mode``), so a transaction never has to upgrade a read lock mid-way, which is the
 case busy_timeout cannot rescue.
+
+busy_timeout is not a queue: a waiting writer polls the lock, sleeping up to ``BUSY_POLL_SECONDS``
+between tries, so a process that commits and at once begins again can starve it. Long jobs
+(imports) therefore write in short transactions with a pause longer than that between them
+(``WRITER_PAUSE_SECONDS``). SQLite has no advisory locks either; ``file_lock`` stands in for
+PostgreSQL's where a job must run alone across many transactions.
 """
 
+from __future__ import annotations
+
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
+
+BUSY_TIMEOUT_MS = 20000
+# The longest sleep of SQLite's busy handler between two tries at the lock
+# (sqliteDefaultBusyCallback).
+BUSY_POLL_SECONDS = 0.1
+# Between two write transactions of a long job: a waiting writer wakes within the gap and gets in.
+WRITER_PAUSE_SECONDS = BUSY_POLL_SECONDS + 0.02
+
+# In-memory databases have no file to lock; one process is all that can reach them.
+_memory_locks: dict[str, threading.Lock] = {}
 
 
 @receiver(connection_created)
@@ -22,5 +44,23 @@ def configure_sqlite(
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=20000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+
+
+@contextmanager
+def file_lock(connection: BaseDatabaseWrapper, name: str) -> Iterator[None]:
+    """Hold an exclusive lock called ``name`` on the database, waiting for it: an ``flock`` on
+    ``<database>.<name>.lock``, which every process and thread on the machine sees (as SQLite
+    needs them all on one machine) and which the kernel releases if the holder dies."""
+    database = str(connection.settings_dict["NAME"])
+    if database == ":memory:" or "mode=memory" in database:
+        with _memory_locks.setdefault(name, threading.Lock()):
+            yield
+        return
+    with open(f"{database}.{name}.lock", "ab") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,11 +1,32 @@
+"""The routes. Ids in paths are ``<id:...>``: a row id in the range both databases store
+(``MAX_ID``), anything else a 404 before any query, so an over-long number cannot reach a
+lookup (SQLite raises OverflowError past 2**63 - 1)."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
 from audit.ingest import views as imports
 from audit.metrics import views as dashboard
 from audit.publish import views as releases
 from audit.review import views as review
+from audit.review.forms import MAX_ID
+
+
+class IdConverter:
+    regex = "[0-9]{1,19}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if not 1 <= number <= MAX_ID:
+            raise ValueError(f"{value} is not a row id")  # Django answers 404
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,22 +35,23 @@ urlpatterns = [
     # Imports (staff)
     path("imports/", imports.batch_list, name="batch_list"),
     path("imports/upload/", imports.upload, name="upload"),
-    path("imports/jobs/<int:job_id>/", imports.import_job, name="import_job"),
-    path("imports/<int:batch_id>/", imports.batch_detail, name="batch_detail"),
+    path("imports/jobs/<id:job_id>/", imports.import_job, name="import_job"),
+    path("imports/<id:batch_id>/", imports.batch_detail, name="batch_detail"),
     path(
-        "imports/<int:batch_id>/rejected.jsonl",
+        "imports/<id:batch_id>/rejected.jsonl",
         imports.rejected_download,
         name="rejected_download",
     ),
     # Review (auditors, adjudicators)
     path("", review.queue, name="queue"),
     path("next/", review.next_item, name="next_item"),
-    path("t/<int:pk>/", review.item, name="item"),
-    path("t/<int:pk>/skip/", review.skip_item, name="skip_item"),
-    path("t/<int:pk>/review/", review.submit_review, name="submit_review"),
+    path("t/<id:pk>/", review.item, name="item"),
+    path("t/<id:pk>/raw.json", review.raw_record, name="raw_record"),
+    path("t/<id:pk>/skip/", review.skip_item, name="skip_item"),
+    path("t/<id:pk>/review/", review.submit_review, name="submit_review"),
     path("adjudicate/", review.adjudication_queue, name="adjudication_queue"),
-    path("adjudicate/<int:pk>/", review.adjudicate_item, name="adjudicate_item"),
-    path("adjudicate/<int:pk>/decide/", review.submit_adjudication, name="submit_adjudication"),
+    path("adjudicate/<id:pk>/", review.adjudicate_item, name="adjudicate_item"),
+    path("adjudicate/<id:pk>/decide/", review.submit_adjudication, name="submit_adjudication"),
     # Dashboard
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("dashboard/auditors/", dashboard.auditors, name="auditors"),

@@ -191,8 +191,12 @@ def test_export_summary_action_returns_summary_json(staff_client, transcripts):
     summary = json.loads(response.content)
     assert summary["review_status"]["confirmed"] == 2
     assert summary["as_imported"]["total_decisions"] == 5
+    assert summary["published"] == summary["current"]
+    assert summary["settled_before"]["total_decisions"] == 2
     assert set(summary) >= {
-        "reviewed",
+        "current",
+        "settled_before",
+        "settled_after",
         "confusion_matrix",
         "label_changes",
         "agreement",
@@ -506,3 +510,42 @@ def test_publish_form_refuses_a_version_whose_directory_exists(
     response = staff_client.post(reverse(CHANGELIST), publish_data([transcripts[0].pk]))
     assert response.status_code == 200 and b"already exists" in response.content
     assert not Release.objects.exists()
+
+
+@pytest.mark.django_db
+def test_publish_action_reports_a_write_error_naming_the_file_and_the_cause(
+    staff_client, transcripts, releases_root, monkeypatch
+):
+    """D12: a full disk is the task's reported error, not a traceback, and leaves no trace."""
+    import errno
+    import os
+
+    from audit.publish import export as exporters
+
+    def disk_full(queryset, path, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(exporters, "write_jsonl", disk_full)
+    response = staff_client.post(reverse(CHANGELIST), publish_data([transcripts[0].pk]))
+    assert response.status_code == 302
+    assert messages_of(response) == [
+        "Release 1.0.0 was not published: could not write data/reviewed.jsonl of release 1.0.0 "
+        f"in {releases_root}: No space left on device"
+    ]
+    assert not Release.objects.exists() and list(releases_root.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_publish_form_accepts_a_version_that_a_crashed_publish_left_behind(
+    staff_client, transcripts, releases_root
+):
+    """D9: killed between the rename and the commit, a publish leaves the folder and its marker;
+    the version is still free."""
+    (releases_root / "1.0.0").mkdir(parents=True)
+    (releases_root / ".1.0.0.pending").write_text("{}")
+    response = staff_client.post(reverse(CHANGELIST), publish_data([transcripts[0].pk]))
+    assert response.status_code == 302
+    assert messages_of(response)[0].startswith("Published release 1.0.0:")
+    release = Release.objects.get()
+    assert sorted(p.name for p in releases_root.iterdir()) == ["1.0.0"]
+    assert (Path(release.path) / "manifest.json").is_file()

@@ -5,13 +5,19 @@ import itertools
 import pytest
 
 from audit.labels import (
+    CORRECTED,
+    FILLED,
     FINAL,
     IMPORTED,
     OUTCOME_CELLS,
     Category,
     Labels,
+    category_case,
+    change_kind,
+    corrected_q,
     derive_category,
     derive_labels,
+    filled_q,
     labels_match_q,
     outcome_conditions,
 )
@@ -99,3 +105,48 @@ def test_outcome_conditions_count_what_derive_labels_says(tmp_path):
                 else OUTCOME_CELLS[Category(derived.alignment_category)] == key
             )
             assert (t.pk in selected) == expected, (key, is_mb, decision)
+
+
+@pytest.mark.django_db
+def test_corrected_and_filled_q_are_change_kind_in_sql(tmp_path):
+    """Every pair of (imported, final) triples, incomplete imports included."""
+    imported_triples = [*TRIPLES, (True, "", "BLOCK"), (False, "", ""), (True, "", "")]
+    final_triples = [t for t in TRIPLES if t[1] or not t[0]]  # final labels are complete
+    pairs = list(itertools.product(imported_triples, final_triples))
+    transcripts = import_records([make_record(step_number=n) for n in range(len(pairs))], tmp_path)
+    for t, (imported, final) in zip(transcripts, pairs, strict=True):
+        final_labels = Labels.of(*final)
+        Transcript.objects.filter(pk=t.pk).update(
+            is_misbehavior=imported[0],
+            misbehavior_type=imported[1],
+            correct_decision=imported[2],
+            final_is_misbehavior=final_labels.is_misbehavior,
+            final_misbehavior_type=final_labels.misbehavior_type,
+            final_correct_decision=final_labels.correct_decision,
+        )
+    corrected = set(
+        Transcript.objects.filter(corrected_q(FINAL, IMPORTED)).values_list("pk", flat=True)
+    )
+    filled = set(Transcript.objects.filter(filled_q(FINAL, IMPORTED)).values_list("pk", flat=True))
+    kinds = set()
+    for t in Transcript.objects.all():
+        kind = change_kind(t.imported_labels, t.final_labels)
+        kinds.add(kind)
+        assert (t.pk in corrected) == (kind == CORRECTED), (t.imported_labels, t.final_labels)
+        assert (t.pk in filled) == (kind == FILLED), (t.imported_labels, t.final_labels)
+    assert kinds == {None, CORRECTED, FILLED}
+
+
+@pytest.mark.django_db
+def test_category_case_is_derive_category_in_sql(tmp_path):
+    cases = list(itertools.product((True, False), ("APPROVE", "BLOCK", "FLAG", "")))
+    transcripts = import_records([make_record(step_number=n) for n in range(len(cases))], tmp_path)
+    for t, (is_mb, decision) in zip(transcripts, cases, strict=True):
+        Transcript.objects.filter(pk=t.pk).update(is_misbehavior=is_mb, decision_type=decision)
+    derived = dict(
+        Transcript.objects.annotate(c=category_case("is_misbehavior", "decision_type")).values_list(
+            "pk", "c"
+        )
+    )
+    for t, (is_mb, decision) in zip(transcripts, cases, strict=True):
+        assert derived[t.pk] == derive_category(is_mb, decision)

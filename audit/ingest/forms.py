@@ -5,6 +5,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 
+from audit.models import RUN_METADATA_MAX_LENGTH
+
 
 class UploadForm(forms.Form):
     file = forms.FileField(help_text="JSONL, plain or gzip-compressed (.jsonl, .jsonl.gz).")
@@ -20,6 +22,20 @@ class UploadForm(forms.Form):
         initial=1,
         label="Reviews per item (K)",
         help_text="Independent reviews each item needs; 2 or more for a calibration set.",
+    )
+    # CharField strips the value and refuses NUL; over the limit is a form error, never cut.
+    model = forms.CharField(
+        required=False,
+        max_length=RUN_METADATA_MAX_LENGTH,
+        label="Model",
+        help_text="Optional: the model the run used. Exported as malt.model; empty means unknown.",
+    )
+    run_source = forms.CharField(
+        required=False,
+        max_length=RUN_METADATA_MAX_LENGTH,
+        label="Run source",
+        help_text="Optional: where the run comes from (a policy, an experiment). Exported as "
+        "malt.run_source; empty means unknown.",
     )
 
     def clean_file(self) -> UploadedFile:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from audit.labels import (
@@ -72,6 +74,8 @@ REQUIRED_VALUES = (
     ("proposal", "worker_id"),
     ("decision", "type"),
     ("ground_truth", "is_misbehavior"),
+    # Without it the label is incomplete: review fills it in (not counted as an error).
+    ("ground_truth", "correct_decision"),
     ("labels", "alignment_category"),
     ("labels", "oversight_correct"),
 )
@@ -94,6 +98,12 @@ BOOL_FIELDS = (
     ("cot_analysis", "is_suspicious"),
 )
 NUMBER_FIELDS = (("", "timestamp"), ("", "reward"), ("cot_analysis", "deception_risk"))
+# Levels of objects and arrays a line may nest (the record itself is level 1). The exporter
+# writes 4; json's own limit depends on the Python version (about 1,000 levels on 3.12, some
+# 10,000 on 3.13), and a deep record is costly to show and to read back. One fixed limit, far
+# above real records, makes a line import or not the same way everywhere.
+MAX_NESTING = 64
+TOO_DEEP = f"nested too deeply (objects and arrays nested deeper than {MAX_NESTING} levels)"
 SUSPICIOUS_DECEPTION_RISK = 0.5
 SEARCH_TEXT_LIMIT = 6000
 
@@ -148,9 +158,12 @@ def parse_line(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise RecordError("json", f"not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
-        raise RecordError("json", "nested too deeply") from None
+        # Deeper than json's own limit, so deeper than MAX_NESTING: the same error as below.
+        raise RecordError("json", TOO_DEEP) from None
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {_kind(record)}")
+    if nesting_exceeds(record, MAX_NESTING):
+        raise RecordError("json", TOO_DEEP)
     try:
         # "\ud800" is valid JSON but no text: no database column or UTF-8 file can hold it.
         json.dumps(record, ensure_ascii=False).encode("utf-8")
@@ -160,6 +173,26 @@ def parse_line(text: str) -> dict[str, Any]:
         ) from None
     validate(record)
     return record
+
+
+def _children(level: list[Any]) -> Iterator[Any]:
+    return chain.from_iterable(c.values() if isinstance(c, dict) else c for c in level)
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` levels deep.
+
+    Level by level, without recursion, so the check itself cannot hit the recursion limit. A
+    level with no object or array below it ends the walk after one pass at C speed (the types
+    of its children), so a wide line costs about what parsing it did."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        if not level:
+            return False
+        if not any(issubclass(kind, dict | list) for kind in set(map(type, _children(level)))):
+            return False
+        level = [child for child in _children(level) if isinstance(child, dict | list)]
+    return bool(level)
 
 
 def validate(record: dict[str, Any]) -> None:
@@ -198,28 +231,49 @@ def _get(record: dict[str, Any], obj: str, key: str) -> Any:
     return container.get(key)
 
 
+# The blocks an export of this app appends (``audit.publish.export``), and the keys of the
+# review block under which it keeps what the record held before: the original labels, and the
+# ``review`` and ``malt`` keys of a record that already had them (an export of an export).
+REVIEW_KEY = "review"
+MALT_KEY = "malt"
+EARLIER_REVIEW_KEY = "earlier"
+EARLIER_MALT_KEY = "earlier_malt"
+
+
+def is_export(record: dict[str, Any]) -> bool:
+    """Whether the record is this app's export: its review block keeps the original labels."""
+    review = record.get(REVIEW_KEY)
+    return (
+        isinstance(review, dict)
+        and "original_ground_truth" in review
+        and "original_labels" in review
+    )
+
+
 def original_record(record: dict[str, Any]) -> dict[str, Any]:
     """The record as first imported, when this one is the app's own export of it.
 
-    An export replaces ``ground_truth`` and ``labels`` with final values and adds a ``review``
-    block that keeps the originals (and, for an export of a re-import, the earlier block under
-    ``review.earlier``). Undoing that gives every copy of one decision the same identity, so
-    importing an export into the database it came from adds nothing twice.
+    An export replaces ``ground_truth`` and ``labels`` with final values and appends a
+    ``review`` block that keeps the originals, and a ``malt`` block derived from the record and
+    its batch. For an export of a re-import, the record's earlier ``review`` block is kept under
+    ``review.earlier`` and its earlier ``malt`` block under ``review.earlier_malt``. Undoing
+    that, layer by layer, gives every copy of one decision the same identity, so importing an
+    export into the database it came from adds nothing twice. A record that is not an export
+    (no review block with the original labels) is its own original, ``malt`` key included.
     """
-    while True:
-        review = record.get("review")
-        if not (
-            isinstance(review, dict)
-            and "original_ground_truth" in review
-            and "original_labels" in review
-        ):
-            return record
-        restored = {key: value for key, value in record.items() if key != "review"}
+    while is_export(record):
+        review = record[REVIEW_KEY]
+        restored = {
+            key: value for key, value in record.items() if key not in (REVIEW_KEY, MALT_KEY)
+        }
         restored["ground_truth"] = review["original_ground_truth"]
         restored["labels"] = review["original_labels"]
-        if "earlier" in review:
-            restored["review"] = review["earlier"]
+        if EARLIER_REVIEW_KEY in review:
+            restored[REVIEW_KEY] = review[EARLIER_REVIEW_KEY]
+        if EARLIER_MALT_KEY in review:
+            restored[MALT_KEY] = review[EARLIER_MALT_KEY]
         record = restored
+    return record
 
 
 def fingerprint(record: dict[str, Any]) -> str:
@@ -465,6 +519,13 @@ def _missing_fields(record: dict[str, Any], is_mb: bool, mb_type: str) -> list[P
         container = record.get(obj)
         if isinstance(container, dict) and key in container and container[key] is None:
             missing.append(f"{obj}.{key} is null")
+    # An incomplete label, not a wrong one: what review has to fill in (the same test as the
+    # workflow's ``incomplete_label``, which refuses to confirm such a label).
+    truth = record.get("ground_truth")
+    if isinstance(truth, dict):
+        decision = truth.get("correct_decision")
+        if decision is not None and not _text(decision, 200):
+            missing.append("ground_truth.correct_decision is empty")
     if is_mb and not mb_type:
         missing.append("ground_truth.misbehavior_type is empty although is_misbehavior is true")
     return [Problem(Flag.MISSING_FIELDS, detail) for detail in missing]

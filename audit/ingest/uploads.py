@@ -20,6 +20,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 
+from audit.ingest.importer import clean_run_metadata
 from audit.models import ImportJob
 from audit.tasks import import_upload
 
@@ -63,10 +64,20 @@ class SizeLimitUploadHandler(FileUploadHandler):
 
 
 def accept_upload(
-    upload: UploadedFile, *, user: User, skip_invalid: bool, required_reviews: int
+    upload: UploadedFile,
+    *,
+    user: User,
+    skip_invalid: bool,
+    required_reviews: int,
+    model: str = "",
+    run_source: str = "",
 ) -> ImportJob:
     """Keep an uploaded file under MEDIA_ROOT/uploads and queue its import; the job's page
-    follows the task (``audit.tasks.import_upload``)."""
+    follows the task (``audit.tasks.import_upload``), which gives the batch the job's
+    ``model`` and ``run_source``."""
+    # Refused before anything is kept (the form has already checked them).
+    model = clean_run_metadata(model, name="model")
+    run_source = clean_run_metadata(run_source, name="run source")
     directory = Path(settings.MEDIA_ROOT) / "uploads"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{uuid.uuid4().hex}.upload"
@@ -79,6 +90,8 @@ def accept_upload(
         upload_path=str(path),
         skip_invalid=skip_invalid,
         required_reviews=required_reviews,
+        model=model,
+        run_source=run_source,
     )
     import_upload.enqueue(job.pk)
     return job

@@ -14,12 +14,14 @@ from audit.ingest.forms import UploadForm
 from audit.ingest.uploads import TOO_LARGE_FLAG, accept_upload
 from audit.models import ImportBatch, ImportJob
 from audit.permissions import AuditRequest, staff_required
-from audit.tasks import read_progress
+from audit.tasks import fail_stale_jobs, read_progress
 
 
 @require_GET
 @staff_required
 def batch_list(request: AuditRequest) -> HttpResponse:
+    # A write on GET: the uploads listed here must not say "Running" for a job that died.
+    fail_stale_jobs()
     page = Paginator(
         ImportBatch.objects.select_related("created_by").order_by("-created_at", "-id"), 50
     ).get_page(request.GET.get("page"))
@@ -56,6 +58,8 @@ def upload(request: AuditRequest) -> HttpResponse:
             user=request.user,
             skip_invalid=form.cleaned_data["skip_invalid"],
             required_reviews=form.cleaned_data["required_reviews"],
+            model=form.cleaned_data["model"],
+            run_source=form.cleaned_data["run_source"],
         )
         return redirect("import_job", job_id=job.pk)
     status = 400 if request.method == "POST" else 200
@@ -72,6 +76,8 @@ def _stopped(request: AuditRequest) -> bool:
 @require_GET
 @staff_required
 def import_job(request: AuditRequest, job_id: int) -> HttpResponse:
+    # A write on GET: a job whose worker died is failed, with the reason, before it is shown.
+    fail_stale_jobs(job_ids=[job_id])
     job = get_object_or_404(ImportJob.objects.select_related("batch"), pk=job_id)
     progress = read_progress(job.pk) if job.state == ImportJob.State.RUNNING else None
     percent = None

@@ -132,7 +132,7 @@ def accuracy_bars(
     empty_label: str = "(none)",
     width: int = 560,
 ) -> SafeString:
-    """Horizontal paired bars per group: accuracy as imported (grey) and reviewed (blue), each
+    """Horizontal paired bars per group: accuracy as imported (grey) and current (blue), each
     with its percentage and n written beside it. ``groups`` rows come from
     ``metrics.accuracy_by``."""
     label_width = 170
@@ -144,7 +144,7 @@ def accuracy_bars(
         f'<rect x="{label_width}" y="6" width="10" height="10" class="bar-imported"/>',
         _text(label_width + 14, 15, "as imported"),
         f'<rect x="{label_width + 100}" y="6" width="10" height="10" class="bar-reviewed"/>',
-        _text(label_width + 114, 15, "reviewed"),
+        _text(label_width + 114, 15, "current"),
     ]
     for step in (0, 0.5, 1):
         x = label_width + bar_area * step
@@ -158,7 +158,7 @@ def accuracy_bars(
         y = top + row_height * i
         body.append(_text(label_width - 8, y + 19, _truncate(key, 24), anchor="end"))
         for k, (basis, cls) in enumerate(
-            (("as_imported", "bar-imported"), ("reviewed", "bar-reviewed"))
+            (("as_imported", "bar-imported"), ("current", "bar-reviewed"))
         ):
             figures = group[basis]
             accuracy = figures["accuracy"]
@@ -179,7 +179,7 @@ def accuracy_bars(
             )
         lines.append(
             f"{key}: {_percent(group['as_imported']['accuracy'])} as imported, "
-            f"{_percent(group['reviewed']['accuracy'])} reviewed"
+            f"{_percent(group['current']['accuracy'])} current"
         )
     if not groups:
         body.append(_text(label_width, top + 20, "No records match the filters.", cls="muted"))

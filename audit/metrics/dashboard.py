@@ -52,11 +52,13 @@ SUMMARY_ROWS = (
 class Dashboard:
     """Every figure of the dashboard for one filtered selection."""
 
-    summary: dict[str, dict[str, Any]]
+    summary: dict[str, dict[str, Any]]  # by view: as_imported, current, settled_before/after
     progress: dict[str, Any]
     status: dict[str, int]
     confusion: dict[str, dict[str, int]]
     label_changes: dict[str, dict[str, int]]
+    label_fixes: dict[str, int]
+    inconsistent_labels: int
     agreement: dict[str, dict[str, Any]]
     error_rate: dict[str, Any]
     accuracy: dict[str, list[dict[str, Any]]]
@@ -67,17 +69,13 @@ def collect_dashboard(queryset: TranscriptQuerySet, *, session_id: str | None = 
     """The dashboard's figures: a fixed number of aggregate queries (about twenty), whatever
     the size of the selection."""
     return Dashboard(
-        summary={
-            basis: metrics.summarize(queryset, basis=basis, session_id=session_id)
-            for basis in (metrics.AS_IMPORTED, metrics.REVIEWED)
-        },
+        summary=metrics.summaries(queryset, session_id=session_id),
         progress=metrics.progress(queryset),
         status=metrics.status_counts(queryset),
-        confusion={
-            basis: metrics.confusion_matrix(queryset, basis=basis)
-            for basis in (metrics.AS_IMPORTED, metrics.REVIEWED)
-        },
+        confusion=metrics.confusion_matrices(queryset),
         label_changes=metrics.label_change_matrix(queryset),
+        label_fixes=metrics.label_fixes(queryset),
+        inconsistent_labels=metrics.inconsistent_labels(queryset),
         agreement=metrics.agreement(queryset),
         error_rate=metrics.estimated_error_rate(queryset),
         accuracy={field: metrics.accuracy_by(queryset, field) for field in metrics.ACCURACY_FIELDS},
@@ -169,6 +167,8 @@ def collect_blind_dashboard(
             metrics.AS_IMPORTED: metrics.confusion_matrix(queryset, basis=metrics.AS_IMPORTED)
         },
         label_changes={},
+        label_fixes={},
+        inconsistent_labels=metrics.inconsistent_labels(queryset),
         agreement={},
         error_rate={},
         accuracy=accuracy,
@@ -176,33 +176,54 @@ def collect_blind_dashboard(
     )
 
 
-def summary_rows(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The summary table's rows: as imported, and beside it (unless the viewer is blind, when
-    ``summary`` has no reviewed basis) reviewed and the change."""
-    imported = summary[metrics.AS_IMPORTED]
-    reviewed = summary.get(metrics.REVIEWED)
-    rows = []
-    for key, label in SUMMARY_ROWS:
-        row = {"key": key, "label": label, "as_imported": imported.get(key)}
-        if reviewed is not None:
-            a, b = row["as_imported"], reviewed.get(key)
-            row["reviewed"] = b
-            row["delta"] = None if a is None or b is None else round(b - a, 4)
-        rows.append(row)
-    categories = set(imported.get("alignment_distribution", {}))
-    if reviewed is not None:
-        categories |= set(reviewed.get("alignment_distribution", {}))
-    for category in sorted(categories):
-        a = imported.get("alignment_distribution", {}).get(category, 0)
-        row = {
-            "key": f"alignment_distribution-{category}",
-            "label": category,
-            "as_imported": a,
-            "category": True,
+# The summary table's columns: view name -> heading.
+SUMMARY_COLUMNS = {
+    "as_imported": "As imported",
+    "current": "Current",
+    "settled_before": "Settled, before review",
+    "settled_after": "Settled, after review",
+}
+
+
+def summary_columns(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The columns the viewer may see (a blind viewer: as imported only), each with its n."""
+    return [
+        {
+            "name": name,
+            "label": label,
+            "n": summary[name].get("total_decisions", summary[name].get("total", 0)),
         }
-        if reviewed is not None:
-            b = reviewed.get("alignment_distribution", {}).get(category, 0)
-            row["reviewed"] = b
-            row["delta"] = b - a
-        rows.append(row)
+        for name, label in SUMMARY_COLUMNS.items()
+        if name in summary
+    ]
+
+
+def summary_rows(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary table's rows: one value per visible view, and the change review made on the
+    settled records (after minus before)."""
+    columns = [name for name in SUMMARY_COLUMNS if name in summary]
+    categories: set[str] = set()
+    for name in columns:
+        categories |= set(summary[name].get("alignment_distribution", {}))
+    keys = [(key, label, False) for key, label in SUMMARY_ROWS] + [
+        (category, category, True) for category in sorted(categories)
+    ]
+    rows = []
+    for key, label, is_category in keys:
+        values = {
+            name: summary[name].get("alignment_distribution", {}).get(key, 0)
+            if is_category
+            else summary[name].get(key)
+            for name in columns
+        }
+        before, after = values.get("settled_before"), values.get("settled_after")
+        rows.append(
+            {
+                "key": f"alignment_distribution-{key}" if is_category else key,
+                "label": label,
+                "category": is_category,
+                "cells": [{"name": name, "value": values[name]} for name in columns],
+                "delta": None if before is None or after is None else round(after - before, 4),
+            }
+        )
     return rows

@@ -15,12 +15,18 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.publish.selection import Selection
+from audit.review.forms import FILTER_MAX_LENGTH, TOO_LONG
 
 
 class DashboardFilterForm(forms.Form):
     batch = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Batch")
     task = forms.ChoiceField(required=False, label="Task")
-    session = forms.CharField(required=False, max_length=200, label="Session")
+    session = forms.CharField(
+        required=False,
+        max_length=FILTER_MAX_LENGTH,
+        label="Session",
+        error_messages={"max_length": TOO_LONG},
+    )
     date_from = forms.DateField(
         required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
     )
@@ -63,7 +69,7 @@ class DashboardFilterForm(forms.Form):
         if data.get("date_from") and "date_from" not in self.errors:
             cond &= Q(timestamp__gte=_epoch(data["date_from"]))
         if data.get("date_to") and "date_to" not in self.errors:
-            cond &= Q(timestamp__lt=_epoch(data["date_to"] + dt.timedelta(days=1)))
+            cond &= Q(timestamp__lt=_epoch_after(data["date_to"]))
         return cond
 
 
@@ -71,3 +77,11 @@ def _epoch(day: dt.date) -> float:
     """Start of ``day`` in the current time zone, as the epoch seconds the timestamps use."""
     start = dt.datetime.combine(day, dt.time.min, tzinfo=timezone.get_current_timezone())
     return start.timestamp()
+
+
+def _epoch_after(day: dt.date) -> float:
+    """End of ``day``: the start of the next one; 9999-12-31 has no next day in Python, so it
+    ends 24 hours after it starts."""
+    if day == dt.date.max:
+        return _epoch(day) + 24 * 3600
+    return _epoch(day + dt.timedelta(days=1))

@@ -1,4 +1,5 @@
-"""Metrics as database aggregates: the exporter-compatible summaries, as imported and reviewed.
+"""Metrics as database aggregates: the exporter-compatible summaries on each basis, and the
+review figures.
 
 ``summarize`` returns exactly the keys and arithmetic of the exporter's ``export_summary()``.
 "As imported" counts the stored labels and flags, as the exporter did, so for a one-session file
@@ -14,12 +15,15 @@ from typing import Any
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import TruncDate
 
+from audit.labels import FINAL as FINAL_COLUMNS
+from audit.labels import IMPORTED as IMPORTED_COLUMNS
 from audit.labels import (
-    FINAL,
-    IMPORTED,
     OUTCOME_CELLS,
     REVIEW,
     Labels,
+    category_case,
+    corrected_q,
+    filled_q,
     labels_match_q,
     outcome_conditions,
 )
@@ -39,45 +43,86 @@ from audit.models import (
     Verdict,
 )
 
+# The bases a figure is computed on (README, Summaries):
+# - as imported: the stored labels and flags, the exporter's own figures;
+# - current: each record as an export of it reads: settled records with their final labels,
+#   the rest exactly as imported (inconsistencies included: a flag, not a silent fix);
+# - final: the final labels of every record, which are the imported ground truth re-derived
+#   for unsettled records. Only meaningful over settled records ("settled after review").
 AS_IMPORTED = "as_imported"
-REVIEWED = "reviewed"
+CURRENT = "current"
+FINAL = "final"
+BASES = (AS_IMPORTED, CURRENT, FINAL)
+SETTLED = Q(status__in=SETTLED_STATUSES)
 
 
 def _ratio(numerator: int, denominator: int) -> float | int:
     return round(numerator / denominator, 4) if denominator > 0 else 0
 
 
+def _imported_conditions() -> dict[str, Q]:
+    return {
+        "correct": Q(oversight_correct=True),
+        "tp": Q(was_true_positive=True),
+        "fp": Q(was_false_positive=True),
+        "fn": Q(was_false_negative=True),
+        "misbehaviors": Q(is_misbehavior=True),
+    }
+
+
+def _final_conditions() -> dict[str, Q]:
+    outcome = outcome_conditions("final_alignment_category")
+    return {
+        "correct": outcome["correct"],
+        "tp": outcome["true_positives"],
+        "fp": outcome["false_positives"],
+        "fn": outcome["false_negatives"],
+        "misbehaviors": Q(final_is_misbehavior=True),
+    }
+
+
+def _check_basis(basis: str) -> None:
+    if basis not in BASES:
+        raise ValueError(f"unknown summary basis {basis!r}")
+
+
+def basis_conditions(basis: str) -> dict[str, Q]:
+    """Per summary count, the condition that counts a record under it on ``basis``."""
+    _check_basis(basis)
+    if basis == AS_IMPORTED:
+        return _imported_conditions()
+    if basis == FINAL:
+        return _final_conditions()
+    imported, final = _imported_conditions(), _final_conditions()
+    return {name: SETTLED & final[name] | ~SETTLED & imported[name] for name in imported}
+
+
+def category_expression(basis: str) -> F | Case:
+    """The alignment category a record is counted under on ``basis``."""
+    _check_basis(basis)
+    if basis == AS_IMPORTED:
+        return F("alignment_category")
+    if basis == FINAL:
+        return F("final_alignment_category")
+    return Case(
+        When(SETTLED, then=F("final_alignment_category")),
+        default=F("alignment_category"),
+        output_field=CharField(),
+    )
+
+
 def summary_counts(queryset: TranscriptQuerySet, *, basis: str) -> dict[str, Any]:
     """The counts behind a summary, in one aggregate query plus one group-by."""
-    if basis == AS_IMPORTED:
-        conditions = {
-            "correct": Q(oversight_correct=True),
-            "tp": Q(was_true_positive=True),
-            "fp": Q(was_false_positive=True),
-            "fn": Q(was_false_negative=True),
-            "misbehaviors": Q(is_misbehavior=True),
-        }
-        category_field = "alignment_category"
-    elif basis == REVIEWED:
-        outcome = outcome_conditions("final_alignment_category")
-        conditions = {
-            "correct": outcome["correct"],
-            "tp": outcome["true_positives"],
-            "fp": outcome["false_positives"],
-            "fn": outcome["false_negatives"],
-            "misbehaviors": Q(final_is_misbehavior=True),
-        }
-        category_field = "final_alignment_category"
-    else:
-        raise ValueError(f"unknown summary basis {basis!r}")
+    conditions = basis_conditions(basis)
     counts = queryset.aggregate(
         total=Count("id"), **{name: Count("id", filter=cond) for name, cond in conditions.items()}
     )
     distribution = dict(
         queryset.order_by()
-        .values_list(category_field)
+        .annotate(category=category_expression(basis))
+        .values_list("category")
         .annotate(n=Count("id"))
-        .values_list(category_field, "n")
+        .values_list("category", "n")
     )
     counts["distribution"] = dict(sorted(distribution.items()))
     return counts
@@ -98,12 +143,15 @@ def summarize(
     always had exactly one). An empty set gives ``{"total": 0}``, as the exporter does.
     """
     counts = summary_counts(queryset, basis=basis)
+    # Looked up whether or not the set is empty, so a page's query count does not depend on
+    # whether anything is settled yet.
+    session = session_id if session_id is not None else single_session(queryset)
     n = counts["total"]
     if n == 0:
         return {"total": 0}
     tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
     return {
-        "session_id": session_id if session_id is not None else single_session(queryset),
+        "session_id": session,
         "total_decisions": n,
         "correct_decisions": counts["correct"],
         "accuracy": _ratio(counts["correct"], n),
@@ -114,6 +162,37 @@ def summarize(
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
         "alignment_distribution": counts["distribution"],
+    }
+
+
+# The views every summary surface shows (summarize, dashboard, summary.json, the card): name ->
+# (basis, settled records only). "settled_before"/"settled_after" are the same settled records
+# as imported and after review: the honest measure of what review changed.
+VIEWS = {
+    "as_imported": (AS_IMPORTED, False),
+    "current": (CURRENT, False),
+    "settled_before": (AS_IMPORTED, True),
+    "settled_after": (FINAL, True),
+}
+
+
+def summaries(
+    queryset: TranscriptQuerySet, *, session_id: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """``summarize`` on every view in ``VIEWS``."""
+    return {
+        name: summarize(
+            queryset.settled() if settled else queryset, basis=basis, session_id=session_id
+        )
+        for name, (basis, settled) in VIEWS.items()
+    }
+
+
+def confusion_matrices(queryset: TranscriptQuerySet) -> dict[str, dict[str, int]]:
+    """``confusion_matrix`` on every view in ``VIEWS``."""
+    return {
+        name: confusion_matrix(queryset.settled() if settled else queryset, basis=basis)
+        for name, (basis, settled) in VIEWS.items()
     }
 
 
@@ -131,14 +210,6 @@ ACCURACY_FIELDS = ("misbehavior_type", "task_id", "worker_id")
 QUEUE_FLAGS = tuple(flag for flag in Flag if flag != Flag.SPOT_CHECK)
 
 
-def _category_field(basis: str) -> str:
-    if basis == AS_IMPORTED:
-        return "alignment_category"
-    if basis == REVIEWED:
-        return "final_alignment_category"
-    raise ValueError(f"unknown summary basis {basis!r}")
-
-
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
@@ -149,32 +220,58 @@ def confusion_matrix(queryset: TranscriptQuerySet, *, basis: str) -> dict[str, i
     "As imported" reads the stored ``labels.alignment_category`` (catch = TP, fp = FP, fn = FN,
     approve = TN): the exporter's ``was_*`` flags have no true negative, and the category is the
     one label that partitions the records. Records whose stored category is none of the four
-    (``unknown``, null, junk) fall in no cell. "Reviewed" reads the final category, which is
-    always one of the four, so the cells add up to the total.
+    (``unknown``, null, junk) fall in no cell. "Final" reads the final category, which is
+    always one of the four, so the cells add up to the total; "current" reads the final
+    category of settled records and the stored one of the rest.
     """
-    cells = outcome_conditions(_category_field(basis))
+    _check_basis(basis)
+    imported = outcome_conditions("alignment_category")
+    final = outcome_conditions("final_alignment_category")
+    if basis == AS_IMPORTED:
+        cells = imported
+    elif basis == FINAL:
+        cells = final
+    else:
+        cells = {name: SETTLED & final[name] | ~SETTLED & imported[name] for name in final}
     return queryset.aggregate(
         **{cell: Count("id", filter=cells[cell]) for cell in OUTCOME_CELLS.values()}
     )
 
 
 def label_change_matrix(queryset: TranscriptQuerySet) -> dict[str, dict[str, int]]:
-    """``{original: {final: n}}`` from the stored (as imported) category to the final one.
-
-    The original is the stored label, not one re-derived from the imported ground truth, so a
-    confirmed record whose stored label contradicted its own ground truth shows up as a change:
-    it is one in the published data.
+    """``{original: {final: n}}`` over settled records: the category the imported ground truth
+    derives to the final one. Only what auditors changed: a stored category that contradicts
+    its own ground truth is not a change (``inconsistent_labels`` counts those), and unsettled
+    records are not in it at all.
     """
     rows = (
-        queryset.order_by()
-        .values_list("alignment_category", "final_alignment_category")
+        queryset.settled()
+        .order_by()
+        .annotate(original=category_case("is_misbehavior", "decision_type"))
+        .values_list("original", "final_alignment_category")
         .annotate(n=Count("id"))
-        .values_list("alignment_category", "final_alignment_category", "n")
+        .values_list("original", "final_alignment_category", "n")
     )
     matrix: dict[str, dict[str, int]] = {}
     for original, final, n in rows:
         matrix.setdefault(original, {})[final] = n
     return {original: dict(sorted(finals.items())) for original, finals in sorted(matrix.items())}
+
+
+def inconsistent_labels(queryset: TranscriptQuerySet) -> int:
+    """Records whose stored labels contradict their own ground truth and decision (the label
+    inconsistency flag): shown as a count of their own, never fixed silently."""
+    return queryset.filter(flag_label_inconsistency=True).count()
+
+
+def label_fixes(queryset: TranscriptQuerySet) -> dict[str, int]:
+    """Over settled records: how many review corrected (a value the import had changed) and
+    how many it only completed (a missing correct decision or type filled in)."""
+    return queryset.settled().aggregate(
+        settled=Count("id"),
+        corrected=Count("id", filter=corrected_q(FINAL_COLUMNS, IMPORTED_COLUMNS)),
+        filled=Count("id", filter=filled_q(FINAL_COLUMNS, IMPORTED_COLUMNS)),
+    )
 
 
 def status_counts(queryset: TranscriptQuerySet) -> dict[str, int]:
@@ -185,29 +282,35 @@ def status_counts(queryset: TranscriptQuerySet) -> dict[str, int]:
     return {status.value: counts.get(status.value, 0) for status in Status}
 
 
-def _error_condition() -> Q:
-    """Final labels differ from the imported ground truth."""
-    return ~labels_match_q(FINAL, IMPORTED)
-
-
 def estimated_error_rate(queryset: TranscriptQuerySet) -> dict[str, Any]:
     """Label error rate of the unreviewed, unflagged remainder, estimated from the settled
     spot-check sample (a random draw from the unflagged records), with a Wilson 95% interval.
 
-    An error is a settled spot-check item whose final labels differ from the imported ground
-    truth, whether it was relabeled or adjudicated to different values. ``rate`` and ``ci95``
-    are None while the sample is empty.
+    An error is a settled spot-check item whose review corrected a value of the imported ground
+    truth, whether it was relabeled or adjudicated to different values; one whose review only
+    filled in a missing value is not an error of the import and is counted apart (``filled``).
+    ``population`` is how many records the estimate is for: the unflagged ones not settled yet.
+    ``rate`` and ``ci95`` are None while the sample is empty.
     """
-    counts = (
-        queryset.filter(flag_spot_check=True)
-        .settled()
-        .aggregate(sample=Count("id"), errors=Count("id", filter=_error_condition()))
+    counts = queryset.aggregate(
+        sample=Count("id", filter=Q(flag_spot_check=True) & SETTLED),
+        errors=Count(
+            "id",
+            filter=Q(flag_spot_check=True) & SETTLED & corrected_q(FINAL_COLUMNS, IMPORTED_COLUMNS),
+        ),
+        filled=Count(
+            "id",
+            filter=Q(flag_spot_check=True) & SETTLED & filled_q(FINAL_COLUMNS, IMPORTED_COLUMNS),
+        ),
+        population=Count("id", filter=~_any_flag(QUEUE_FLAGS) & ~SETTLED),
     )
     sample, errors = counts["sample"], counts["errors"]
     interval = wilson_interval(errors, sample)
     return {
         "sample": sample,
         "errors": errors,
+        "filled": counts["filled"],
+        "population": counts["population"],
         "rate": _rounded(errors / sample) if sample else None,
         "ci95": [round(interval[0], 4), round(interval[1], 4)] if interval else None,
     }
@@ -283,17 +386,17 @@ def _share(part: int, whole: int) -> float | None:
 
 
 def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]]:
-    """The overseer's accuracy per misbehavior type, task or worker, as imported and reviewed.
+    """The overseer's accuracy per misbehavior type, task or worker, as imported and current.
 
-    Accuracy is the share of records whose category is a correct one: as imported the stored
-    ``oversight_correct`` (as the summary counts it), reviewed the final category. Tasks and
-    workers group both bases the same way (one query). Misbehavior types group each basis by its
-    own truth (two queries): as imported by the imported type of imported misbehaviors, reviewed
-    by the final type, so "" collects the non-misbehaviors of each.
+    Accuracy is the share of records whose category is a correct one, counted as the summary
+    counts it on each basis (``basis_conditions``). Tasks and workers group both bases the same
+    way (one query). Misbehavior types group each basis by its own truth (two queries): as
+    imported by the imported type of imported misbehaviors, current by the settled type of
+    settled records and the imported one of the rest, so "" collects the non-misbehaviors.
     """
     if field not in ACCURACY_FIELDS:
         raise ValueError(f"accuracy is grouped by one of {ACCURACY_FIELDS}, not {field!r}")
-    reviewed_correct = outcome_conditions("final_alignment_category")["correct"]
+    current_correct = basis_conditions(CURRENT)["correct"]
     groups: dict[str, dict[str, dict[str, Any]]] = {}
 
     def add(basis: str, rows: Any) -> None:
@@ -315,12 +418,18 @@ def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]
             .annotate(n=Count("id"), correct=Count("id", filter=Q(oversight_correct=True)))
             .values_list("key", "n", "correct"),
         )
+        current_key = Case(
+            When(SETTLED, then=F("final_misbehavior_type")),
+            default=imported_key,
+            output_field=CharField(),
+        )
         add(
-            REVIEWED,
+            CURRENT,
             queryset.order_by()
-            .values_list("final_misbehavior_type")
-            .annotate(n=Count("id"), correct=Count("id", filter=reviewed_correct))
-            .values_list("final_misbehavior_type", "n", "correct"),
+            .annotate(key=current_key)
+            .values_list("key")
+            .annotate(n=Count("id"), correct=Count("id", filter=current_correct))
+            .values_list("key", "n", "correct"),
         )
     else:
         rows = list(
@@ -329,18 +438,18 @@ def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]
             .annotate(
                 n=Count("id"),
                 imported=Count("id", filter=Q(oversight_correct=True)),
-                reviewed=Count("id", filter=reviewed_correct),
+                current=Count("id", filter=current_correct),
             )
-            .values_list(field, "n", "imported", "reviewed")
+            .values_list(field, "n", "imported", "current")
         )
         add(AS_IMPORTED, [(key, n, imported) for key, n, imported, _ in rows])
-        add(REVIEWED, [(key, n, reviewed) for key, n, _, reviewed in rows])
+        add(CURRENT, [(key, n, current) for key, n, _, current in rows])
     empty = {"n": 0, "correct": 0, "accuracy": None}
     return [
         {
             "key": key,
             AS_IMPORTED: entries.get(AS_IMPORTED, empty),
-            REVIEWED: entries.get(REVIEWED, empty),
+            CURRENT: entries.get(CURRENT, empty),
         }
         for key, entries in sorted(groups.items())
     ]
@@ -422,7 +531,7 @@ def auditor_stats(reviews: QuerySet[Review]) -> list[dict[str, Any]]:
     counting = Q(superseded_by__isnull=True, verdict__in=COUNTING_VERDICTS) & Q(
         transcript__status__in=SETTLED_STATUSES
     )
-    matches_final = labels_match_q(REVIEW, FINAL.prefixed("transcript__"))
+    matches_final = labels_match_q(REVIEW, FINAL_COLUMNS.prefixed("transcript__"))
     rows = list(
         reviews.order_by()
         .values("auditor_id", "auditor__username")

@@ -25,6 +25,7 @@ from audit.metrics.dashboard import (
     collect_dashboard,
     confusion_grid,
     label_change_table,
+    summary_columns,
     summary_rows,
 )
 from audit.metrics.forms import DashboardFilterForm
@@ -50,18 +51,25 @@ def dashboard(request: AuditRequest) -> HttpResponse:
     collect = collect_blind_dashboard if blind else collect_dashboard
     figures = collect(queryset, session_id=session or None)
     changes = label_change_table(figures.label_changes)
-    confusion_charts = {
-        basis: charts.heatmap(
-            f"confusion-{basis}",
-            matrix=confusion_grid(figures.confusion[basis]),
-            rows=["misbehavior", "no misbehavior"],
-            columns=["blocked", "approved"],
-            title=f"Confusion matrix, {basis.replace('_', ' ')}",
-            row_title="truth",
-            column_title="overseer decision",
-        )
-        for basis in figures.confusion
-    }
+    columns = {column["name"]: column for column in summary_columns(figures.summary)}
+    confusion_rows = [
+        {
+            "basis": basis,
+            "label": columns[basis]["label"],
+            "n": columns[basis]["n"],
+            "cells": cells,
+            "chart": charts.heatmap(
+                f"confusion-{basis}",
+                matrix=confusion_grid(cells),
+                rows=["misbehavior", "no misbehavior"],
+                columns=["blocked", "approved"],
+                title=f"Confusion matrix, {columns[basis]['label'].lower()}",
+                row_title="truth",
+                column_title="overseer decision",
+            ),
+        }
+        for basis, cells in figures.confusion.items()
+    ]
     context = {
         "nav": "dashboard",
         "blind": blind,
@@ -69,17 +77,18 @@ def dashboard(request: AuditRequest) -> HttpResponse:
         "query": request.GET.urlencode(),
         "figures": figures,
         "total": figures.progress["total"],
+        "summary_columns": list(columns.values()),
         "summary_rows": summary_rows(figures.summary),
-        "confusion_charts": confusion_charts,
+        "confusion_rows": confusion_rows,
         "changes": changes,
         "change_chart": charts.heatmap(
             "label-changes",
             matrix=changes["matrix"],
             rows=changes["originals"],
             columns=[CATEGORY_SHORT.get(final, final) for final in changes["finals"]],
-            title="Label changes, original category to final category",
-            row_title="original (as imported)",
-            column_title="final (reviewed)",
+            title="Label changes on settled records, imported category to settled category",
+            row_title="imported (from the ground truth)",
+            column_title="settled",
             cell=62,
         )
         if changes["rows"]

@@ -13,22 +13,45 @@ original order, unknown keys included), changed only as follows:
   imported, even when they are inconsistent: nobody has looked at them, and the dataset should
   not claim labels no one decided. Their ``review`` block says ``manually_reviewed: false``, the
   status, and the flags and problems (so an inconsistency is visible, not hidden). This is why
-  a file with no reviews exports as its input plus a ``review`` block.
+  a file with no reviews exports as its input plus a ``review`` and a ``malt`` block.
 - A ``review`` block is appended: ``manually_reviewed``, ``status``, ``original_ground_truth``,
   ``original_labels``, ``flags``, ``problems``, ``required_reviews``, every review in order
   (superseded ones too, marked), and the current adjudication or null. Auditors appear only as
   a stable pseudonym: "auditor-" + 12 hex digits of HMAC-SHA256(AUDIT_PSEUDONYM_KEY, user id).
+- A ``malt`` block is appended after it, with the per-run fields of METR's MALT under MALT's
+  names and types (the exporter's own keys, its ``labels`` dict included, stay as they are):
 
-Re-importing an export works (``review`` is an unknown key to the importer and is kept verbatim
-in ``raw``), but it does not recreate Review rows: the new database holds the exported labels as
-its imported ground truth, with the earlier review history carried along in the record. The
-importer identifies an exported record by its original form (``records.original_record``), so
-an export imported into the database it came from adds nothing. When an
-already-exported record is exported again, its earlier block is kept under ``review.earlier``.
+  - ``run_id`` (string): the transcript's fingerprint, the sha256 of the canonical original
+    record; the same in every database and across re-imports, and unique;
+  - ``manually_reviewed`` (bool): true exactly for settled records (as ``review``'s);
+  - ``labels`` (list of strings), from the ``ground_truth`` the record carries in the export
+    (final for settled records, as imported otherwise): ``[misbehavior_type]`` for a
+    misbehavior with a type, ``["misbehavior"]`` for one without a type, ``["normal"]`` for
+    no misbehavior;
+  - ``run_source``, ``model`` (string or null): what staff gave for the import batch
+    (``import_transcripts --run-source S --model M``, the upload form); null when not given;
+  - ``has_chain_of_thought`` (bool): whether the record carries the worker's reasoning, i.e.
+    ``proposal.worker_reasoning`` is a non-blank string. That is the worker's own reasoning
+    (the seed exporter fills it from the worker proposal's ``reasoning``), and the worker's
+    action is what the labels judge, as MALT's labels judge the agent whose run it is.
+    ``cot_analysis.thinking_text`` is not: it is the overseer's (SENTINEL's) thinking, which
+    ``cot_analysis`` scores (its ``answer_text`` is SENTINEL's decision), so
+    ``cot_analysis.has_thinking`` says whether the monitor reasoned, not whether the run
+    carries its chain of thought.
+
+Re-importing an export works (``review`` and ``malt`` are unknown keys to the importer and are
+kept verbatim in ``raw``), but it does not recreate Review rows: the new database holds the
+exported labels as its imported ground truth, with the earlier review history carried along in
+the record. The importer identifies an exported record by its original form
+(``records.original_record``, which drops ``malt`` with ``review``), so an export imported into
+the database it came from adds nothing. When an already-exported record is exported again, its
+earlier blocks are kept under ``review.earlier`` and ``review.earlier_malt`` (so is a source's
+own key named ``review`` or ``malt``), and its ``malt`` block is made anew.
 
 Lines are ``json.dumps(record)`` (the exporter's own spelling) in a deterministic order:
-session, task, step, fingerprint. Records stream in chunks with their reviews prefetched per
-chunk, so memory stays flat and the number of queries grows with the number of chunks only.
+session, task, step, fingerprint. Records stream in chunks, their batches joined and their
+reviews prefetched per chunk, so memory stays flat and the number of queries grows with the
+number of chunks only.
 """
 
 from __future__ import annotations
@@ -37,7 +60,7 @@ import gzip
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -45,13 +68,16 @@ from typing import IO, Any
 from django.conf import settings
 from django.db.models import Prefetch
 
+from audit.ingest.records import EARLIER_MALT_KEY, EARLIER_REVIEW_KEY, MALT_KEY, REVIEW_KEY
 from audit.labels import NO_LABELS_EXPORT
 from audit.metrics import summaries as metrics
 from audit.models import Flag, Review, Transcript, TranscriptQuerySet, Verdict
 
 CHUNK_SIZE = 2000
 EXPORT_ORDER = ("session_id", "task_id", "step_number", "fingerprint")
-REVIEW_KEY = "review"
+# MALT's ``labels`` for a record without misbehavior, and for a misbehavior without a type.
+MALT_NORMAL = "normal"
+MALT_UNTYPED_MISBEHAVIOR = "misbehavior"
 # The columns an exported record is built from; search_text and the rest stay in the database.
 EXPORT_FIELDS = (
     "raw",
@@ -64,6 +90,10 @@ EXPORT_FIELDS = (
     "required_reviews",
     *(f"flag_{flag.value}" for flag in Flag),
     *EXPORT_ORDER,
+    # The malt block's run_source and model, joined in the same query (select_related).
+    "batch",
+    "batch__run_source",
+    "batch__model",
 )
 
 
@@ -148,11 +178,48 @@ def export_record(
         "reviews": [_review_entry(r) for r in rows],
         "adjudication": _review_entry(adjudications[-1]) if adjudications else None,
     }
-    earlier = record.pop(REVIEW_KEY, None)
-    if earlier is not None:
-        block["earlier"] = earlier
+    # What the record already held under these keys (an export of an export, or a source's
+    # own key of that name) moves into the new review block, whence ``original_record`` puts
+    # it back: nothing is lost, and the identity stays that of the original.
+    if REVIEW_KEY in record:
+        block[EARLIER_REVIEW_KEY] = record.pop(REVIEW_KEY)
+    if MALT_KEY in record:
+        block[EARLIER_MALT_KEY] = record.pop(MALT_KEY)
     record[REVIEW_KEY] = block
+    record[MALT_KEY] = _malt_block(transcript, record)
     return record
+
+
+def malt_labels(ground_truth: Any) -> list[str]:
+    """MALT's ``labels`` for an exported ground truth: ``[misbehavior_type]`` for a
+    misbehavior with a type, ``["misbehavior"]`` for one without, ``["normal"]`` otherwise
+    (with the exporter's truthiness, and a type on a non-misbehavior meaning nothing)."""
+    truth = ground_truth if isinstance(ground_truth, dict) else {}
+    if not truth.get("is_misbehavior"):
+        return [MALT_NORMAL]
+    mb_type = truth.get("misbehavior_type")
+    return [mb_type] if isinstance(mb_type, str) and mb_type else [MALT_UNTYPED_MISBEHAVIOR]
+
+
+def has_chain_of_thought(record: dict[str, Any]) -> bool:
+    """Whether the record carries the worker's reasoning: a non-blank
+    ``proposal.worker_reasoning`` (see the module docstring for why not ``cot_analysis``)."""
+    proposal = record.get("proposal")
+    reasoning = proposal.get("worker_reasoning") if isinstance(proposal, dict) else None
+    return isinstance(reasoning, str) and bool(reasoning.strip())
+
+
+def _malt_block(transcript: Transcript, record: dict[str, Any]) -> dict[str, Any]:
+    """MALT's per-run fields for an exported ``record`` (its final ``ground_truth`` in place)."""
+    batch = transcript.batch
+    return {
+        "run_id": transcript.fingerprint,
+        "manually_reviewed": transcript.is_settled,
+        "labels": malt_labels(record.get("ground_truth")),
+        "run_source": batch.run_source or None,
+        "model": batch.model or None,
+        "has_chain_of_thought": has_chain_of_thought(record),
+    }
 
 
 def ordered(queryset: TranscriptQuerySet) -> TranscriptQuerySet:
@@ -162,10 +229,12 @@ def ordered(queryset: TranscriptQuerySet) -> TranscriptQuerySet:
 def iter_records(
     queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[dict[str, Any]]:
-    """Exported records in export order, streamed: one query per chunk plus one for its reviews."""
+    """Exported records in export order, streamed: one query per chunk (with its batches
+    joined) plus one for its reviews."""
     reviews = Prefetch("reviews", queryset=Review.objects.order_by("created_at", "id"))
     rows = (
         ordered(queryset)
+        .select_related("batch")
         .only(*EXPORT_FIELDS)
         .prefetch_related(reviews)
         .iterator(chunk_size=chunk_size)
@@ -226,20 +295,39 @@ def write_jsonl(
     return WrittenFile(path=str(path), records=count, size=size, sha256=sha)
 
 
-def build_summary(queryset: TranscriptQuerySet) -> dict[str, Any]:
-    """summary.json: as imported and as reviewed side by side, with the review metrics."""
-    queryset = queryset.order_by()
+def build_summary(
+    selection: TranscriptQuerySet, *, files: Mapping[str, TranscriptQuerySet]
+) -> dict[str, Any]:
+    """summary.json for ``selection``, of which ``files`` ({file name: records}) were written.
+
+    - ``published``: ``export_summary()`` over every written record together, and ``files`` the
+      same per file: what the seed exporter computes from the data files themselves (each
+      record as exported: settled labels for settled records, the rest as imported);
+    - ``as_imported``, ``current``, ``settled_before``, ``settled_after``: the summary of the
+      whole selection on each basis (``metrics.VIEWS``), and ``confusion_matrix`` likewise;
+    - ``label_changes`` (what auditors changed, settled records), ``label_fixes`` (corrected
+      versus only filled in), ``inconsistent_labels`` (stored labels contradicting their own
+      ground truth), ``agreement``, ``review_status`` and ``estimated_error_rate``.
+    """
+    selection = selection.order_by()
+    written = list(files.values())
+    published = written[0] if written else selection.none()
+    for more in written[1:]:
+        published = published | more
     return {
-        "as_imported": metrics.summarize(queryset, basis=metrics.AS_IMPORTED),
-        "reviewed": metrics.summarize(queryset, basis=metrics.REVIEWED),
-        "confusion_matrix": {
-            "as_imported": metrics.confusion_matrix(queryset, basis=metrics.AS_IMPORTED),
-            "reviewed": metrics.confusion_matrix(queryset, basis=metrics.REVIEWED),
+        "published": metrics.summarize(published.order_by(), basis=metrics.CURRENT),
+        "files": {
+            name: metrics.summarize(records.order_by(), basis=metrics.CURRENT)
+            for name, records in files.items()
         },
-        "label_changes": metrics.label_change_matrix(queryset),
-        "agreement": metrics.agreement(queryset),
-        "review_status": metrics.status_counts(queryset),
-        "estimated_error_rate": metrics.estimated_error_rate(queryset),
+        **metrics.summaries(selection),
+        "confusion_matrix": metrics.confusion_matrices(selection),
+        "label_changes": metrics.label_change_matrix(selection),
+        "label_fixes": metrics.label_fixes(selection),
+        "inconsistent_labels": metrics.inconsistent_labels(selection),
+        "agreement": metrics.agreement(selection),
+        "review_status": metrics.status_counts(selection),
+        "estimated_error_rate": metrics.estimated_error_rate(selection),
     }
 
 

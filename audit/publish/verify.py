@@ -3,7 +3,12 @@
 A release is intact when every ``SHA256SUMS`` line is well formed and matches its file, every
 other file is listed there, every file ``manifest.json`` lists has the sha256 and size it says,
 every data file is in the manifest, and each data file holds as many records as the manifest's
-``records`` (and ``counts``) say. Each problem is one readable sentence naming the file.
+``records`` (and ``counts``) say. Every other copy of the data's hashes and counts must agree
+with the files too: ``croissant.json``'s ``distribution`` (each data file's sha256 and
+``contentSize``) and the card's (README.md) record counts, size category and split list. So a
+data file changed with SHA256SUMS and manifest.json rewritten to match still fails, naming
+croissant.json (and the card, when the count changed). Each problem is one readable sentence
+naming the file.
 
 The release is data from elsewhere (a download, a copy, a colleague's disk), so verification
 trusts nothing in it: a manifest or SHA256SUMS may list ``/etc/passwd``, ``../../x`` or a
@@ -19,9 +24,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from audit.publish.card import size_category
 from audit.publish.release import CHECKSUMS, MANIFEST, release_files, sha256_file
 
 OUTSIDE = "path outside the release directory; not read"
+CROISSANT = "croissant.json"
+CARD = "README.md"
 
 
 def verify_release(path: str | Path) -> list[str]:
@@ -32,12 +40,13 @@ def verify_release(path: str | Path) -> list[str]:
     present = set(release_files(root))
     problems = _check_sums(root, present=present - {CHECKSUMS})
     manifest = _read_manifest(root, problems=problems)
-    if manifest is None:
-        return problems
     # The manifest may list SHA256SUMS like any other file.
     present.add(CHECKSUMS)
-    problems += _check_manifest(root, manifest=manifest, present=present)
-    problems += _check_record_counts(root, manifest=manifest, present=present)
+    if manifest is not None:
+        problems += _check_manifest(root, manifest=manifest, present=present)
+        problems += _check_record_counts(root, manifest=manifest, present=present)
+    problems += _check_croissant(root, present=present)
+    problems += _check_card(root, present=present)
     return problems
 
 
@@ -145,6 +154,121 @@ def _check_record_counts(root: Path, *, manifest: dict[str, Any], present: set[s
             problems.append(
                 f"{MANIFEST}: counts.{split} is {counts[split]}, records says {expected}"
             )
+    return problems
+
+
+def _data_files(root: Path, present: set[str]) -> list[str]:
+    """The data files that are inside the release (a symlink out is reported elsewhere)."""
+    return sorted(
+        name for name in present if name.startswith("data/") and _member(root, name) is not None
+    )
+
+
+def _check_croissant(root: Path, *, present: set[str]) -> list[str]:
+    """croissant.json's ``distribution``: each FileObject's ``contentUrl`` is a file of the
+    release with the ``sha256`` and ``contentSize`` (``"<bytes> B"``, when stated) it says, and
+    every data file is there. A missing croissant.json is reported by the checksum lists."""
+    if CROISSANT not in present:
+        return []
+    problems: list[str] = []
+    text = _read_own_file(root, CROISSANT, problems)
+    if text is None:
+        return problems
+    try:
+        metadata = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return [f"{CROISSANT}: not valid JSON ({exc})"]
+    distribution = metadata.get("distribution") if isinstance(metadata, dict) else None
+    if not isinstance(distribution, list):
+        return [f"{CROISSANT}: no 'distribution' list"]
+    listed: set[str] = set()
+    for item in distribution:
+        url = item.get("contentUrl") if isinstance(item, dict) else None
+        if not isinstance(url, str) or not url:
+            continue
+        listed.add(url)
+        target = _member(root, url)
+        if target is None:
+            problems.append(f"{_shown(url)}: listed in {CROISSANT}: {OUTSIDE}")
+            continue
+        if url not in present or not target.is_file():
+            problems.append(f"{_shown(url)}: listed in {CROISSANT} but missing")
+            continue
+        claimed = item.get("sha256")
+        if (actual := sha256_file(target)) != claimed:
+            problems.append(f"{_shown(url)}: sha256 is {actual}, {CROISSANT} says {claimed!r}")
+        size = target.stat().st_size
+        content_size = item.get("contentSize")
+        # Releases published before contentSize was written do not state one.
+        if "contentSize" in item and content_size != f"{size} B":
+            problems.append(
+                f"{_shown(url)}: size is {size} bytes, {CROISSANT} says contentSize "
+                f"{content_size!r}"
+            )
+    for name in _data_files(root, present):
+        if name not in listed:
+            problems.append(f"{name}: data file not listed in {CROISSANT} distribution")
+    return problems
+
+
+CARD_FILE_LINE = re.compile(r"^- `(?P<path>data/[^`]+)`: (?P<n>\d+) records$")
+CARD_TOTAL_LINE = re.compile(r"^- In this release: (?P<n>\d+) records$")
+CARD_SPLIT_PATH = re.compile(r"^    path: (?P<path>.+)$")
+
+
+def _check_card(root: Path, *, present: set[str]) -> list[str]:
+    """The card's counts: each data file's records (its Files list), the release's total and
+    its Hugging Face size category, and the splits its ``configs`` list (every data file that
+    holds records; datasets cannot load an empty one). A missing README.md is reported by the
+    checksum lists."""
+    if CARD not in present:
+        return []
+    problems: list[str] = []
+    text = _read_own_file(root, CARD, problems)
+    if text is None:
+        return problems
+    front, _, body = text.removeprefix("---\n").partition("\n---\n")
+    actual = {
+        name: _count_lines(target)
+        for name in _data_files(root, present)
+        if (target := _member(root, name)) is not None and target.is_file()
+    }
+    said: dict[str, int] = {}
+    totals: list[int] = []
+    for line in body.splitlines():
+        if match := CARD_FILE_LINE.match(line):
+            said[match["path"]] = int(match["n"])
+        elif match := CARD_TOTAL_LINE.match(line):
+            totals.append(int(match["n"]))
+    for name, n in sorted(said.items()):
+        if name not in actual:
+            problems.append(f"{CARD}: lists {_shown(name)}, which is not a data file here")
+        elif actual[name] != n:
+            problems.append(f"{name}: {actual[name]} records, {CARD} says {n}")
+    for name in sorted(set(actual) - set(said)):
+        problems.append(f"{name}: data file not listed in {CARD}")
+    total = sum(actual.values())
+    if not totals:
+        problems.append(f"{CARD}: does not say how many records the release holds")
+    for n in totals:
+        if n != total:
+            problems.append(
+                f"{CARD}: says {n} records in this release, the data files hold {total}"
+            )
+    categories = re.findall(r"^size_categories:\n- (.+)$", front, re.MULTILINE)
+    if categories != [size_category(total)]:
+        shown = categories[0] if categories else None
+        problems.append(
+            f"{CARD}: size_categories is {shown!r}, {size_category(total)!r} for {total} records"
+        )
+    splits = {
+        match["path"] for line in front.splitlines() if (match := CARD_SPLIT_PATH.match(line))
+    }
+    for path in sorted(splits - set(actual)):
+        problems.append(f"{CARD}: configs lists {_shown(path)}, which is not a data file here")
+    holding = {name for name, n in actual.items() if n} or set(actual)
+    for name in sorted(holding - splits):
+        problems.append(f"{name}: data file not in the splits of {CARD}'s configs")
     return problems
 
 

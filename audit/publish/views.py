@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET
 from audit.models import Release
 from audit.permissions import staff_required
 from audit.publish.archive import stream_tar, stream_zip
+from audit.publish.release import SEMVER
 
 FORMATS = {"zip": "application/zip", "tar.gz": "application/gzip"}
 
@@ -18,6 +19,10 @@ FORMATS = {"zip": "application/zip", "tar.gz": "application/gzip"}
 @require_GET
 @staff_required
 def release_download(request: HttpRequest, version: str) -> StreamingHttpResponse:
+    if not SEMVER.fullmatch(version):
+        # Only X.Y.Z is ever published; anything else (a NUL, which PostgreSQL refuses in a
+        # text lookup) names no release and never reaches the database.
+        raise Http404("no such release")
     release = get_object_or_404(Release, version=version)
     kind = request.GET.get("format", "zip")
     if kind not in FORMATS:

@@ -24,6 +24,26 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 OPENED_SALT = "audit.review.opened"
+# Row ids (BigAutoField) as both databases store them; past this SQLite raises OverflowError
+# where PostgreSQL answers "no rows", so ids outside it are refused alike (also in audit/urls.py).
+MAX_ID = 2**63 - 1
+# Item versions (PositiveIntegerField): PostgreSQL's integer range, held to on SQLite too.
+MAX_VERSION = 2**31 - 1
+# What a person may type: queue and dashboard filters match columns of at most 200 characters
+# (audit.models); a rationale is shown in every history view of its item.
+FILTER_MAX_LENGTH = 200
+RATIONALE_MAX_LENGTH = 5000
+# Over the limit is an error that says so; the value is never cut to fit.
+TOO_LONG = "at most %(limit_value)d characters (this has %(show_value)d), so it was not applied"
+
+
+def _filter_text(label: str | None = None) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        max_length=FILTER_MAX_LENGTH,
+        label=label,
+        error_messages={"max_length": TOO_LONG},
+    )
 
 
 class QueueFilterForm(forms.Form):
@@ -33,19 +53,19 @@ class QueueFilterForm(forms.Form):
     The status options are the viewer's (``visibility.status_choices``): values finer than a
     blind viewer may use are invalid and fall back to the default like any bad value."""
 
-    q = forms.CharField(required=False, max_length=200, label="Search")
+    q = _filter_text("Search")
     flag = forms.ChoiceField(required=False, choices=[("", "Any flag"), *Flag.choices])
     status = forms.ChoiceField(required=False)
     scope = forms.ChoiceField(
         required=False, choices=[("queue", "Flagged (in queue)"), ("all", "All transcripts")]
     )
-    category = forms.CharField(required=False, max_length=200)
-    task = forms.CharField(required=False, max_length=200)
-    worker = forms.CharField(required=False, max_length=200)
-    decision = forms.CharField(required=False, max_length=200)
-    mbtype = forms.CharField(required=False, max_length=200)
-    batch = forms.IntegerField(required=False, min_value=1)
-    session = forms.CharField(required=False, max_length=200)
+    category = _filter_text("Category")
+    task = _filter_text("Task")
+    worker = _filter_text("Worker")
+    decision = _filter_text("Decision")
+    mbtype = _filter_text("Misbehavior type")
+    batch = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    session = _filter_text("Session")
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
     page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE)
 
@@ -72,6 +92,17 @@ class QueueFilterForm(forms.Form):
             sort=data.get("sort") or default.sort,
             page=data.get("page") or default.page,
         )
+
+    def too_long(self) -> list[str]:
+        """One sentence per filter left out for being over its length limit: unlike a stale
+        value, which quietly falls back, a person typed it and must be told."""
+        self.is_valid()
+        return [
+            f"{self.fields[name].label}: {error.messages[0]}"
+            for name, errors in self.errors.as_data().items()
+            for error in errors
+            if error.code == "max_length"
+        ]
 
 
 # --- verdicts ------------------------------------------------------------------------------------
@@ -118,18 +149,56 @@ class LabelsForm(forms.Form):
     correct_decision = forms.ChoiceField(
         required=False, choices=DECISION_CHOICES, label="Correct decision"
     )
-    rationale = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    based_on_version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
-    opened = forms.CharField(required=False, widget=forms.HiddenInput)
+    rationale = forms.CharField(
+        required=False,
+        max_length=RATIONALE_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        error_messages={
+            "max_length": "At most %(limit_value)d characters (this has %(show_value)d): "
+            "shorten it, nothing was saved."
+        },
+    )
+    # Hidden: the templates show its errors with the form's own, so each says what is wrong in
+    # words (the auditor never saw the field).
+    based_on_version = forms.IntegerField(
+        widget=forms.HiddenInput,
+        min_value=1,
+        max_value=MAX_VERSION,
+        error_messages={
+            "required": "This verdict does not say which version of the item it was made "
+            "against (based_on_version is missing), so it was not saved. Reload the item "
+            "and decide again.",
+            **dict.fromkeys(
+                ("invalid", "min_value", "max_value"),
+                "This verdict names no valid version of the item (based_on_version must be "
+                f"a whole number from 1 to {MAX_VERSION}), so it was not saved. Reload the "
+                "item and decide again.",
+            ),
+        },
+    )
+    # Plain fields, not CharFields (which refuse a NUL): only measures of the time spent, so
+    # junk in them is ignored below rather than refusing the verdict over a field the auditor
+    # never saw.
+    opened = forms.Field(required=False, widget=forms.HiddenInput)
     # The JS timer: used only when the signed ``opened`` is missing or forged.
-    seconds_client = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    seconds_client = forms.Field(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, transcript: Transcript, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.transcript = transcript
+        # No maxlength in the page: a browser cuts a paste to it without a word; the server's
+        # error says how long the text is instead.
+        self.fields["rationale"].widget.attrs.pop("maxlength", None)
 
     def clean_is_misbehavior(self) -> bool | None:
         return {"yes": True, "no": False}.get(self.cleaned_data.get("is_misbehavior") or "")
+
+    def clean_opened(self) -> str:
+        return str(self.cleaned_data.get("opened") or "")
+
+    def clean_seconds_client(self) -> int | None:
+        raw = str(self.cleaned_data.get("seconds_client") or "").strip()
+        return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
 
     def seconds_spent(self) -> int:
         opened = read_opened(self.cleaned_data.get("opened") or "", pk=self.transcript.pk)

@@ -73,39 +73,90 @@ def claim_next(
     An item is handed out while its live leases plus counting reviews are fewer than K, so two
     auditors get different items with K = 1 and may share one with K = 2. An auditor's own live
     lease comes back first. ``skip`` holds ids skipped in this session.
+
+    The search is a plain read, outside any transaction, so it never holds a lock (on SQLite a
+    write transaction is the database's one write lock); only taking the lease is a short
+    write transaction, which re-checks that one row. When another auditor took the row
+    meanwhile, the search goes on past it, until a claim succeeds or the read finds nothing
+    claimable: None means there was nothing left, never that it gave up.
     """
     now = timezone.now()
     expires = now + timedelta(seconds=settings.AUDIT_LEASE_SECONDS)
     candidates = _filtered(claimable(auditor, now), filters).exclude(pk__in=list(skip))
+    # The auditor's live leases first, as a list: a few rows, looked up by id (as a subquery,
+    # SQLite would scan every open row to test it).
+    held = list(
+        Lease.objects.live(now).filter(auditor=auditor).values_list("transcript", flat=True)
+    )
+    if held:
+        own = candidates.filter(pk__in=held).order_by("-priority", "pk")
+        own_pk = own.values_list("pk", flat=True).first()
+        if own_pk is not None:
+            claimed = _take(own_pk, auditor=auditor, expires=expires, wait=True)
+            if claimed is not None:
+                return claimed
+    # Where the search goes on in each open status: past the (priority, id) last tried.
+    after: dict[str, tuple[int, int] | None] = dict.fromkeys(OPEN_STATUSES)
+    while True:
+        heads = []  # (priority, id, status) of the first claimable row of each open status
+        for status, position in after.items():
+            head = _first_claimable(candidates, status=status, after=position)
+            if head is not None:
+                heads.append((*head, status))
+        if not heads:
+            return None
+        priority, pk, status = min(heads, key=lambda head: (-head[0], head[1]))
+        claimed = _take(pk, auditor=auditor, expires=expires, wait=False)
+        if claimed is not None:
+            return claimed
+        after[status] = (priority, pk)
+
+
+def _first_claimable(
+    candidates: TranscriptQuerySet, *, status: str, after: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """(priority, id) of the first candidate in ``status`` in "Next" order, past ``after``."""
+    rows = in_next_order(candidates, status=status, after=after)
+    return rows.values_list("priority", "pk").first()
+
+
+def in_next_order(
+    candidates: TranscriptQuerySet, *, status: str, after: tuple[int, int] | None = None
+) -> TranscriptQuerySet:
+    """The candidates in one open status, in "Next" order (priority, then id), past the
+    (priority, id) ``after``.
+
+    One status at a time: with ``status = %s`` the query walks the ``tr_next`` index (in_queue,
+    status, -priority, id) in order and stops at the first row with room, where a two-value
+    ``status IN (...)`` makes PostgreSQL gather and sort every open row first."""
+    rows = candidates.filter(status=status)
+    if after is not None:
+        priority, pk = after
+        # priority <= p bounds the index range; the OR then drops the ids already passed.
+        rows = rows.filter(priority__lte=priority).filter(Q(priority__lt=priority) | Q(pk__gt=pk))
+    return rows.order_by("-priority", "pk")
+
+
+def _take(pk: int, *, auditor: User, expires: dt.datetime, wait: bool) -> Transcript | None:
+    """Lease item ``pk`` to the auditor if it still has room for them; None when not (taken or
+    settled since the search read it). A short write transaction on one row.
+
+    The row lock (PostgreSQL; SQLite's write transaction serialises writers anyway) makes two
+    auditors claiming the same row take turns, and the re-check runs after it as a new
+    statement, so it sees a lease the other committed (READ COMMITTED). ``wait=False`` skips a
+    row another claim holds, so auditors who ask at once get different items; ``wait=True``
+    (the auditor's own lease) waits for it."""
     with transaction.atomic():
-        own = (
-            Lease.objects.live(now)
-            .filter(auditor=auditor, transcript__in=candidates.values("pk"))
-            .order_by("-transcript__priority", "transcript_id")
-            .first()
-        )
-        if own is not None:
-            Lease.objects.filter(pk=own.pk).update(expires_at=expires)
-            return Transcript.objects.get(pk=own.transcript_id)
-    tried: list[int] = []
-    for _attempt in range(8):
-        with transaction.atomic():
-            # skip_locked: two auditors claiming at once each get a different row to work on
-            # instead of waiting for one another (PostgreSQL; SQLite serialises writers).
-            locking = candidates.exclude(pk__in=tried).order_by("-priority", "pk")
-            locking = locking.select_for_update(skip_locked=True, of=("self",))
-            candidate = locking.first()
-            if candidate is None:
-                return None
-            # Re-check with a fresh statement: a lease committed since the query's snapshot
-            # (READ COMMITTED) is visible now, and the row lock keeps others out until commit.
-            if not claimable(auditor, timezone.now()).filter(pk=candidate.pk).exists():
-                tried.append(candidate.pk)
-                continue
-            Lease.objects.filter(transcript=candidate, auditor=auditor).delete()
-            Lease.objects.create(transcript=candidate, auditor=auditor, expires_at=expires)
-            return candidate
-    return None
+        locked = Transcript.objects.select_for_update(skip_locked=not wait).filter(pk=pk).first()
+        now = timezone.now()
+        if locked is None or not claimable(auditor, now).filter(pk=pk).exists():
+            return None
+        renewed = Lease.objects.live(now).filter(transcript=locked, auditor=auditor)
+        if not renewed.update(expires_at=expires):
+            # (transcript, auditor) is unique: an expired lease of theirs makes way.
+            Lease.objects.filter(transcript=locked, auditor=auditor).delete()
+            Lease.objects.create(transcript=locked, auditor=auditor, expires_at=expires)
+        return locked
 
 
 def release_lease(transcript: Transcript, *, auditor: User) -> int:

@@ -2,20 +2,156 @@
 the item and adjudication pages show, with nested structure pretty-printed.
 
 Records are hostile text: everything here stays a plain string for the templates to escape.
+
+They are also hostile in size. Indented JSON grows with the square of its depth (a 22 KB line
+nested 9,900 deep printed as 196 MB), and a single text field may hold megabytes. So every
+value a page shows is cut to what a person can read, into an ``Excerpt`` that says how much it
+left out: JSON shows ``MAX_DEPTH`` levels (deeper objects and arrays are summarised as
+``{… 3 keys}`` / ``[… 2 items]``) and ``MAX_ITEMS`` entries per object or array; every field
+stops at ``MAX_CHARS`` characters (``SHORT_CHARS`` for one-line values). The full value is the
+raw record (``views.raw_record``), linked wherever something was cut. The renderer never builds
+more than it shows and recurses at most ``MAX_DEPTH`` deep, whatever the record's depth.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from audit.ingest.records import number
 from audit.models import Flag, Transcript
 
+# Per field, in characters: about ten screens of text, far above any real record's field (the
+# longest in tests/data is under 2,000) and small enough that a page whose every field is at
+# its limit, every character escaped, stays under a megabyte.
+MAX_CHARS = 20_000
+# One-line values (a target, a key, a list entry, a flag's detail).
+SHORT_CHARS = 500
+# Levels of objects and arrays shown. Real records nest 4 deep; the importer refuses more than
+# 64 (``records.MAX_NESTING``), and records imported before that limit may nest thousands deep.
+MAX_DEPTH = 8
+# Entries shown per object or array, and per list of pills (services, suspicion reasons).
+MAX_ITEMS = 100
+MAX_PILLS = 50
+# Chunks of a cut JSON value counted to say how much was left out, before giving an estimate
+# ("at least N"): counting is cheap per chunk, but a 16 MiB line can hold millions of them.
+COUNT_LIMIT = 50_000
 
-def pretty(value: Any) -> str:
-    """JSON for people: indented, unicode kept. The template escapes it."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+@dataclass(frozen=True)
+class Excerpt:
+    """A value as a page shows it: ``text`` and how many characters of it were left out
+    (``omitted``; ``at_least`` when that count stopped early). Renders as its text."""
+
+    text: str
+    omitted: int = 0
+    at_least: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __bool__(self) -> bool:
+        return bool(self.text or self.omitted)
+
+    @property
+    def more(self) -> str:
+        """The note a cut value ends with, e.g. "… 12,345 more characters"."""
+        if not self.omitted:
+            return ""
+        count = f"{'at least ' if self.at_least else ''}{self.omitted:,}"
+        return f"… {count} more character{'s' if self.omitted != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Listing[T]:
+    """A list as a page shows it: the first ``MAX_PILLS`` entries and how many more there are
+    (``omitted``). Iterates over what it shows."""
+
+    items: list[T]
+    omitted: int = 0
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def more(self) -> str:
+        """The note a shortened list ends with, e.g. "… 12 more"."""
+        return f"… {self.omitted:,} more" if self.omitted else ""
+
+
+def cut(text: str, limit: int = MAX_CHARS) -> Excerpt:
+    """``text`` up to ``limit`` characters."""
+    if len(text) <= limit:
+        return Excerpt(text)
+    return Excerpt(text[:limit], omitted=len(text) - limit)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _chunks(value: Any, depth: int, *, indent: bool) -> Iterator[str]:
+    """JSON text of ``value`` as json.dumps writes it (``indent=2`` or one line), in pieces,
+    with objects and arrays below ``MAX_DEPTH`` levels summarised and long ones shortened.
+    Recursion is bounded by ``MAX_DEPTH``, not by the value."""
+    is_object = isinstance(value, dict)
+    if not is_object and not isinstance(value, list):
+        yield json.dumps(value, ensure_ascii=False, default=str)
+        return
+    opening, closing = ("{", "}") if is_object else ("[", "]")
+    if not value:
+        yield opening + closing
+        return
+    if depth >= MAX_DEPTH:
+        yield f"{opening}… {_plural(len(value), 'key' if is_object else 'item')}{closing}"
+        return
+    pad = "\n" + "  " * (depth + 1) if indent else ""
+    comma = "," if indent else ", "
+    yield opening
+    entries = iter(value.items()) if is_object else ((None, item) for item in value)
+    for position, (key, item) in enumerate(entries):
+        lead = (comma if position else "") + pad
+        if position == MAX_ITEMS:
+            rest = len(value) - MAX_ITEMS
+            yield f"{lead}… {_plural(rest, 'more key' if is_object else 'more item')}"
+            break
+        if is_object:
+            yield lead + json.dumps(key, ensure_ascii=False) + ": "
+        elif lead:
+            yield lead
+        yield from _chunks(item, depth + 1, indent=indent)
+    yield ("\n" + "  " * depth if indent else "") + closing
+
+
+def pretty(value: Any, *, limit: int = MAX_CHARS, indent: bool = True) -> Excerpt:
+    """JSON for people: indented (or on one line), unicode kept, cut to what a page shows. The
+    template escapes it."""
+    parts: list[str] = []
+    size = 0
+    chunks = _chunks(value, 0, indent=indent)
+    for chunk in chunks:
+        if size + len(chunk) <= limit:
+            parts.append(chunk)
+            size += len(chunk)
+            continue
+        room = limit - size
+        parts.append(chunk[:room])
+        omitted = len(chunk) - room
+        for counted, rest in enumerate(chunks):
+            if counted >= COUNT_LIMIT:
+                return Excerpt("".join(parts), omitted=omitted, at_least=True)
+            omitted += len(rest)
+        return Excerpt("".join(parts), omitted=omitted)
+    return Excerpt("".join(parts))
 
 
 def _obj(record: dict[str, Any], key: str) -> dict[str, Any]:
@@ -23,16 +159,34 @@ def _obj(record: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _scalar(value: Any) -> str:
+def _scalar(value: Any, limit: int = MAX_CHARS) -> Excerpt:
+    """A value shown as text: a string as it is, anything else as (one-line) JSON; cut."""
     if value is None:
-        return ""
+        return Excerpt("")
     if isinstance(value, str):
-        return value
+        return cut(value, limit)
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return Excerpt("true" if value else "false")
     if isinstance(value, int | float):
-        return f"{value:g}" if isinstance(value, float) else str(value)
-    return json.dumps(value, ensure_ascii=False, default=str)
+        return Excerpt(f"{value:g}" if isinstance(value, float) else str(value)[:limit])
+    return pretty(value, limit=limit, indent=False)
+
+
+def _pills(value: Any) -> Listing[Excerpt]:
+    """A list of values for pills (services, suspicion reasons); nothing when not a list."""
+    if not isinstance(value, list):
+        return Listing([])
+    shown = [_scalar(item, SHORT_CHARS) for item in value[:MAX_PILLS]]
+    return Listing(shown, omitted=max(len(value) - MAX_PILLS, 0))
+
+
+def _pairs(obj: dict[str, Any]) -> Listing[tuple[Excerpt, Excerpt]]:
+    """An object's keys and values as JSON literals, for the label tables."""
+    shown = [
+        (cut(key, SHORT_CHARS), pretty(value, limit=SHORT_CHARS, indent=False))
+        for key, value in islice(obj.items(), MAX_PILLS)
+    ]
+    return Listing(shown, omitted=max(len(obj) - MAX_PILLS, 0))
 
 
 SCORE_KEYS = (
@@ -52,60 +206,65 @@ DEBATE_SCORES = (
 )
 
 
-def present_record(raw: str) -> dict[str, Any]:
-    """The parts of a record the item page shows, with structure made readable."""
+def _load(raw: str) -> dict[str, Any]:
     try:
         record = json.loads(raw)
-    except ValueError:
-        record = {}
-    if not isinstance(record, dict):
-        record = {}
+    except (ValueError, RecursionError):
+        # A record stored before the importer's nesting limit may be too deep for this Python's
+        # decoder; the page then shows the columns, and the raw record is still there in full.
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def present_record(raw: str) -> dict[str, Any]:
+    """The parts of a record the item page shows, with structure made readable and every
+    value cut to ``MAX_CHARS`` (``SHORT_CHARS`` for one-line ones)."""
+    record = _load(raw)
     proposal, decision = _obj(record, "proposal"), _obj(record, "decision")
     cot, debate, context = (
         _obj(record, "cot_analysis"),
         _obj(record, "debate_result"),
         _obj(record, "context"),
     )
-    services = context.get("available_services")
-    reasons = cot.get("suspicion_reasons")
 
     def has(obj: dict[str, Any], key: str) -> bool:
         return obj.get(key) not in (None, {}, [], "")
 
+    def json_of(obj: dict[str, Any], key: str) -> Excerpt:
+        return pretty(obj.get(key)) if has(obj, key) else Excerpt("")
+
     return {
         "proposal": {
-            "action_type": _scalar(proposal.get("action_type")),
-            "target": _scalar(proposal.get("target")),
-            "worker_id": _scalar(proposal.get("worker_id")),
+            "action_type": _scalar(proposal.get("action_type"), SHORT_CHARS),
+            "target": _scalar(proposal.get("target"), SHORT_CHARS),
+            "worker_id": _scalar(proposal.get("worker_id"), SHORT_CHARS),
             "worker_reasoning": _scalar(proposal.get("worker_reasoning")),
-            "parameters": pretty(proposal.get("parameters")) if has(proposal, "parameters") else "",
+            "parameters": json_of(proposal, "parameters"),
         },
         "decision": {
-            "type": _scalar(decision.get("type")),
+            "type": _scalar(decision.get("type"), SHORT_CHARS),
             "reason": _scalar(decision.get("reason")),
             "explanation": _scalar(decision.get("explanation")),
             "worker_message": _scalar(decision.get("worker_message")),
-            "redirect_action": pretty(decision.get("redirect_action"))
-            if has(decision, "redirect_action")
-            else "",
+            "redirect_action": json_of(decision, "redirect_action"),
         },
         "cot": {
             "present": bool(cot),
             "thinking_text": _scalar(cot.get("thinking_text")),
             "answer_text": _scalar(cot.get("answer_text")),
             "has_thinking": cot.get("has_thinking"),
-            "deliberation_depth": _scalar(cot.get("deliberation_depth")),
+            "deliberation_depth": _scalar(cot.get("deliberation_depth"), SHORT_CHARS),
             "is_suspicious": bool(cot.get("is_suspicious")),
-            "suspicion_reasons": [_scalar(r) for r in reasons] if isinstance(reasons, list) else [],
+            "suspicion_reasons": _pills(cot.get("suspicion_reasons")),
             "scores": [
                 (key.replace("_", " "), number(cot.get(key))) for key in SCORE_KEYS if key in cot
             ],
         },
         "debate": {
             "present": bool(debate),
-            "final_decision": _scalar(debate.get("final_decision")),
+            "final_decision": _scalar(debate.get("final_decision"), SHORT_CHARS),
             "final_reasoning": _scalar(debate.get("final_reasoning")),
-            "num_rounds": _scalar(debate.get("num_rounds")),
+            "num_rounds": _scalar(debate.get("num_rounds"), SHORT_CHARS),
             "scores": [
                 (key.replace("_", " "), number(debate.get(key)))
                 for key in DEBATE_SCORES
@@ -113,32 +272,27 @@ def present_record(raw: str) -> dict[str, Any]:
             ],
         },
         "context": {
-            "services": [_scalar(s) for s in services] if isinstance(services, list) else [],
-            "incident_status": _scalar(context.get("incident_status")),
-            "track_record": pretty(context.get("worker_track_record"))
-            if has(context, "worker_track_record")
-            else "",
+            "services": _pills(context.get("available_services")),
+            "incident_status": _scalar(context.get("incident_status"), SHORT_CHARS),
+            "track_record": json_of(context, "worker_track_record"),
         },
-        "ground_truth": [(k, _json_literal(v)) for k, v in _obj(record, "ground_truth").items()],
-        "labels": [(k, _json_literal(v)) for k, v in _obj(record, "labels").items()],
-        "reward": _scalar(record.get("reward")),
-        "timestamp": record.get("timestamp"),
+        "ground_truth": _pairs(_obj(record, "ground_truth")),
+        "labels": _pairs(_obj(record, "labels")),
+        "reward": _scalar(record.get("reward"), SHORT_CHARS),
+        "timestamp": number(record.get("timestamp")),
     }
 
 
-def _json_literal(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def problems(transcript: Transcript) -> list[dict[str, str]]:
-    """Each flag with its reason in words, as the importer wrote it."""
+def problems(transcript: Transcript) -> list[dict[str, Any]]:
+    """Each flag with its reason in words, as the importer wrote it (a reason quoting the
+    record, such as a list of suspicion reasons, cut to ``SHORT_CHARS``)."""
     labels = dict(Flag.choices)
     found = transcript.problems if isinstance(transcript.problems, list) else []
     return [
         {
             "flag": str(p.get("flag", "")),
             "label": labels.get(str(p.get("flag", "")), str(p.get("flag", ""))),
-            "detail": str(p.get("detail", "")),
+            "detail": cut(str(p.get("detail", "")), SHORT_CHARS),
         }
         for p in found
         if isinstance(p, dict)

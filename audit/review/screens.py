@@ -75,7 +75,7 @@ class ItemState:
     transcript: Transcript
     visibility: Visibility
     record: dict[str, Any]
-    problems: list[dict[str, str]]
+    problems: list[dict[str, Any]]
     all_reviews: list[Review]
     history: list[HistoryRow]
     own: Review | None
@@ -108,7 +108,7 @@ class ItemState:
 class AdjudicationState:
     transcript: Transcript
     record: dict[str, Any]
-    problems: list[dict[str, str]]
+    problems: list[dict[str, Any]]
     all_reviews: list[Review]
     side_by_side: list[dict[str, Any]]
     differs: dict[str, bool]

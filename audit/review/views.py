@@ -8,6 +8,7 @@ URL pushed. What of other auditors' work a screen shows is ``audit.review.visibi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import push_url
+from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from audit.htmx import go_to, pager, render_screen, wants_fragment
 from audit.models import Flag, Status, Transcript, Verdict
@@ -44,9 +45,14 @@ from audit.review.forms import (
 )
 from audit.review.presentation import flags
 
+logger = logging.getLogger(__name__)
+
 SKIP_KEY = "audit_skipped"
 FILTER_KEY = "audit_review_filters"
 MAX_SKIPPED = 500
+# Room for the queue's filters at their length limits, URL-encoded (up to 12 characters for one
+# typed character): "Next" keeps to the filters as shown, never to a cut-off copy of them.
+MAX_FILTERS_CHARS = 24_000
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,14 @@ def queue(request: AuditRequest) -> HttpResponse:
     user = request.user
     form = QueueFilterForm(request.GET, viewer=user)
     filters = form.filters()
+    too_long = form.too_long()
+    if too_long:
+        if wants_fragment(request):
+            # The swapped region has no room for messages: load the whole page, which says why
+            # the filter was left out.
+            return HttpResponseClientRedirect(queues.url(query))
+        for problem in too_long:
+            messages.warning(request, problem)
     paginator = Paginator(
         queues.queue_queryset(filters)
         .annotate(reviewed=visibility.own_verdict_exists(user))
@@ -205,6 +219,30 @@ def item(request: AuditRequest, pk: int) -> HttpResponse:
     return _render_item(request, transcript)
 
 
+@require_GET
+@auditor_required
+def raw_record(request: AuditRequest, pk: int) -> HttpResponse:
+    """The record exactly as imported (its JSONL line): the full value of every field the item
+    and adjudication pages cut (``presentation``), on demand.
+
+    Served as text (``text/plain``, ``nosniff``) so a browser shows it and never runs it: it is
+    hostile, and not always strict JSON (NaN). No lease: reading it reserves nothing.
+
+    Blindness is not at stake (``visibility``): what that module hides is other auditors'
+    verdicts, the final labels and how an item was settled, which live in ``Review`` rows and
+    the transcript's status and ``final_*`` columns. ``raw`` is written once, by the importer,
+    from the file; no verdict ever writes it. So it shows what the item page already shows every
+    viewer, only uncut. (A line that is itself an export of this app carries the ``review``
+    block it was exported with, an earlier review history under pseudonyms: that is the file's
+    content, as its ground truth is, and no review of this item in this database.)
+    """
+    raw = get_object_or_404(Transcript.objects.only("raw"), pk=pk).raw
+    response = HttpResponse(raw, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="transcript-{pk}.json"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def _next_filters(request: AuditRequest) -> Any:
     stored = request.session.get(FILTER_KEY)
     if not stored:
@@ -212,12 +250,26 @@ def _next_filters(request: AuditRequest) -> Any:
     return queues.for_next(QueueFilterForm(QueryDict(stored)).filters())
 
 
+def _nothing_left(*, filtered: bool, skipped: int) -> str:
+    """What "Next" says when no item is claimable: only then, and why that can be."""
+    scope = "matching your queue filters " if filtered else ""
+    text = (
+        f"Nothing left for you to review: every queued item {scope}is settled, waiting for "
+        "adjudication, already reviewed by you, or reserved by another auditor."
+    )
+    if skipped:
+        items = "item" if skipped == 1 else "items"
+        text += f" {skipped} {items} you skipped are left out until you start again from the queue."
+    return text
+
+
 def _go_next(request: AuditRequest) -> HttpResponse:
     """Claim the next item: swap it in (htmx) or redirect to it; back to the queue when none."""
     skipped = request.session.get(SKIP_KEY, [])
-    transcript = leases.claim_next(request.user, filters=_next_filters(request), skip=skipped)
+    filters = _next_filters(request)
+    transcript = leases.claim_next(request.user, filters=filters, skip=skipped)
     if transcript is None:
-        messages.info(request, "Nothing left for you to review here. Well done.")
+        messages.info(request, _nothing_left(filtered=filters is not None, skipped=len(skipped)))
         return go_to(request, reverse("queue"))
     url = reverse("item", args=[transcript.pk])
     if wants_fragment(request):
@@ -231,7 +283,7 @@ def _go_next(request: AuditRequest) -> HttpResponse:
 def next_item(request: AuditRequest) -> HttpResponse:
     if "filters" in request.POST:
         # Started from the queue: later "Next"s stay within the filters it showed.
-        request.session[FILTER_KEY] = request.POST["filters"][:2000]
+        request.session[FILTER_KEY] = request.POST["filters"][:MAX_FILTERS_CHARS]
         request.session[SKIP_KEY] = []
     return _go_next(request)
 
@@ -272,12 +324,28 @@ def submit_review(request: AuditRequest, pk: int) -> HttpResponse:
     verdict = Verdict(outcome.review.verdict).label.lower()
     # Safe to name the status: after their own verdict the auditor may see it (an unsure never
     # settles an item, and newcomers cannot review settled ones).
-    messages.success(
-        request,
+    saved = (
         f"Saved your {verdict} on step {t.step_number} of {t.session_id}; "
-        f"status: {Status(outcome.state.status).label}.",
+        f"status: {Status(outcome.state.status).label}."
     )
-    return _go_next(request)
+    return _after_saving(request, saved, lambda: _go_next(request), back_to="queue")
+
+
+def _after_saving(
+    request: AuditRequest, saved: str, following: Callable[[], HttpResponse], *, back_to: str
+) -> HttpResponse:
+    """The answer to a write that committed: the ``saved`` message with ``following()`` (the
+    next item), or, when that fails (a database blip, a rendering error), with the page
+    ``back_to``: never an error page that makes the auditor think their work was lost."""
+    messages.success(request, saved)
+    try:
+        return following()
+    except Exception:
+        logger.exception("saved, but could not open the next item for user %s", request.user.pk)
+        if getattr(messages.get_messages(request), "used", False):  # the failed page showed it
+            messages.success(request, saved)
+        messages.warning(request, "Could not open the next item; choose one from here.")
+        return go_to(request, reverse(back_to))
 
 
 # --- adjudication --------------------------------------------------------------------------------
@@ -385,7 +453,13 @@ def submit_adjudication(request: AuditRequest, pk: int) -> HttpResponse:
     if outcome is None:
         return _render_adjudication(request, transcript, form=form, status=422)
     t = outcome.transcript
-    messages.success(request, f"Adjudicated step {t.step_number} of {t.session_id}.")
+    saved = f"Adjudicated step {t.step_number} of {t.session_id}."
+    return _after_saving(
+        request, saved, lambda: _go_next_disputed(request), back_to="adjudication_queue"
+    )
+
+
+def _go_next_disputed(request: AuditRequest) -> HttpResponse:
     following = workflow.next_disputed(request.user)
     if following is None:
         return go_to(request, reverse("adjudication_queue"))

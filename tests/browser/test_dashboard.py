@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from audit.ingest.importer import import_file
+from audit.metrics.summaries import VIEWS
 from audit.models import Review, Transcript
 from audit.review.workflow import adjudicate, submit_review
 from tests.factories import confirmable
@@ -158,21 +159,23 @@ def test_dashboard_figures_match_summarize_and_are_saved_as_a_screenshot(
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(live_server.url + "/dashboard/")
     expected = _summary()
-    for basis in ("as_imported", "reviewed"):
+    for basis in VIEWS:
         assert _scalars_on_page(page, basis) == _as_shown(_scalars(expected[basis])), basis
         assert (
             _distribution_on_page(page, basis, expected[basis])
             == (expected[basis]["alignment_distribution"])
         ), basis
-    assert expected["as_imported"]["accuracy"] != expected["reviewed"]["accuracy"]
+    assert expected["as_imported"]["accuracy"] != expected["current"]["accuracy"]
     assert (
-        expected["as_imported"]["alignment_distribution"]
-        != expected["reviewed"]["alignment_distribution"]
+        expected["settled_before"]["alignment_distribution"]
+        != expected["settled_after"]["alignment_distribution"]
     )
     assert page.get_by_test_id("progress-total").inner_text() == "500"
     # Every picture is an image whose accessible name is its title.
-    for name in ("Reviews per day", "Confusion matrix, as imported", "Confusion matrix, reviewed",
-                 "Label changes, original category to final category",
+    for name in ("Reviews per day", "Confusion matrix, as imported", "Confusion matrix, current",
+                 "Confusion matrix, settled, before review",
+                 "Confusion matrix, settled, after review",
+                 "Label changes on settled records, imported category to settled category",
                  "Overseer accuracy per misbehavior type"):  # fmt: skip
         assert page.get_by_role("img", name=name, exact=True).count() == 1, name
     page.screenshot(path=str(artifacts_dir / "dashboard.png"), full_page=True)
@@ -189,7 +192,7 @@ def test_filtering_swaps_the_figures_and_puts_the_filter_in_the_url(
     page.wait_for_url(f"**/dashboard/?*batch={first.batch_id}*")
     page.get_by_test_id("progress-total").filter(has_text="300").wait_for()
     expected = _summary("--batch", str(first.batch_id))
-    for basis in ("as_imported", "reviewed"):
+    for basis in VIEWS:
         assert _scalars_on_page(page, basis) == _as_shown(_scalars(expected[basis])), basis
         assert (
             _distribution_on_page(page, basis, expected[basis]) == (expected[basis][DISTRIBUTION])
@@ -209,8 +212,9 @@ def test_a_blind_auditor_sees_the_as_imported_figures_and_a_note(
     assert "so reviews stay blind" in note.inner_text()
     expected = _summary()
     assert _scalars_on_page(page, "as_imported") == _as_shown(_scalars(expected["as_imported"]))
-    assert page.locator('[data-testid^="summary-reviewed-"]').count() == 0
-    assert page.get_by_role("img", name="Confusion matrix, reviewed", exact=True).count() == 0
+    for view in ("current", "settled_before", "settled_after"):
+        assert page.locator(f'[data-testid^="summary-{view}-"]').count() == 0
+    assert page.get_by_role("img", name="Confusion matrix, current", exact=True).count() == 0
     assert page.get_by_test_id("labels-changed").count() == 0
     assert page.get_by_test_id("status-relabeled").count() == 0
     assert page.get_by_test_id("progress-settled").inner_text() == str(

@@ -124,3 +124,35 @@ def test_progress_bar_is_shown_on_a_terminal(monkeypatch):
 def test_no_progress_bar_when_not_a_terminal(capsys):
     call_command("import_transcripts", str(DATA_DIR / "rule_s0.jsonl"), stdout=StringIO())
     assert "100%" not in capsys.readouterr().err
+
+
+def test_model_and_run_source_options_set_the_batch_metadata(tmp_path):
+    path = write_jsonl(tmp_path / "run.jsonl", [make_record()])
+    run(str(path), "--model", " sentinel-7b ", "--run-source", "noisy policy")
+    batch = ImportBatch.objects.get()
+    assert (batch.model, batch.run_source) == ("sentinel-7b", "noisy policy")
+
+
+def test_every_file_of_one_command_gets_the_same_run_metadata():
+    run(str(DATA_DIR / "rule_s0.jsonl"), str(DATA_DIR / "noisy_s1.jsonl"), "--model", "m")
+    assert list(ImportBatch.objects.values_list("model", "run_source")) == [("m", "")] * 2
+
+
+def test_without_the_options_the_run_metadata_is_unknown():
+    run(str(DATA_DIR / "rule_s0.jsonl"))
+    assert ImportBatch.objects.values_list("model", "run_source").get() == ("", "")
+
+
+@pytest.mark.parametrize("option", ["--model", "--run-source"])
+def test_run_metadata_over_200_characters_is_a_clear_error(option):
+    with pytest.raises(CommandError) as excinfo:
+        run(str(DATA_DIR / "rule_s0.jsonl"), option, "x" * 201)
+    assert str(excinfo.value) == f"{option} is 201 characters long; at most 200 are allowed"
+    assert ImportBatch.objects.count() == 0 and Transcript.objects.count() == 0
+
+
+def test_reimport_with_other_run_metadata_adds_nothing_and_no_batch():
+    run(str(DATA_DIR / "rule_s0.jsonl"), "--model", "first")
+    out, _ = run(str(DATA_DIR / "rule_s0.jsonl"), "--model", "second")
+    assert "0 imported, 105 duplicates" in out and "nothing new" in out
+    assert ImportBatch.objects.values_list("model", flat=True).get() == "first"

@@ -379,3 +379,236 @@ def test_an_over_long_line_is_refused_without_reading_it_whole(tmp_path, monkeyp
     assert failed.errors[0].error.startswith("line: longer than")
     result = import_file(path, skip_invalid=True)
     assert (result.imported, result.rejected, result.lines) == (2, 1, 3)
+
+
+def test_model_and_run_source_go_on_the_batch_stripped(tmp_path):
+    path = write_jsonl(tmp_path / "run.jsonl", [make_record()])
+    result = import_file(path, model="  sentinel-7b\n", run_source=" noisy policy ")
+    batch = ImportBatch.objects.get(pk=result.batch_id)
+    assert (batch.model, batch.run_source) == ("sentinel-7b", "noisy policy")
+
+
+def test_model_and_run_source_default_to_unknown(tmp_path):
+    import_file(write_jsonl(tmp_path / "run.jsonl", [make_record()]))
+    batch = ImportBatch.objects.get()
+    assert (batch.model, batch.run_source) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "m" * 201}, "model is 201 characters long; at most 200 are allowed"),
+        ({"run_source": "s" * 300}, "run source is 300 characters long; at most 200 are allowed"),
+        ({"model": "a\x00b"}, "model holds a NUL character"),
+    ],
+)
+def test_run_metadata_that_cannot_be_kept_is_refused_before_reading(tmp_path, kwargs, message):
+    from audit.ingest.importer import RunMetadataError
+
+    path = write_jsonl(tmp_path / "run.jsonl", [make_record()])
+    with pytest.raises(RunMetadataError) as excinfo:
+        import_file(path, **kwargs)
+    assert str(excinfo.value) == message
+    assert ImportBatch.objects.count() == 0 and Transcript.objects.count() == 0
+
+
+def test_run_metadata_of_exactly_the_limit_is_kept_whole(tmp_path):
+    import_file(write_jsonl(tmp_path / "run.jsonl", [make_record()]), model="m" * 200)
+    assert ImportBatch.objects.get().model == "m" * 200
+
+
+def test_a_reimport_that_adds_nothing_leaves_the_run_metadata_as_it_was(tmp_path):
+    path = write_jsonl(tmp_path / "run.jsonl", [make_record()])
+    import_file(path, model="first", run_source="one")
+    result = import_file(path, model="second", run_source="two")
+    assert (result.imported, result.duplicates, result.batch_id) == (0, 1, None)
+    batch = ImportBatch.objects.get()
+    assert (batch.model, batch.run_source) == ("first", "one")
+
+
+def test_reimporting_an_export_with_its_malt_block_adds_nothing(tmp_path):
+    """The round trip through the importer: export (review and malt blocks), import into the
+    database it came from, and into one that holds only the original."""
+    from audit.publish.export import write_jsonl as export_jsonl
+
+    original = write_jsonl(tmp_path / "run.jsonl", [make_record(step_number=n) for n in range(3)])
+    import_file(original, model="m", run_source="s")
+    export_jsonl(Transcript.objects.all(), tmp_path / "out.jsonl")
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["malt"]["model"] == "m" for line in lines)
+    assert import_file(tmp_path / "out.jsonl").duplicates == 3
+    assert ImportBatch.objects.count() == 1
+
+
+# --- a large import never locks auditors out (D2) ----------------------------------------------
+
+
+def every_row() -> tuple[int, int, int]:
+    """db_state, counting rows of unfinished batches too."""
+    return (
+        Transcript.including_unfinished.count(),
+        ImportBatch.including_unfinished.count(),
+        RejectedLine.objects.count(),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_verdict_and_a_login_during_a_large_import_get_in_between_its_chunks(
+    tmp_path, monkeypatch, auditor
+):
+    """The insert commits a chunk at a time, so another writer waits for one chunk, never for
+    the file: the property holds per chunk, so a few thousand generated records with small
+    chunks stand for the biggest file the upload page allows. Meanwhile the rows already in
+    stay invisible."""
+    import threading
+    import time
+
+    from django.db import connection, connections
+    from django.test import Client
+    from django.urls import reverse
+
+    import audit.ingest.importer as importers
+    from audit.demo.generator import write_jsonl as generate
+    from tests.conftest import PASSWORD
+    from tests.factories import confirm, import_records, make_misbehavior
+
+    [item] = import_records([make_misbehavior(decision="APPROVE")], tmp_path)
+    monkeypatch.setattr(importers, "CHUNK_SIZE", 100)
+    path = tmp_path / "big.jsonl"
+    generate(path, count=2000, seed=3)
+    results: list = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(import_file(path))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not Transcript.including_unfinished.filter(batch__complete=False).exists():
+            assert thread.is_alive() and time.monotonic() < deadline, "no chunk committed alone"
+            time.sleep(0.01)
+        invisible = Transcript.objects.count()
+        started = time.monotonic()
+        confirm(item, auditor)
+        verdict_wait = time.monotonic() - started
+        started = time.monotonic()
+        login = Client().post(reverse("login"), {"username": "alice", "password": PASSWORD})
+        login_wait = time.monotonic() - started
+        unfinished = ImportBatch.including_unfinished.unfinished().exists()
+    finally:
+        thread.join()
+    assert errors == []
+    assert invisible == 1  # the import's committed chunks are not seen yet
+    assert login.status_code == 302 and login["Location"] == reverse("queue")
+    # The busy timeout is 20 s; one chunk is a few tens of milliseconds.
+    assert verdict_wait < 2 and login_wait < 2, (verdict_wait, login_wait)
+    if connection.vendor == "sqlite":  # one write lock: they got in between chunks
+        assert unfinished
+    [result] = results
+    assert result.imported + result.duplicates == 2000
+    assert Transcript.objects.count() == 1 + result.imported
+    assert ImportBatch.objects.get(pk=result.batch_id).imported == result.imported
+
+
+def test_rows_of_an_unfinished_batch_are_invisible_everywhere(
+    tmp_path, auditor, auditor_client, staff_client
+):
+    """What an import has inserted but not finished: the queue, the item page, "Next", the
+    summaries, the dashboard, exports (and so releases) and the imports pages see none of it."""
+    from django.urls import reverse
+
+    from audit.metrics.summaries import summarize
+    from audit.publish import export, selection
+    from audit.review import leases
+    from tests.factories import import_records, make_misbehavior
+
+    [shown] = import_records([make_misbehavior(decision="APPROVE", step_number=1)], tmp_path)
+    [hidden] = import_records(
+        [make_misbehavior(decision="APPROVE", step_number=2)], tmp_path, name="second.jsonl"
+    )
+    ImportBatch.objects.filter(pk=hidden.batch_id).update(complete=False)
+    assert list(Transcript.objects.values_list("pk", flat=True)) == [shown.pk]
+    assert Transcript.including_unfinished.count() == 2
+    assert auditor_client.get(reverse("queue")).context["total"] == 1
+    assert auditor_client.get(reverse("item", args=[hidden.pk])).status_code == 404
+    assert summarize(Transcript.objects.all())["total_decisions"] == 1
+    assert staff_client.get(reverse("dashboard")).status_code == 200
+    lines = list(export.iter_lines(selection.records({"filter": {}})))
+    assert [json.loads(line)["step_number"] for line in lines] == [1]
+    assert list(ImportBatch.objects.values_list("pk", flat=True)) == [shown.batch_id]
+    assert staff_client.get(reverse("batch_detail", args=[hidden.batch_id])).status_code == 404
+    assert leases.claim_next(auditor).pk == shown.pk
+    assert leases.claim_next(auditor, skip=[shown.pk]) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_that_fails_midway_removes_what_it_inserted(tmp_path, monkeypatch):
+    import audit.ingest.importer as importers
+
+    monkeypatch.setattr(importers, "CHUNK_SIZE", 2)
+    real = importers._insert_statement
+    chunks: list[int] = []
+
+    def failing(transcripts):
+        chunks.append(len(transcripts))
+        if len(chunks) == 3:
+            raise RuntimeError("injected failure in the third chunk")
+        return real(transcripts)
+
+    monkeypatch.setattr(importers, "_insert_statement", failing)
+    path = write_jsonl(tmp_path / "mixed.jsonl", [make_record(step_number=n) for n in range(7)])
+    path.write_text(path.read_text() + "{bad\n")
+    before = every_row()
+    with pytest.raises(RuntimeError, match="injected"):
+        import_file(path, skip_invalid=True)
+    assert every_row() == before
+    monkeypatch.setattr(importers, "_insert_statement", real)
+    assert import_file(path, skip_invalid=True).imported == 7
+
+
+def test_the_next_import_removes_what_a_killed_import_left(tmp_path, monkeypatch):
+    """A kill leaves an unfinished batch (invisible): the next import, which runs alone, removes
+    it before inserting, so its records are stored once, by the import that finished."""
+    import audit.ingest.importer as importers
+
+    monkeypatch.setattr(importers, "CHUNK_SIZE", 2)
+    real = importers._insert_statement
+    chunks: list[int] = []
+
+    def killed(transcripts):
+        chunks.append(len(transcripts))
+        if len(chunks) == 3:
+            raise SystemExit("killed")  # what SIGKILL leaves: no clean-up ran
+        return real(transcripts)
+
+    monkeypatch.setattr(importers, "_insert_statement", killed)
+    monkeypatch.setattr(importers, "_discard_after_failure", lambda batch_id: None)
+    path = write_jsonl(tmp_path / "run.jsonl", [make_record(step_number=n) for n in range(7)])
+    with pytest.raises(SystemExit):
+        import_file(path)
+    assert Transcript.including_unfinished.count() == 4 and Transcript.objects.count() == 0
+    monkeypatch.undo()
+    result = import_file(path)
+    assert (result.imported, result.duplicates) == (7, 0)
+    assert every_row() == (7, 1, 0)
+    assert ImportBatch.objects.get().pk == result.batch_id
+
+
+def test_dry_run_finds_duplicates_across_chunks_and_writes_nothing(tmp_path, monkeypatch):
+    import audit.ingest.importer as importers
+
+    monkeypatch.setattr(importers, "CHUNK_SIZE", 2)
+    records = [make_record(step_number=n) for n in range(5)]
+    import_file(write_jsonl(tmp_path / "old.jsonl", records[:1]))
+    before = every_row()
+    path = write_jsonl(tmp_path / "spread.jsonl", [*records, records[0], records[3]])
+    result = import_file(path, dry_run=True)
+    assert (result.imported, result.duplicates, result.batch_id) == (4, 3, None)
+    assert every_row() == before

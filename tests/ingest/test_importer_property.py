@@ -46,8 +46,9 @@ def test_any_extra_content_round_trips_losslessly(tmp_path, extra, reasoning, st
     assert stored.raw == line
     assert json.loads(stored.raw) == record
     assert stored.step_number == step
-    # And it comes back out of an export unchanged apart from the review block.
+    # And it comes back out of an export unchanged apart from the review and malt blocks.
     exported = export_record(stored)
+    assert exported.pop("malt")["has_chain_of_thought"] is bool(reasoning.strip())
     assert exported.pop("review")["manually_reviewed"] is False
     assert exported == record
     assert list(exported) == list(record)  # key order too

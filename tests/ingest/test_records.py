@@ -4,9 +4,17 @@ import json
 
 import pytest
 
-from audit.ingest.records import extract, fingerprint, parse_line
+from audit.ingest.importer import import_file
+from audit.ingest.records import (
+    RecordError,
+    extract,
+    fingerprint,
+    nesting_exceeds,
+    original_record,
+    parse_line,
+)
 from audit.labels import Category, derive_category, derive_labels
-from audit.models import Flag
+from audit.models import Flag, RejectedLine
 from tests.factories import import_records, make_misbehavior, make_record
 
 pytestmark = pytest.mark.django_db
@@ -209,3 +217,200 @@ def test_fingerprint_ignores_key_order_and_spacing():
     )
     assert fingerprint(record) == fingerprint(respelled)
     assert fingerprint(record) != fingerprint(make_record(step_number=2))
+
+
+# --- incomplete labels: flagged as missing fields, each gap named --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "detail"),
+    [
+        (
+            make_record(ground_truth={"correct_decision": None}),
+            "ground_truth.correct_decision is null",
+        ),
+        (
+            make_record(ground_truth={"correct_decision": ""}),
+            "ground_truth.correct_decision is empty",
+        ),
+        (
+            make_misbehavior(ground_truth={"correct_decision": None}),
+            "ground_truth.correct_decision is null",
+        ),
+        (
+            make_misbehavior(mb_type=""),
+            "ground_truth.misbehavior_type is empty although is_misbehavior is true",
+        ),
+        (
+            make_misbehavior(mb_type=None),
+            "ground_truth.misbehavior_type is empty although is_misbehavior is true",
+        ),
+    ],
+)
+def test_an_incomplete_label_is_flagged_missing_fields_saying_which(record, detail, tmp_path):
+    assert flags_of(record) == {Flag.MISSING_FIELDS}
+    assert details_of(record, Flag.MISSING_FIELDS) == [detail]
+    [transcript] = import_records([record], tmp_path)
+    assert transcript.flag_missing_fields and transcript.in_queue
+    assert {"flag": "missing_fields", "detail": detail} in transcript.problems
+
+
+def test_a_misbehavior_missing_both_type_and_correct_decision_names_both():
+    record = make_misbehavior(mb_type=None, ground_truth={"correct_decision": None})
+    assert details_of(record, Flag.MISSING_FIELDS) == [
+        "ground_truth.correct_decision is null",
+        "ground_truth.misbehavior_type is empty although is_misbehavior is true",
+    ]
+
+
+def test_a_complete_label_is_not_missing_fields():
+    assert Flag.MISSING_FIELDS not in flags_of(make_record())
+    assert Flag.MISSING_FIELDS not in flags_of(make_misbehavior())
+    # No type is what a non-misbehavior has; an unknown decision is unknown, not missing.
+    assert Flag.MISSING_FIELDS not in flags_of(make_record(ground_truth={"misbehavior_type": ""}))
+    assert flags_of(make_record(ground_truth={"correct_decision": "ESCALATE"})) == {
+        Flag.UNKNOWN_VOCABULARY
+    }
+
+
+@pytest.mark.parametrize(
+    "truth",
+    [
+        {"correct_decision": None},
+        {"correct_decision": ""},
+        {"correct_decision": "\x00"},
+        {"correct_decision": "APPROVE"},
+        {"is_misbehavior": True, "misbehavior_type": None, "correct_decision": "BLOCK"},
+        {"is_misbehavior": True, "misbehavior_type": "", "correct_decision": None},
+        {"is_misbehavior": True, "misbehavior_type": "hallucination", "correct_decision": "BLOCK"},
+    ],
+)
+def test_missing_fields_flags_exactly_the_gaps_that_refuse_a_confirm(truth, tmp_path):
+    """The importer's flag and the workflow's refusal of a confirm are one rule: every label
+    that cannot be confirmed for a gap is in the queue, flagged missing fields."""
+    from audit.review.workflow import incomplete_label
+
+    [transcript] = import_records([make_record(ground_truth=truth)], tmp_path)
+    gaps = incomplete_label(transcript)
+    has_gap = "no correct decision" in gaps or "misbehavior without a type" in gaps
+    assert transcript.flag_missing_fields == has_gap
+
+
+def test_null_correct_decision_in_real_exports_is_flagged():
+    from tests.factories import DATA_DIR
+
+    lines = (DATA_DIR / "rule_s0.jsonl").read_text(encoding="utf-8").splitlines()
+    nulls = [r for r in map(json.loads, lines) if r["ground_truth"]["correct_decision"] is None]
+    assert nulls  # the fixture has some, as the real exports do
+    for record in nulls:
+        assert "ground_truth.correct_decision is null" in details_of(record, Flag.MISSING_FIELDS)
+
+
+# --- an exported record's original form ---------------------------------------------------------
+
+
+def exported_form(record, *, malt=None, earlier=None):
+    """What an export of this app makes of ``record``: final labels, a review block that keeps
+    the originals, a malt block."""
+    out = {
+        **record,
+        "ground_truth": {**record["ground_truth"], "is_misbehavior": True},
+        "labels": {"oversight_correct": False, "alignment_category": "alignment_failure_fn"},
+    }
+    out.pop("review", None)
+    out.pop("malt", None)
+    block = {
+        "manually_reviewed": True,
+        "original_ground_truth": record["ground_truth"],
+        "original_labels": record["labels"],
+    }
+    if earlier is not None:
+        block.update(earlier)
+    out["review"] = block
+    out["malt"] = malt or {"run_id": "x", "labels": ["hallucination"], "model": "m"}
+    return out
+
+
+def test_original_record_drops_the_malt_block_with_the_review_block():
+    record = make_record()
+    assert original_record(exported_form(record)) == record
+    assert fingerprint(exported_form(record)) == fingerprint(record)
+    # Whatever the malt block says: it is derived, not part of the decision.
+    assert fingerprint(exported_form(record, malt={"run_id": "other"})) == fingerprint(record)
+
+
+def test_original_record_unwinds_an_export_of_an_export():
+    record = make_record()
+    first = exported_form(record)
+    second = exported_form(
+        first, earlier={"earlier": first["review"], "earlier_malt": first["malt"]}
+    )
+    assert original_record(second) == record
+    assert fingerprint(second) == fingerprint(first) == fingerprint(record)
+
+
+def test_a_malt_key_of_a_record_that_is_no_export_is_part_of_it():
+    record = make_record(malt={"run_id": "theirs"})
+    assert original_record(record) == record
+    assert fingerprint(record) != fingerprint(make_record())
+    # Nor does a review block without the original labels make it an export.
+    foreign = make_record(review={"note": "theirs"}, malt={"run_id": "theirs"})
+    assert original_record(foreign) == foreign
+
+
+# --- nesting: one limit, whatever the Python version ---------------------------------------------
+
+
+def nested_line(levels: int, *, where: str = "parameters") -> str:
+    """A valid record line whose deepest value sits ``levels`` objects and arrays down (the
+    record itself is level 1; ``proposal`` level 2). Built as text: deep values cannot be
+    dumped on every Python."""
+    inner = levels - 2  # below proposal
+    value = '{"k": ' * (inner // 2) + "[" * (inner - inner // 2) + "1"
+    value += "]" * (inner - inner // 2) + "}" * (inner // 2)
+    placeholder = json.dumps("PLACEHOLDER")
+    line = json.dumps(make_misbehavior(decision="APPROVE", proposal={where: "PLACEHOLDER"}))
+    assert line.count(placeholder) == 1
+    return line.replace(placeholder, value)
+
+
+TOO_DEEP = "json: nested too deeply (objects and arrays nested deeper than 64 levels)"
+
+
+def test_a_line_nested_64_levels_deep_is_accepted():
+    record = parse_line(nested_line(64))
+    assert record["proposal"]["parameters"]["k"]["k"]
+    assert not nesting_exceeds(record, 64) and nesting_exceeds(record, 63)
+
+
+@pytest.mark.parametrize("levels", [65, 200, 2_000, 9_900, 100_000])
+def test_a_line_nested_deeper_than_64_levels_is_refused_with_one_message(levels):
+    # Past about 1,000 levels (3.12) or 10,000 (3.13) json itself gives up; the line error is
+    # the same either way, so a line imports or not the same way on every Python.
+    with pytest.raises(RecordError) as refused:
+        parse_line(nested_line(levels))
+    assert str(refused.value) == TOO_DEEP
+
+
+def test_the_nesting_check_needs_no_recursion():
+    deep: list = []
+    for _ in range(200_000):  # far past any recursion limit
+        deep = [deep]
+    assert nesting_exceeds(deep, 64)
+    assert nesting_exceeds({"a": [1, {"b": deep}]}, 64)
+    assert not nesting_exceeds([[0] * 1000] * 1000, 64)
+    assert not nesting_exceeds("text", 0) and not nesting_exceeds([], 1)
+    assert nesting_exceeds([[]], 1)
+
+
+def test_a_deep_line_is_a_line_error_and_a_reject_under_skip_invalid(tmp_path):
+    deep = nested_line(65, where="unknown_key")
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps(make_record()) + "\n" + deep + "\n")
+    refused = import_file(path)
+    assert refused.failed and refused.imported == 0
+    assert list(refused.report_lines()) == [f"{path}:2: {TOO_DEEP}"]
+    kept = import_file(path, skip_invalid=True)
+    assert (kept.imported, kept.rejected, kept.failed) == (1, 1, False)
+    [reject] = RejectedLine.objects.filter(batch_id=kept.batch_id)
+    assert (reject.line_number, reject.text, reject.error) == (2, deep, TOO_DEEP)

@@ -297,3 +297,60 @@ def test_several_files_in_one_request_cannot_add_up_past_the_limit(
     )
     assert response.status_code == 413
     assert_nothing_accepted(media_root, enqueued)
+
+
+def test_upload_carries_model_and_run_source_through_the_job_to_the_batch(staff_client):
+    upload(
+        staff_client,
+        (DATA_DIR / "rule_s0.jsonl").read_bytes(),
+        model="  sentinel-7b ",
+        run_source="rule policy",
+    )
+    job = ImportJob.objects.get()
+    assert (job.model, job.run_source) == ("sentinel-7b", "rule policy")
+    assert (job.batch.model, job.batch.run_source) == ("sentinel-7b", "rule policy")
+
+
+def test_upload_without_model_and_run_source_leaves_them_unknown(staff_client):
+    upload(staff_client, (DATA_DIR / "rule_s0.jsonl").read_bytes())
+    batch = ImportJob.objects.get().batch
+    assert (batch.model, batch.run_source) == ("", "")
+
+
+@pytest.mark.parametrize("field", ["model", "run_source"])
+def test_upload_with_run_metadata_over_200_characters_is_refused(
+    staff_client, field, media_root, enqueued
+):
+    response = upload(staff_client, (DATA_DIR / "rule_s0.jsonl").read_bytes(), **{field: "x" * 201})
+    assert response.status_code == 400
+    assert response.context["form"].errors[field] == [
+        "Ensure this value has at most 200 characters (it has 201)."
+    ]
+    assert b"at most 200 characters" in response.content
+    assert_nothing_accepted(media_root, enqueued)
+
+
+def test_upload_form_offers_model_and_run_source(staff_client):
+    content = staff_client.get(reverse("upload")).content.decode()
+    assert 'name="model"' in content and 'name="run_source"' in content
+    assert "Model" in content and "Run source" in content
+    assert 'maxlength="200"' in content
+
+
+def test_batch_pages_show_model_and_run_source_escaped(staff_client, tmp_path):
+    from audit.ingest.importer import import_file
+    from tests.factories import write_jsonl
+
+    path = write_jsonl(tmp_path / "r.jsonl", [make_record()])
+    result = import_file(path, model="<b>gpt</b>", run_source="noisy policy")
+    import_fixture("rule_s0")  # a second batch, without metadata
+    listing = staff_client.get(reverse("batch_list")).content.decode()
+    assert "&lt;b&gt;gpt&lt;/b&gt;" in listing and "<b>gpt</b>" not in listing
+    assert "noisy policy" in listing and "<th>Model</th><th>Run source</th>" in listing
+    assert ">unknown<" in listing
+    detail = staff_client.get(reverse("batch_detail", args=[result.batch_id])).content.decode()
+    assert '<dd id="batch-model">&lt;b&gt;gpt&lt;/b&gt;</dd>' in detail
+    assert '<dd id="batch-run-source">noisy policy</dd>' in detail
+    other = ImportBatch.objects.exclude(pk=result.batch_id).get()
+    detail = staff_client.get(reverse("batch_detail", args=[other.pk])).content.decode()
+    assert '<dd id="batch-model"><span class="muted">unknown</span></dd>' in detail

@@ -77,12 +77,12 @@ def test_accuracy_bars_show_both_bases_with_percent_and_n():
         {
             "key": "hallucination",
             "as_imported": {"n": 4, "correct": 3, "accuracy": 0.75},
-            "reviewed": {"n": 5, "correct": 5, "accuracy": 1.0},
+            "current": {"n": 5, "correct": 5, "accuracy": 1.0},
         },
         {
             "key": "",
             "as_imported": {"n": 2, "correct": 1, "accuracy": 0.5},
-            "reviewed": {"n": 0, "correct": 0, "accuracy": None},
+            "current": {"n": 0, "correct": 0, "accuracy": None},
         },
     ]
     svg = charts.accuracy_bars("acc", groups=groups, title="Accuracy", empty_label="(none)")
@@ -93,7 +93,7 @@ def test_accuracy_bars_show_both_bases_with_percent_and_n():
     assert "(none)" in words and "– (n=0)" in words
     widths = {rect.get("width") for rect in root.iter(f"{SVG}rect") if rect.get("class")}
     assert "270" in widths  # 100% fills the bar area
-    assert "hallucination: 75.0% as imported, 100.0% reviewed" in root.find(f"{SVG}desc").text
+    assert "hallucination: 75.0% as imported, 100.0% current" in root.find(f"{SVG}desc").text
     assert_csp_clean(svg)
 
 
@@ -101,7 +101,7 @@ def test_accuracy_bars_escape_group_names_and_say_when_empty():
     evil_group = {
         "key": EVIL,
         "as_imported": {"n": 1, "correct": 1, "accuracy": 1.0},
-        "reviewed": {"n": 1, "correct": 1, "accuracy": 1.0},
+        "current": {"n": 1, "correct": 1, "accuracy": 1.0},
     }
     assert "<script>" not in charts.accuracy_bars("a", groups=[evil_group], title="t")
     parse(charts.accuracy_bars("a", groups=[evil_group], title="t"))

@@ -70,10 +70,10 @@ def test_confusion_matrix_as_imported_reads_the_stored_category_and_has_true_neg
     }
 
 
-def test_confusion_matrix_reviewed_follows_the_final_labels(tmp_path, auditor):
+def test_confusion_matrix_final_follows_the_final_labels(tmp_path, auditor):
     tn, *_ = five_records(tmp_path)
     relabel(tn, auditor, rationale=WHY, **MB)  # approved, but it was misbehavior: now a miss
-    assert metrics.confusion_matrix(Transcript.objects.all(), basis=metrics.REVIEWED) == {
+    assert metrics.confusion_matrix(Transcript.objects.all(), basis=metrics.FINAL) == {
         "true_positives": 2,
         "false_positives": 1,
         "false_negatives": 2,
@@ -87,7 +87,7 @@ def test_confusion_matrix_leaves_unknown_stored_categories_out(tmp_path):
     )
     qs = Transcript.objects.all()
     assert sum(metrics.confusion_matrix(qs, basis=metrics.AS_IMPORTED).values()) == 0
-    assert metrics.confusion_matrix(qs, basis=metrics.REVIEWED)["true_negatives"] == 1
+    assert metrics.confusion_matrix(qs, basis=metrics.FINAL)["true_negatives"] == 1
 
 
 def test_confusion_matrix_rejects_an_unknown_basis(tmp_path):
@@ -95,27 +95,28 @@ def test_confusion_matrix_rejects_an_unknown_basis(tmp_path):
         metrics.confusion_matrix(Transcript.objects.all(), basis="guess")
 
 
-def test_label_change_matrix_maps_stored_to_final_categories(tmp_path, auditor):
-    tn, fp, *_ = five_records(tmp_path)
+def test_label_change_matrix_counts_what_auditors_changed_on_settled_records(tmp_path, auditor):
+    tn, fp, tp, fn, wrong = five_records(tmp_path)
+    assert metrics.label_change_matrix(Transcript.objects.all()) == {}
     relabel(fp, auditor, rationale=WHY, **MB)  # the block was right after all
+    confirm(wrong, auditor)  # its stored label contradicts its ground truth: not a change
     assert metrics.label_change_matrix(Transcript.objects.all()) == {
-        "aligned_approve": {"aligned_approve": 1, "aligned_catch": 1},
         "aligned_catch": {"aligned_catch": 1},
-        "alignment_failure_fn": {"alignment_failure_fn": 1},
         "alignment_failure_fp": {"aligned_catch": 1},
     }
 
 
 def test_confusion_cells_are_the_row_and_column_sums_of_the_label_changes(tmp_path, auditor):
-    tn, fp, *_ = five_records(tmp_path)
+    tn, fp, tp, *_ = five_records(tmp_path)
     relabel(fp, auditor, rationale=WHY, **MB)
-    qs = Transcript.objects.all()
-    changes = metrics.label_change_matrix(qs)
-    imported = metrics.confusion_matrix(qs, basis=metrics.AS_IMPORTED)
-    reviewed = metrics.confusion_matrix(qs, basis=metrics.REVIEWED)
+    relabel(tp, auditor, rationale=WHY, is_misbehavior=False, correct_decision="APPROVE")
+    settled = Transcript.objects.settled()
+    changes = metrics.label_change_matrix(Transcript.objects.all())
+    before = metrics.confusion_matrix(settled, basis=metrics.AS_IMPORTED)
+    after = metrics.confusion_matrix(settled, basis=metrics.FINAL)
     for category, cell in OUTCOME_CELLS.items():
-        assert imported[cell] == sum(changes.get(category, {}).values())
-        assert reviewed[cell] == sum(row.get(category, 0) for row in changes.values())
+        assert before[cell] == sum(changes.get(category, {}).values())
+        assert after[cell] == sum(row.get(category, 0) for row in changes.values())
 
 
 # --- status and progress -----------------------------------------------------------------------
@@ -170,19 +171,19 @@ def test_progress_counts_overall_per_flag_task_and_batch(tmp_path, django_assert
 # --- accuracy per group ------------------------------------------------------------------------
 
 
-def test_accuracy_by_task_and_worker_compares_imported_and_reviewed(tmp_path, auditor):
+def test_accuracy_by_task_and_worker_compares_imported_and_current(tmp_path, auditor):
     tn, fp, tp, fn, wrong = five_records(tmp_path)
     Transcript.objects.filter(pk__in=[fn.pk, wrong.pk]).update(worker_id="worker_net")
     relabel(fp, auditor, rationale=WHY, **MB)  # the over-block becomes a correct catch
     rows = {row["key"]: row for row in metrics.accuracy_by(Transcript.objects.all(), "worker_id")}
     assert rows["worker_db"]["as_imported"] == {"n": 3, "correct": 2, "accuracy": 0.6667}
-    assert rows["worker_db"]["reviewed"] == {"n": 3, "correct": 3, "accuracy": 1.0}
+    assert rows["worker_db"]["current"] == {"n": 3, "correct": 3, "accuracy": 1.0}
     # worker_net: the miss stays wrong; the mislabeled catch was stored as correct anyway.
     assert rows["worker_net"]["as_imported"] == {"n": 2, "correct": 1, "accuracy": 0.5}
-    assert rows["worker_net"]["reviewed"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert rows["worker_net"]["current"] == {"n": 2, "correct": 1, "accuracy": 0.5}
     tasks = metrics.accuracy_by(Transcript.objects.all(), "task_id")
     assert [row["key"] for row in tasks] == ["basic_oversight"]
-    assert tasks[0]["reviewed"]["accuracy"] == 0.8
+    assert tasks[0]["current"]["accuracy"] == 0.8
 
 
 def test_accuracy_by_misbehavior_type_groups_each_basis_by_its_own_truth(tmp_path, auditor):
@@ -192,9 +193,9 @@ def test_accuracy_by_misbehavior_type_groups_each_basis_by_its_own_truth(tmp_pat
         row["key"]: row for row in metrics.accuracy_by(Transcript.objects.all(), "misbehavior_type")
     }
     assert rows[""]["as_imported"] == {"n": 2, "correct": 1, "accuracy": 0.5}
-    assert rows[""]["reviewed"] == {"n": 1, "correct": 0, "accuracy": 0.0}
+    assert rows[""]["current"] == {"n": 1, "correct": 0, "accuracy": 0.0}
     assert rows["reward_hacking"]["as_imported"] == {"n": 1, "correct": 0, "accuracy": 0.0}
-    assert rows["reward_hacking"]["reviewed"] == {"n": 2, "correct": 0, "accuracy": 0.0}
+    assert rows["reward_hacking"]["current"] == {"n": 2, "correct": 0, "accuracy": 0.0}
     assert rows["hallucination"]["as_imported"] == {"n": 2, "correct": 2, "accuracy": 1.0}
 
 
@@ -332,8 +333,38 @@ def test_estimated_error_rate_from_settled_spot_checks(tmp_path):
     assert result == {
         "sample": 4,
         "errors": 2,
+        "filled": 0,
+        "population": 2,  # open_ and decision_only: unflagged (a spot check is no flag), open
         "rate": 0.5,
         "ci95": [round(lo, 4), round(hi, 4)],
+    }
+
+
+def test_filling_in_a_missing_value_is_not_an_error_of_the_import(tmp_path):
+    missing, wrong, typeless = import_records(
+        [
+            make_record(step_number=1, ground_truth={"correct_decision": None}),
+            make_record(step_number=2),
+            make_misbehavior(step_number=3, ground_truth={"misbehavior_type": None}),
+        ],
+        tmp_path,
+    )
+    Transcript.objects.update(flag_spot_check=True)
+    Transcript.objects.filter(pk=missing.pk).update(
+        status=Status.RELABELED, final_correct_decision="APPROVE"
+    )
+    Transcript.objects.filter(pk=wrong.pk).update(
+        status=Status.RELABELED, final_correct_decision="BLOCK"
+    )
+    Transcript.objects.filter(pk=typeless.pk).update(
+        status=Status.RELABELED, final_misbehavior_type="hallucination"
+    )
+    result = metrics.estimated_error_rate(Transcript.objects.all())
+    assert (result["sample"], result["errors"], result["filled"]) == (3, 1, 2)
+    assert metrics.label_fixes(Transcript.objects.all()) == {
+        "settled": 3,
+        "corrected": 1,
+        "filled": 2,
     }
 
 
@@ -351,6 +382,8 @@ def test_estimated_error_rate_is_undefined_without_a_sample(tmp_path):
     assert metrics.estimated_error_rate(Transcript.objects.all()) == {
         "sample": 0,
         "errors": 0,
+        "filled": 0,
+        "population": 2,
         "rate": None,
         "ci95": None,
     }

@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from audit.metrics.summaries import AS_IMPORTED, REVIEWED, summarize
+from audit.metrics.summaries import AS_IMPORTED, CURRENT, FINAL, VIEWS, summarize
 from audit.models import Transcript
 from tests.factories import (
     DATA_DIR,
@@ -51,7 +51,8 @@ def test_before_review_both_summaries_agree_on_consistent_records(tmp_path):
     ]
     import_records(records, tmp_path)
     qs = Transcript.objects.all()
-    assert summarize(qs, basis=AS_IMPORTED) == summarize(qs, basis=REVIEWED)
+    assert summarize(qs, basis=AS_IMPORTED) == summarize(qs, basis=CURRENT)
+    assert summarize(qs, basis=AS_IMPORTED) == summarize(qs, basis=FINAL)
     assert summarize(qs)["alignment_distribution"] == {
         "aligned_approve": 1,
         "aligned_catch": 1,
@@ -61,13 +62,15 @@ def test_before_review_both_summaries_agree_on_consistent_records(tmp_path):
     assert summarize(qs)["precision"] == 0.5 and summarize(qs)["recall"] == 0.5
 
 
-def test_reviewed_summary_recomputes_inconsistent_labels(tmp_path):
-    # labels say aligned_approve but the decision was BLOCK: the reviewed basis derives the truth.
+def test_unsettled_inconsistent_labels_stay_as_imported_on_the_current_basis(tmp_path):
+    # labels say aligned_approve but the decision was BLOCK: only the final basis re-derives
+    # it; nobody settled the record, so what it currently says is what was imported.
     import_records([make_record(decision={"type": "BLOCK"})], tmp_path)
     qs = Transcript.objects.all()
     assert summarize(qs, basis=AS_IMPORTED)["alignment_distribution"] == {"aligned_approve": 1}
-    assert summarize(qs, basis=REVIEWED)["alignment_distribution"] == {"alignment_failure_fp": 1}
-    assert summarize(qs, basis=REVIEWED)["false_positives"] == 1
+    assert summarize(qs, basis=CURRENT) == summarize(qs, basis=AS_IMPORTED)
+    assert summarize(qs, basis=FINAL)["alignment_distribution"] == {"alignment_failure_fp": 1}
+    assert summarize(qs, basis=FINAL)["false_positives"] == 1
 
 
 def test_empty_selection_summarizes_like_the_exporter():
@@ -86,7 +89,9 @@ def test_summarize_by_batch_and_both_bases_by_default():
     result = import_fixture("noisy_s1")
     import_fixture("rule_s0")
     both = json.loads(run("summarize", "--batch", str(result.batch_id), "--json"))
-    assert set(both) == {"as_imported", "reviewed"}
+    assert set(both) == set(VIEWS)
+    assert both["current"] == both["as_imported"]
+    assert both["settled_before"] == both["settled_after"] == {"total": 0}
     assert both["as_imported"]["total_decisions"] == 105
     assert both["as_imported"]["session_id"] == "session_1795000001"
 

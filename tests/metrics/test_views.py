@@ -28,17 +28,18 @@ pytestmark = pytest.mark.django_db
 DASHBOARD = reverse("dashboard")
 AUDITORS = reverse("auditors")
 HTMX = {"HTTP_HX_REQUEST": "true"}
-# Session and user, the filter options (batches, tasks), then the figures: two summaries of three
-# queries each, progress 3, status 1, confusion 2, label changes 1, agreement 1, error rate 1,
-# accuracy 4, reviews per day 1. Fixed whatever the data size.
-DASHBOARD_QUERIES = 25  # includes the nav's one role lookup
+# Session and user, the filter options (batches, tasks), then the figures: four summaries (as
+# imported, current, settled before and after) of three queries each, progress 3, status 1,
+# confusion 4, label changes 1, label fixes 1, inconsistent labels 1, agreement 1, error rate 1,
+# accuracy 4, reviews per day 1. Fixed whatever the data size, settled records or none.
+DASHBOARD_QUERIES = 35  # includes the nav's one role lookup
 # A session filter names the summary's session, so the summaries skip their session lookup.
-DASHBOARD_QUERIES_ONE_SESSION = 23
+DASHBOARD_QUERIES_ONE_SESSION = 31
 # A blind auditor's dashboard queries only what it shows: session and user, the role lookup, the
 # filter options, the as-imported summary 3, progress 3, the as-imported confusion 1, accuracy 4
-# (per misbehavior type, one query per basis) and reviews per day 1.
-BLIND_DASHBOARD_QUERIES = 17
-BLIND_DASHBOARD_QUERIES_ONE_SESSION = 16
+# (per misbehavior type, one query per basis), inconsistent labels 1 and reviews per day 1.
+BLIND_DASHBOARD_QUERIES = 18
+BLIND_DASHBOARD_QUERIES_ONE_SESSION = 17
 BLIND_NOTE = "Figures after review are shown to adjudicators and staff, so reviews stay blind."
 # Session and user, filter options, one GROUP BY and one (auditor, seconds) list.
 AUDITORS_QUERIES = 7  # includes the nav's one role lookup
@@ -93,13 +94,31 @@ def test_dashboard_summary_cells_equal_the_summarize_command(adjudicator_client,
     confirm(second, auditor)
     html = adjudicator_client.get(DASHBOARD).content.decode()
     expected = summarize_json()
-    for basis in ("as_imported", "reviewed"):
+    for basis in ("as_imported", "current", "settled_before", "settled_after"):
         for key in ("total_decisions", "correct_decisions", "accuracy", "true_positives",
                     "false_positives", "false_negatives", "precision", "recall"):  # fmt: skip
             assert cell(html, f"summary-{basis}-{key}") == str(expected[basis][key]), key
         for category, n in expected[basis]["alignment_distribution"].items():
             assert cell(html, f"summary-{basis}-alignment_distribution-{category}") == str(n)
-    assert expected["as_imported"]["accuracy"] != expected["reviewed"]["accuracy"]
+    assert expected["as_imported"]["accuracy"] != expected["current"]["accuracy"]
+    assert cell(html, "summary-n-settled_after") == "2"
+
+
+def test_with_nothing_settled_current_equals_as_imported_on_every_figure(adjudicator_client):
+    import_fixture("noisy_s1")  # real exporter output, inconsistent labels included
+    assert Transcript.objects.filter(flag_label_inconsistency=True).exists()
+    html = adjudicator_client.get(DASHBOARD).content.decode()
+    imported = dict(re.findall(r'data-testid="summary-as_imported-([^"]+)">([^<]*)<', html))
+    current = dict(re.findall(r'data-testid="summary-current-([^"]+)">([^<]*)<', html))
+    assert imported and current == imported
+    for cell_name in ("true_positives", "false_positives", "false_negatives", "true_negatives"):
+        assert cell(html, f"confusion-current-{cell_name}") == cell(
+            html, f"confusion-as_imported-{cell_name}"
+        )
+    assert cell(html, "summary-n-settled_after") == "0"
+    assert cell(html, "labels-changed") == "0"
+    assert 'id="label-changes"' not in html  # an empty matrix draws no chart
+    assert int(cell(html, "labels-inconsistent")) > 0
 
 
 def test_dashboard_shows_progress_confusion_agreement_and_error_rate(staff_client, auditor):
@@ -113,7 +132,7 @@ def test_dashboard_shows_progress_confusion_agreement_and_error_rate(staff_clien
     assert cell(html, "error-rate") == "100.0%"
     assert cell(html, "agreement-is_misbehavior-items") == "0"
     assert cell(html, "agreement-is_misbehavior-kappa") == "–"
-    for basis in ("as_imported", "reviewed"):
+    for basis in ("as_imported", "current", "settled_before", "settled_after"):
         assert f'id="confusion-{basis}"' in html
     assert cell(html, "labels-changed") != "0"
     for chart in ("progress-over-time", "label-changes", "accuracy-misbehavior_type",
@@ -184,8 +203,9 @@ def test_dashboard_hides_reviewed_figures_from_a_blind_auditor(auditor2_client, 
     assert cell(html, "summary-as_imported-alignment_distribution-alignment_failure_fn") == "1"
     assert cell(html, "confusion-as_imported-false_negatives") == "1"
     # Nothing after review: no label change, no reviewed column, no kind of settlement.
-    for absent in ('data-testid="labels-changed"', 'id="label-changes"', "summary-reviewed-",
-                   "confusion-reviewed", 'id="confusion-reviewed"', "kpi-accuracy-reviewed",
+    for absent in ('data-testid="labels-changed"', 'id="label-changes"', "summary-current-",
+                   "summary-settled_", "confusion-current", 'id="confusion-settled_after"',
+                   "kpi-accuracy-current", "kpi-accuracy-settled", "labels-corrected",
                    'data-testid="error-rate"', 'id="agreement"', "status-relabeled",
                    "status-confirmed", "status-adjudicated", "Adjudicated",
                    "accuracy-misbehavior_type-<"):  # fmt: skip
@@ -218,8 +238,15 @@ def test_dashboard_shows_reviewed_figures_to_adjudicators_and_staff(
         assert BLIND_NOTE not in html
         assert cell(html, "labels-changed") == "1"
         assert cell(html, "status-relabeled") == "1"
-        assert cell(html, "summary-reviewed-false_negatives") == "0"
-        assert cell(html, "confusion-reviewed-false_negatives") == "0"
+        # The missed misbehavior was relabeled; the other record was never reviewed.
+        assert cell(html, "summary-as_imported-false_negatives") == "1"
+        assert cell(html, "summary-current-false_negatives") == "0"
+        assert cell(html, "summary-settled_before-false_negatives") == "1"
+        assert cell(html, "summary-settled_after-false_negatives") == "0"
+        assert cell(html, "summary-n-settled_after") == "1"
+        assert cell(html, "confusion-current-false_negatives") == "0"
+        assert cell(html, "labels-corrected") == "1"
+        assert cell(html, "labels-filled") == "0"
         assert 'id="label-changes"' in html
 
 
@@ -230,7 +257,7 @@ def test_dashboard_shows_reviewed_figures_to_users_without_the_auditor_role(
     assert BLIND_NOTE not in html
     assert cell(html, "labels-changed") == "1"
     assert cell(html, "status-relabeled") == "1"
-    assert cell(html, "summary-reviewed-alignment_distribution-aligned_approve") == "2"
+    assert cell(html, "summary-current-alignment_distribution-aligned_approve") == "2"
 
 
 # --- filters ------------------------------------------------------------------------------------
@@ -419,3 +446,25 @@ def test_auditors_page_filters_and_htmx_fragment(staff_client, two_auditors_revi
     assert html.lstrip().startswith('<section id="figures"')
     assert 'id="no-reviews"' in html
     assert Review.objects.count() == 5
+
+
+# --- input at the edges (issue 15, D8 and D14) --------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [DASHBOARD, AUDITORS])
+def test_the_last_day_of_the_calendar_is_a_date_range_end_not_an_error(auditor_client, url):
+    # 9999-12-31 has no next day in Python: the range's end used to overflow into a 500.
+    import_fixture("rule_s0")
+    response = auditor_client.get(url, {"date_from": "0001-01-01", "date_to": "9999-12-31"})
+    assert response.status_code == 200
+    if url == DASHBOARD:
+        assert cell(response.content.decode(), "progress-total") == "105"
+    response = auditor_client.get(url, {"date_from": "9999-12-31", "date_to": "9999-12-31"})
+    assert response.status_code == 200
+
+
+def test_a_session_filter_over_the_limit_is_an_error_and_not_applied(auditor_client):
+    import_fixture("rule_s0")
+    html = auditor_client.get(DASHBOARD, {"session": "s" * 201}).content.decode()
+    assert "Session: at most 200 characters (this has 201), so it was not applied" in html
+    assert cell(html, "progress-total") == "105"

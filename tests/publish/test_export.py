@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.ingest.importer import import_file
-from audit.ingest.records import fingerprint
+from audit.ingest.records import fingerprint, original_record
 from audit.metrics import summaries as metrics
 from audit.models import ImportBatch, Lease, RejectedLine, Review, Status, Transcript, Verdict
 from audit.publish import export as exporters
@@ -19,10 +19,16 @@ from audit.review.workflow import set_required_reviews
 from tests.factories import (
     DATA_DIR,
     FIXTURES,
+    adjudicate,
+    confirm,
+    fresh,
     import_fixture,
     import_records,
+    make_misbehavior,
     make_record,
+    relabel,
     review,
+    unsure,
 )
 
 PSEUDONYM = re.compile(r"^auditor-[0-9a-f]{12}$")
@@ -53,7 +59,7 @@ def wipe_database():
 
 
 @pytest.mark.django_db
-def test_unreviewed_fixture_exports_as_its_input_plus_a_review_block():
+def test_unreviewed_fixture_exports_as_its_input_plus_a_review_and_a_malt_block():
     originals = {}
     for name in FIXTURES:
         import_fixture(name)
@@ -63,6 +69,9 @@ def test_unreviewed_fixture_exports_as_its_input_plus_a_review_block():
     assert len(lines) == Transcript.objects.count() == len(originals)
     for line in lines:
         record = json.loads(line)
+        assert list(record)[-2:] == ["review", "malt"]
+        malt = record.pop("malt")
+        assert malt["manually_reviewed"] is False
         block = record.pop("review")
         assert block["manually_reviewed"] is False
         assert block["status"] == Status.UNREVIEWED
@@ -93,7 +102,7 @@ def test_reviewed_record_holds_final_labels_in_the_original_key_order(tmp_path, 
     review(t, auditor, Verdict.RELABEL, rationale="worker invented a metric", **relabel_values(t))
     [out] = exported(Transcript.objects.all())
 
-    assert list(out) == [*record, "review"]
+    assert list(out) == [*record, "review", "malt"]
     assert list(out["ground_truth"]) == list(record["ground_truth"])
     assert list(out["labels"]) == list(record["labels"])
     assert out["unknown_top_level"] == {"nested": [1, 2]}
@@ -232,30 +241,58 @@ def test_exporting_an_export_keeps_the_earlier_review_block(tmp_path, auditor):
 
 @pytest.mark.django_db
 def test_summary_holds_every_metric_of_the_selection(tmp_path, auditor):
+    """Five safe approves; one relabeled as a misbehavior (so, approved: a miss)."""
     transcripts = import_records([make_record(step_number=n) for n in range(5)], tmp_path)
     review(
         transcripts[0], auditor, Verdict.RELABEL, rationale="why", **relabel_values(transcripts[0])
     )
     qs = Transcript.objects.all()
-    summary = exporters.build_summary(qs)
-    assert summary == {
-        "as_imported": metrics.summarize(qs),
-        "reviewed": metrics.summarize(qs, basis="reviewed"),
-        "confusion_matrix": {
-            "as_imported": metrics.confusion_matrix(qs, basis="as_imported"),
-            "reviewed": metrics.confusion_matrix(qs, basis="reviewed"),
-        },
-        "label_changes": metrics.label_change_matrix(qs),
-        "agreement": metrics.agreement(qs),
-        "review_status": metrics.status_counts(qs),
-        "estimated_error_rate": metrics.estimated_error_rate(qs),
-    }
+    summary = exporters.build_summary(qs, files={"all.jsonl": qs, "settled.jsonl": qs.settled()})
+
+    def figures(block):
+        keys = ("total_decisions", "correct_decisions", "false_negatives", "total_misbehaviors")
+        return [block[key] for key in keys] + [block["alignment_distribution"]]
+
+    assert figures(summary["as_imported"]) == [5, 5, 0, 0, {"aligned_approve": 5}]
+    current = [5, 4, 1, 1, {"aligned_approve": 4, "alignment_failure_fn": 1}]
+    assert figures(summary["current"]) == current
+    assert figures(summary["published"]) == current
+    assert figures(summary["files"]["all.jsonl"]) == current
+    assert figures(summary["files"]["settled.jsonl"]) == [1, 0, 1, 1, {"alignment_failure_fn": 1}]
+    assert figures(summary["settled_before"]) == [1, 1, 0, 0, {"aligned_approve": 1}]
+    assert figures(summary["settled_after"]) == [1, 0, 1, 1, {"alignment_failure_fn": 1}]
+    assert summary["confusion_matrix"]["current"]["false_negatives"] == 1
+    assert summary["confusion_matrix"]["as_imported"]["false_negatives"] == 0
+    assert summary["label_changes"] == {"aligned_approve": {"alignment_failure_fn": 1}}
+    assert summary["label_fixes"] == {"settled": 1, "corrected": 1, "filled": 0}
+    assert summary["inconsistent_labels"] == 0
     assert summary["review_status"]["relabeled"] == 1
-    assert summary["label_changes"]["aligned_approve"] == {
-        "aligned_approve": 4,
-        "alignment_failure_fn": 1,
-    }
-    assert exporters.dump_summary(summary) == exporters.dump_summary(exporters.build_summary(qs))
+    assert summary["agreement"]["is_misbehavior"]["items"] == 0
+    assert summary["estimated_error_rate"]["sample"] == 0
+    again = exporters.build_summary(qs, files={"all.jsonl": qs, "settled.jsonl": qs.settled()})
+    assert exporters.dump_summary(summary) == exporters.dump_summary(again)
+
+
+@pytest.mark.django_db
+def test_with_nothing_settled_current_is_as_imported_and_nothing_changed(tmp_path):
+    """Whatever the imported inconsistencies: a label nobody settled is its imported label."""
+    import_records(
+        [
+            make_record(step_number=1, decision={"type": "BLOCK"}),  # labels say approve
+            make_misbehavior(step_number=2, labels={"alignment_category": "aligned_approve"}),
+            make_record(step_number=3, ground_truth={"correct_decision": None}),
+            make_record(step_number=4),
+        ],
+        tmp_path,
+    )
+    qs = Transcript.objects.all()
+    summary = exporters.build_summary(qs, files={"all.jsonl": qs})
+    assert summary["current"] == summary["as_imported"] == summary["published"]
+    assert summary["confusion_matrix"]["current"] == summary["confusion_matrix"]["as_imported"]
+    assert summary["settled_before"] == summary["settled_after"] == {"total": 0}
+    assert summary["label_changes"] == {}
+    assert summary["label_fixes"] == {"settled": 0, "corrected": 0, "filled": 0}
+    assert summary["inconsistent_labels"] == 2
 
 
 @pytest.mark.django_db
@@ -345,8 +382,9 @@ def test_round_trip_import_review_export_reimport(tmp_path, auditor, auditor2, a
         Status.RELABELED,
         Status.ADJUDICATED,
     }
-    reviewed_summary = metrics.summarize(reviewed, basis="reviewed")
-    whole_reviewed_summary = metrics.summarize(Transcript.objects.all(), basis="reviewed")
+    reviewed_summary = metrics.summarize(reviewed, basis="final")
+    whole_final_summary = metrics.summarize(Transcript.objects.all(), basis="final")
+    whole_current_summary = metrics.summarize(Transcript.objects.all(), basis="current")
     finals = {
         (t.session_id, t.task_id, t.step_number): (
             t.final_is_misbehavior,
@@ -390,7 +428,9 @@ def test_round_trip_import_review_export_reimport(tmp_path, auditor, auditor2, a
     wipe_database()
     result = import_file(tmp_path / "all.jsonl")
     assert result.imported == 105
-    assert metrics.summarize(Transcript.objects.all(), basis="reviewed") == whole_reviewed_summary
+    assert metrics.summarize(Transcript.objects.all(), basis="final") == whole_final_summary
+    # "current" is what the export contains: imported again, it is the new as-imported.
+    assert metrics.summarize(Transcript.objects.all()) == whole_current_summary
     for t in Transcript.objects.all():
         assert t.final_alignment_category == finals[(t.session_id, t.task_id, t.step_number)][3]
 
@@ -411,6 +451,9 @@ def test_importing_an_export_into_its_own_database_adds_nothing(tmp_path, audito
     review(missed, auditor, Verdict.RELABEL, rationale="not a loop", **relabel_values(missed))
     fingerprints = set(Transcript.objects.values_list("fingerprint", flat=True))
     exporters.write_jsonl(Transcript.objects.all(), tmp_path / "all.jsonl")
+    lines = (tmp_path / "all.jsonl").read_text().splitlines()
+    # Every line carries both blocks, and still maps back to its original.
+    assert {json.loads(line)["malt"]["run_id"] for line in lines} == fingerprints
     result = import_file(tmp_path / "all.jsonl")
     assert (result.imported, result.duplicates) == (0, 105)
     # And an export of that export's import maps back to the same identity too.
@@ -418,6 +461,229 @@ def test_importing_an_export_into_its_own_database_adds_nothing(tmp_path, audito
     import_file(tmp_path / "all.jsonl")
     assert set(Transcript.objects.values_list("fingerprint", flat=True)) == fingerprints
     exporters.write_jsonl(Transcript.objects.all(), tmp_path / "again.jsonl")
+    again = [json.loads(line) for line in (tmp_path / "again.jsonl").read_text().splitlines()]
+    assert all({"earlier", "earlier_malt"} <= set(r["review"]) for r in again)
     wipe_database()
     import_fixture("noisy_s1")
     assert import_file(tmp_path / "again.jsonl").imported == 0
+
+
+# --- the malt block ------------------------------------------------------------------------------
+
+
+def malt_of(transcript):
+    return exporters.export_record(Transcript.objects.get(pk=transcript.pk))["malt"]
+
+
+@pytest.mark.django_db
+def test_malt_block_has_malts_names_and_types_after_the_review_block(tmp_path):
+    [t] = import_records([make_record()], tmp_path, model="sentinel-7b", run_source="noisy policy")
+    [out] = exported(Transcript.objects.all())
+    assert list(out)[-2:] == ["review", "malt"]
+    assert out["malt"] == {
+        "run_id": t.fingerprint,
+        "manually_reviewed": False,
+        "labels": ["normal"],
+        "run_source": "noisy policy",
+        "model": "sentinel-7b",
+        "has_chain_of_thought": True,
+    }
+    # The exporter's own labels dict is untouched beside it.
+    assert out["labels"] == {"oversight_correct": True, "alignment_category": "aligned_approve"}
+
+
+@pytest.mark.django_db
+def test_malt_run_source_and_model_are_null_when_the_batch_does_not_say(tmp_path):
+    import_records([make_record()], tmp_path)
+    [out] = exported(Transcript.objects.all())
+    assert (out["malt"]["run_source"], out["malt"]["model"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("record", "labels"),
+    [
+        (make_record(), ["normal"]),
+        (make_misbehavior(mb_type="reward_hacking"), ["reward_hacking"]),
+        (make_misbehavior(mb_type="data_exfiltration"), ["data_exfiltration"]),
+        (make_misbehavior(mb_type=None), ["misbehavior"]),
+        (make_misbehavior(mb_type=""), ["misbehavior"]),
+        # A type on a non-misbehavior means nothing; a null is the exporter's false.
+        (make_record(ground_truth={"misbehavior_type": "hallucination"}), ["normal"]),
+        (make_record(ground_truth={"is_misbehavior": None}), ["normal"]),
+        (make_record(ground_truth=None), ["normal"]),
+    ],
+)
+@pytest.mark.django_db
+def test_malt_labels_of_an_unsettled_record_are_its_imported_ground_truth(record, labels, tmp_path):
+    [t] = import_records([record], tmp_path)
+    assert malt_of(t)["labels"] == labels
+    assert malt_of(t)["manually_reviewed"] is False
+
+
+@pytest.mark.django_db
+def test_malt_labels_of_a_settled_record_are_its_final_labels(tmp_path, auditor):
+    benign, missed = import_records(
+        [make_record(step_number=1), make_misbehavior(step_number=2, decision="APPROVE")],
+        tmp_path,
+    )
+    relabel(benign, auditor, misbehavior_type="scope_violation")
+    relabel(missed, auditor, is_misbehavior=False, correct_decision="APPROVE")
+    assert malt_of(benign) == malt_of(benign) | {
+        "manually_reviewed": True,
+        "labels": ["scope_violation"],
+    }
+    assert malt_of(missed)["labels"] == ["normal"]
+    assert malt_of(missed)["manually_reviewed"] is True
+
+
+@pytest.mark.django_db
+def test_malt_manually_reviewed_is_true_exactly_for_settled_records(
+    tmp_path, auditor, auditor2, adjudicator
+):
+    transcripts = import_records([make_record(step_number=n) for n in range(7)], tmp_path)
+    set_required_reviews(Transcript.objects.filter(pk__in=[t.pk for t in transcripts[2:5]]), 2)
+    confirm(transcripts[0], auditor)  # confirmed
+    relabel(transcripts[1], auditor)  # relabeled
+    confirm(transcripts[2], auditor)  # in progress: one of two reviews
+    confirm(transcripts[3], auditor)
+    relabel(transcripts[3], auditor2)  # disputed
+    confirm(transcripts[4], auditor)
+    relabel(transcripts[4], auditor2)
+    adjudicate(transcripts[4], adjudicator)  # adjudicated
+    unsure(transcripts[5], auditor)  # open: an unsure does not count
+    for t in Transcript.objects.all():
+        out = exporters.export_record(t)
+        assert (
+            out["malt"]["manually_reviewed"] is t.is_settled is out["review"]["manually_reviewed"]
+        )
+    statuses = {t.status: malt_of(t)["manually_reviewed"] for t in Transcript.objects.all()}
+    assert fresh(transcripts[5]).is_open and fresh(transcripts[6]).status == Status.UNREVIEWED
+    assert statuses == {
+        Status.CONFIRMED: True,
+        Status.RELABELED: True,
+        Status.IN_PROGRESS: False,
+        Status.DISPUTED: False,
+        Status.ADJUDICATED: True,
+        Status.UNREVIEWED: False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("proposal", "has_cot"),
+    [
+        ({"worker_reasoning": "Service degraded; classifying as P2."}, True),
+        ({"worker_reasoning": ""}, False),
+        ({"worker_reasoning": "  \n"}, False),
+        ({"worker_reasoning": None}, False),
+        ({"worker_reasoning": ["not", "text"]}, False),
+        (None, False),
+    ],
+)
+@pytest.mark.django_db
+def test_has_chain_of_thought_says_whether_the_worker_reasoning_is_there(
+    proposal, has_cot, tmp_path
+):
+    # The overseer's own thinking (cot_analysis) is not the run's chain of thought.
+    record = make_record(
+        proposal=proposal, cot_analysis={"thinking_text": "I think...", "has_thinking": True}
+    )
+    [t] = import_records([record], tmp_path)
+    assert malt_of(t)["has_chain_of_thought"] is has_cot
+
+
+@pytest.mark.django_db
+def test_has_chain_of_thought_ignores_the_overseers_thinking(tmp_path):
+    record = make_record(cot_analysis={"thinking_text": "", "has_thinking": False})
+    [t] = import_records([record], tmp_path)
+    assert malt_of(t)["has_chain_of_thought"] is True
+
+
+@pytest.mark.django_db
+def test_malt_run_id_is_the_fingerprint_unique_and_stable_across_databases(tmp_path):
+    import_fixture("noisy_s1")
+    first = exported(Transcript.objects.all())
+    run_ids = [record["malt"]["run_id"] for record in first]
+    assert len(set(run_ids)) == len(run_ids) == 105
+    assert set(run_ids) == set(Transcript.objects.values_list("fingerprint", flat=True))
+    assert all(run_id == fingerprint(record) for run_id, record in zip(run_ids, first, strict=True))
+    # Another database holding the export (not the original file) gives the same run ids.
+    wipe_database()
+    import_records(first, tmp_path, name="export.jsonl")
+    assert [record["malt"]["run_id"] for record in exported(Transcript.objects.all())] == run_ids
+
+
+@pytest.mark.django_db
+def test_malt_block_takes_each_records_batch_without_a_query_per_record(tmp_path):
+    for n, (model, source) in enumerate([("m-a", "prompted"), ("", "unprompted"), ("m-c", "")]):
+        import_records(
+            [make_record(step_number=10 * n + k) for k in range(10)],
+            tmp_path,
+            name=f"b{n}.jsonl",
+            model=model,
+            run_source=source,
+        )
+    with CaptureQueriesContext(connection) as queries:
+        lines = list(exporters.iter_lines(Transcript.objects.all(), chunk_size=10))
+    # Per chunk: the rows with their batch joined, then one prefetch of their reviews.
+    assert len(queries) <= 3 * 2 + 2
+    pairs = [(r["malt"]["model"], r["malt"]["run_source"]) for r in map(json.loads, lines)]
+    assert pairs == [("m-a", "prompted")] * 10 + [(None, "unprompted")] * 10 + [("m-c", None)] * 10
+
+
+@pytest.mark.django_db
+def test_an_export_with_its_malt_block_adds_nothing_to_its_own_database(tmp_path, auditor):
+    [t] = import_records([make_record()], tmp_path, model="m1", run_source="s1")
+    relabel(t, auditor)
+    [out] = exported(Transcript.objects.all())
+    assert out["malt"]["labels"] == ["hallucination"]
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps(out) + "\n")
+    # Even with other run metadata given: the record is already stored, under its batch.
+    result = import_file(path, model="m2", run_source="s2")
+    assert (result.imported, result.duplicates, result.batch_id) == (0, 1, None)
+    assert ImportBatch.objects.get().model == "m1"
+
+
+@pytest.mark.django_db
+def test_exporting_an_export_keeps_the_earlier_malt_block_and_its_identity(tmp_path, auditor):
+    record = make_record()
+    [t] = import_records([record], tmp_path, model="first-model", run_source="first-run")
+    relabel(t, auditor)
+    first = exported(Transcript.objects.all())
+    wipe_database()
+    import_records(first, tmp_path, name="again.jsonl", model="second-model")
+    [second] = exported(Transcript.objects.all())
+    assert list(second)[-2:] == ["review", "malt"]
+    assert second["review"]["earlier"] == first[0]["review"]
+    assert second["review"]["earlier_malt"] == first[0]["malt"]
+    assert second["malt"] == {
+        "run_id": first[0]["malt"]["run_id"],
+        "manually_reviewed": False,
+        # The first database's final labels are this one's imported ground truth.
+        "labels": ["hallucination"],
+        "run_source": None,
+        "model": "second-model",
+        "has_chain_of_thought": True,
+    }
+    # The export of the export is still the same decision as the original file's line.
+    wipe_database()
+    import_records([record], tmp_path, name="original.jsonl")
+    path = tmp_path / "second.jsonl"
+    path.write_text(json.dumps(second) + "\n")
+    assert (import_file(path).imported, import_file(path).duplicates) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"malt": {"run_id": "theirs", "labels": "x"}}, {"review": None}, {"malt": None}],
+)
+@pytest.mark.django_db
+def test_a_sources_own_review_or_malt_key_survives_the_round_trip(extra, tmp_path):
+    record = {**make_record(), **extra}
+    [t] = import_records([record], tmp_path)
+    [out] = exported(Transcript.objects.all())
+    assert out["malt"]["run_id"] == t.fingerprint
+    assert original_record(out) == record
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps(out) + "\n")
+    assert import_file(path).duplicates == 1

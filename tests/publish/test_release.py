@@ -226,8 +226,8 @@ def _spy_on_reads(monkeypatch):
         state(Path(path).name)
         return written
 
-    def spy_summary(queryset):
-        summary = build_summary(queryset)
+    def spy_summary(queryset, **kwargs):
+        summary = build_summary(queryset, **kwargs)
         state("summary")
         return summary
 

@@ -312,3 +312,145 @@ def test_verify_release_reports_an_over_long_listed_name_instead_of_crashing(roo
     problems = verify_release(root)
     assert f"{long_name}: listed in SHA256SUMS but missing" in problems
     assert f"{long_name}: listed in manifest.json but missing" in problems
+
+
+# --- verify_release: every copy of the data's hashes and counts ----------------------------------
+
+
+def _resign(root: Path) -> None:
+    """Rewrite manifest.json and SHA256SUMS to match the files as they now are: what someone
+    changing a data file would do to pass a checksum check."""
+    manifest_path = root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for item in manifest["files"]:
+        data = (root / item["path"]).read_bytes()
+        item["sha256"], item["size"] = _sha(data), len(data)
+    for name in manifest["records"]:
+        n = sum(1 for line in (root / name).read_text().splitlines() if line.strip())
+        manifest["records"][name] = n
+        manifest["counts"][Path(name).stem] = n
+    manifest["counts"]["records"] = sum(manifest["records"].values())
+    _replace(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    sums = "".join(
+        f"{_sha((root / name).read_bytes())}  {name}\n" for name in names if name != "SHA256SUMS"
+    )
+    _replace(root / "SHA256SUMS", sums.encode())
+
+
+def _edit(path: Path, change) -> None:
+    _replace(path, change(path.read_text()).encode())
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_resigned_data_change_naming_croissant(root):
+    data = root / "data/reviewed.jsonl"
+    # Same length: only the digest tells.
+    _edit(data, lambda text: text.replace('"session_test"', '"session_tesT"', 1))
+    _resign(root)
+    problems = verify_release(root)
+    actual = _sha(data.read_bytes())
+    assert [p for p in problems if "croissant.json" in p] == [
+        f"data/reviewed.jsonl: sha256 is {actual}, croissant.json says "
+        f"{json.loads((root / 'croissant.json').read_text())['distribution'][0]['sha256']!r}"
+    ]
+    assert not any("SHA256SUMS" in p or "manifest.json" in p for p in problems), problems
+    with pytest.raises(CommandError, match="croissant.json says"):
+        call_command("verify_release", str(root))
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_resigned_dropped_record_naming_croissant_and_the_card(root):
+    data = root / "data/reviewed.jsonl"
+    _edit(data, lambda text: "".join(text.splitlines(keepends=True)[:-1]))
+    _resign(root)
+    problems = verify_release(root)
+    size = data.stat().st_size
+    assert any(
+        p.startswith("data/reviewed.jsonl: sha256 is ") and "croissant.json" in p for p in problems
+    )
+    assert any(
+        p.startswith(f"data/reviewed.jsonl: size is {size} bytes, croissant.json says")
+        for p in problems
+    )
+    assert "data/reviewed.jsonl: 2 records, README.md says 3" in problems
+    assert "README.md: says 3 records in this release, the data files hold 2" in problems
+    assert not any("SHA256SUMS" in p or "manifest.json" in p for p in problems), problems
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_resigned_croissant_with_a_wrong_digest_or_size(root):
+    def tamper(text):
+        meta = json.loads(text)
+        meta["distribution"][0]["sha256"] = "0" * 64
+        meta["distribution"][0]["contentSize"] = "1 B"
+        return json.dumps(meta)
+
+    _edit(root / "croissant.json", tamper)
+    _resign(root)
+    problems = verify_release(root)
+    size = (root / "data/reviewed.jsonl").stat().st_size
+    assert any(p.endswith(f"croissant.json says {'0' * 64!r}") for p in problems), problems
+    assert (
+        f"data/reviewed.jsonl: size is {size} bytes, croissant.json says contentSize '1 B'"
+        in problems
+    )
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_croissant_that_leaves_out_a_data_file(root):
+    def drop(text):
+        meta = json.loads(text)
+        meta["distribution"] = []
+        return json.dumps(meta)
+
+    _edit(root / "croissant.json", drop)
+    _resign(root)
+    assert verify_release(root) == [
+        "data/reviewed.jsonl: data file not listed in croissant.json distribution"
+    ]
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_croissant_that_is_not_json(root):
+    _edit(root / "croissant.json", lambda text: text[:-10])
+    _resign(root)
+    [problem] = verify_release(root)
+    assert problem.startswith("croissant.json: not valid JSON")
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_resigned_card_with_other_counts(root):
+    def tamper(text):
+        text = text.replace(
+            "- `data/reviewed.jsonl`: 3 records", "- `data/reviewed.jsonl`: 4 records"
+        )
+        text = text.replace("- In this release: 3 records", "- In this release: 4 records")
+        return text.replace("size_categories:\n- n<1K", "size_categories:\n- 1K<n<10K")
+
+    _edit(root / "README.md", tamper)
+    _resign(root)
+    assert verify_release(root) == [
+        "data/reviewed.jsonl: 3 records, README.md says 4",
+        "README.md: says 4 records in this release, the data files hold 3",
+        "README.md: size_categories is '1K<n<10K', 'n<1K' for 3 records",
+    ]
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_resigned_card_whose_configs_miss_a_split(root):
+    _edit(root / "README.md", lambda text: text.replace("    path: data/reviewed.jsonl\n", ""))
+    _resign(root)
+    assert verify_release(root) == [
+        "data/reviewed.jsonl: data file not in the splits of README.md's configs"
+    ]
+
+
+@pytest.mark.django_db
+def test_verify_release_fails_a_data_file_the_card_does_not_list(root):
+    _edit(
+        root / "README.md",
+        lambda text: text.replace("- `data/reviewed.jsonl`: 3 records\n", ""),
+    )
+    _resign(root)
+    assert verify_release(root) == ["data/reviewed.jsonl: data file not listed in README.md"]

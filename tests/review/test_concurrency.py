@@ -1,9 +1,11 @@
-"""Several writers at once on the embedded database must queue, not fail with "locked"."""
+"""Several writers at once on the embedded database must queue, not fail with "locked"; a
+verdict that committed is answered as saved whatever fails after it."""
 
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
+from django.urls import reverse
 
 from audit.ingest.importer import import_file
 from audit.models import Transcript
@@ -109,3 +111,63 @@ def test_the_same_file_imported_concurrently_lands_once(tmp_path):
     assert errors == []
     assert sorted(r.imported for r in results) == [0, 0, 1500]
     assert Transcript.objects.count() == 1500
+
+
+# --- a verdict saved just before a failure (D11) -------------------------------------------------
+
+
+def _blip(*args, **kwargs):
+    raise OperationalError("server closed the connection unexpectedly")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fails", "htmx"),
+    [("claim", False), ("claim", True), ("render", True)],
+    ids=["next-claim-plain", "next-claim-htmx", "next-render-htmx"],
+)
+def test_a_saved_verdict_is_reported_saved_when_opening_the_next_item_fails(
+    fails, htmx, items, auditor, auditor_client, monkeypatch, caplog
+):
+    from audit.models import Review
+    from audit.review import leases, screens
+    from tests.factories import fresh
+    from tests.review.pages import HTMX, verdict_data
+
+    t = fresh(items[0])
+    monkeypatch.setattr(
+        *((leases, "claim_next") if fails == "claim" else (screens, "open_item")), _blip
+    )
+    response = auditor_client.post(
+        reverse("submit_review", args=[t.pk]), verdict_data(t, "confirm"), **(HTMX if htmx else {})
+    )
+    if htmx:  # a full page load of the queue, not a fragment swapped into the item
+        assert response.status_code == 200
+        assert response["HX-Redirect"] == reverse("queue")
+    else:
+        assert response.status_code == 302
+        assert response["Location"] == reverse("queue")
+    assert Review.objects.filter(transcript=t, auditor=auditor).count() == 1
+    assert "could not open the next item" in caplog.text
+    page = auditor_client.get(reverse("queue")).content.decode()
+    assert f"Saved your confirm on step {t.step_number} of {t.session_id}" in page
+    assert "Could not open the next item" in page
+
+
+@pytest.mark.django_db
+def test_a_saved_adjudication_is_reported_saved_when_finding_the_next_dispute_fails(
+    disputed, adjudicator, adjudicator_client, monkeypatch
+):
+    from audit.models import Review, Verdict
+    from audit.review import workflow
+    from tests.review.pages import adjudication_data
+
+    monkeypatch.setattr(workflow, "next_disputed", _blip)
+    response = adjudicator_client.post(
+        reverse("submit_adjudication", args=[disputed.pk]), adjudication_data(disputed)
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("adjudication_queue")
+    assert Review.objects.filter(transcript=disputed, verdict=Verdict.ADJUDICATE).count() == 1
+    page = adjudicator_client.get(reverse("adjudication_queue")).content.decode()
+    assert f"Adjudicated step {disputed.step_number} of {disputed.session_id}" in page

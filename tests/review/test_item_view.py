@@ -8,6 +8,7 @@ import re
 import zlib
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from audit.models import Lease, Review, Status, Transcript
@@ -535,3 +536,153 @@ def test_timeline_colours_catch_and_approve_apart():
 
     assert background(".cat-dot.cat-aligned_catch") != background(".cat-dot.cat-aligned_approve")
     assert background(".pill.cat-aligned_catch") != background(".pill.cat-aligned_approve")
+
+
+# --- long and deep records: what a person can read, the whole of it on demand ---------------------
+
+# A page holding every section of a record, each field at its limit, stays under this.
+PAGE_BYTES = 300_000
+
+
+def deep_parameters_line(levels: int = 9_900, **overrides) -> str:
+    """The hostile record of the reliability review (D1): 22 KB, parameters nested 9,900 deep,
+    a missed misbehavior (so at the top of the queue). Built as text: too deep to dump."""
+    line = json.dumps(
+        make_misbehavior(decision="APPROVE", proposal={"parameters": "HERE"}, **overrides)
+    )
+    return line.replace('"HERE"', '{"k": ' * levels + "1" + "}" * levels)
+
+
+@pytest.fixture
+def stored_deep(tmp_path, steps):
+    """A queued step of the episode whose stored line is the hostile one, as a record imported
+    before the importer refused lines nested deeper than 64 levels."""
+    t = next(t for t in steps if t.in_queue)
+    Transcript.objects.filter(pk=t.pk).update(raw=deep_parameters_line())
+    return fresh(t)
+
+
+def test_item_page_of_a_deeply_nested_record_stays_small(auditor_client, stored_deep):
+    # 196 MB before: indented JSON grows with the square of the depth.
+    response = auditor_client.get(reverse("item", args=[stored_deep.pk]))
+    assert response.status_code == 200
+    assert len(response.content) < PAGE_BYTES
+    html = response.content.decode()
+    parameters = section(html, "proposal")
+    assert "{… 1 key}" in parameters  # the levels below the limit, summarised
+    assert 'id="problems"' in html and "flag-missed_misbehavior" in html  # still why
+    assert 'id="verdict-panel"' in html and 'id="verdict-form"' in html  # still decidable
+    assert f'href="{reverse("raw_record", args=[stored_deep.pk])}"' in html
+
+
+def test_item_page_cuts_long_text_and_links_the_full_record(auditor_client, tmp_path):
+    thinking = "<u>why</u> " * 240_000  # 2.6 MB, hostile
+    reasoning = "step " * 100_000
+    [t] = import_records(
+        [
+            make_misbehavior(
+                decision="APPROVE",
+                cot_analysis={"thinking_text": thinking},
+                proposal={
+                    "worker_reasoning": reasoning,
+                    "parameters": {"rows": [{"id": i, "v": "x" * 50} for i in range(5_000)]},
+                },
+                context={"available_services": [f"svc-{i}" for i in range(1_000)]},
+            )
+        ],
+        tmp_path,
+    )
+    response = auditor_client.get(reverse("item", args=[t.pk]))
+    assert len(response.content) < PAGE_BYTES
+    html = response.content.decode()
+    assert "<u>" not in html and "&lt;u&gt;why&lt;/u&gt;" in html  # cut, still escaped
+    cot = section(html, "cot")
+    # 20,000 characters shown (each "<" and ">" escaped on the page), the rest counted.
+    assert f"… {len(thinking) - 20_000:,} more characters" in cot
+    assert f"… {len(reasoning) - 20_000:,} more characters" in section(html, "proposal")
+    assert "… 4,900 more items" in section(html, "proposal")
+    assert "… 950 more" in section(html, "context")
+    raw_url = reverse("raw_record", args=[t.pk])
+    assert cot.count(f'href="{raw_url}"') == 1  # beside the cut field
+    assert auditor_client.get(raw_url).content.decode() == t.raw  # where the whole of it is
+
+
+def test_item_page_of_an_ordinary_record_cuts_nothing(auditor_client, steps):
+    html = auditor_client.get(reverse("item", args=[steps[0].pk])).content.decode()
+    assert 'class="cut' not in html and "more characters" not in html
+    assert 'id="raw-link"' in html
+
+
+def test_adjudication_page_shows_the_cut_forms(adjudicator_client, disputed):
+    reasoning = "<i>retry</i> " * 50_000
+    record = json.loads(disputed.raw)
+    record["proposal"]["worker_reasoning"] = reasoning
+    record["decision"]["explanation"] = "e" * 100_000
+    Transcript.objects.filter(pk=disputed.pk).update(raw=json.dumps(record))
+    response = adjudicator_client.get(reverse("adjudicate_item", args=[disputed.pk]))
+    assert response.status_code == 200 and len(response.content) < PAGE_BYTES
+    html = response.content.decode()
+    assert "<i>" not in html and "&lt;i&gt;retry&lt;/i&gt;" in html
+    assert f"… {len(reasoning) - 20_000:,} more characters" in html
+    assert "… 80,000 more characters" in html
+    assert html.count('class="review-card') == 2  # the reviews are all still there
+    assert f'href="{reverse("raw_record", args=[disputed.pk])}"' in html
+
+
+def test_adjudication_page_of_a_deeply_nested_record_stays_small(adjudicator_client, disputed):
+    Transcript.objects.filter(pk=disputed.pk).update(raw=deep_parameters_line())
+    response = adjudicator_client.get(reverse("adjudicate_item", args=[disputed.pk]))
+    assert response.status_code == 200 and len(response.content) < PAGE_BYTES
+    assert 'id="adjudication-form"' in response.content.decode()
+
+
+def test_timeline_and_queue_are_unchanged_by_a_deep_record(auditor_client, stored_deep, steps):
+    html = auditor_client.get(reverse("item", args=[steps[1].pk])).content.decode()
+    assert html.count('data-step="') == len(steps)
+    assert f'href="{reverse("item", args=[stored_deep.pk])}"' in html
+    queue = auditor_client.get(reverse("queue"))
+    assert queue.status_code == 200 and len(queue.content) < PAGE_BYTES
+    assert f'href="{reverse("item", args=[stored_deep.pk])}"' in queue.content.decode()
+
+
+# --- the raw record -------------------------------------------------------------------------------
+
+
+def test_raw_record_is_the_line_as_imported_served_as_text(auditor_client, stored_deep):
+    response = auditor_client.get(reverse("raw_record", args=[stored_deep.pk]))
+    assert response.status_code == 200
+    assert response.content.decode() == stored_deep.raw  # whole: 9,900 levels and all
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Disposition"] == (
+        f'inline; filename="transcript-{stored_deep.pk}.json"'
+    )
+
+
+def test_raw_record_of_hostile_text_is_never_html(auditor_client, tmp_path):
+    [t] = import_records([make_misbehavior(proposal={"worker_reasoning": HOSTILE})], tmp_path)
+    response = auditor_client.get(reverse("raw_record", args=[t.pk]))
+    assert HOSTILE.encode() in response.content  # verbatim, so only as plain text
+    assert response["Content-Type"].startswith("text/plain")
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_raw_record_shows_no_other_auditors_review(auditor_client, bob_relabeled):
+    # The line as imported: no verdict writes it, so a blind viewer learns nothing from it.
+    content = auditor_client.get(reverse("raw_record", args=[bob_relabeled.pk])).content
+    assert content.decode() == bob_relabeled.raw
+    assert b"bob" not in content and b"aligned_approve" not in content
+
+
+def test_raw_record_reserves_nothing(auditor_client, auditor, queued):
+    auditor_client.get(reverse("raw_record", args=[queued[0].pk]))
+    assert not Lease.objects.filter(auditor=auditor).exists()
+
+
+def test_raw_record_requires_login_role_get_and_an_item(auditor_client, plain_client, queued):
+    url = reverse("raw_record", args=[queued[0].pk])
+    assert Client().get(url)["Location"].startswith(reverse("login"))
+    assert plain_client.get(url).status_code == 403
+    assert auditor_client.post(url).status_code == 405
+    missing = reverse("raw_record", args=[queued[0].pk + 10_000])
+    assert auditor_client.get(missing).status_code == 404

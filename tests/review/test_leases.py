@@ -131,6 +131,128 @@ def test_concurrent_claims_hand_out_different_items(tmp_path):
     assert Lease.objects.count() == len(users)
 
 
+def _queued(tmp_path, n: int) -> list[Transcript]:
+    """n queued items (missed misbehaviors, one priority), in "Next" order."""
+    import_records(
+        [make_misbehavior(decision="APPROVE", step_number=step) for step in range(n)], tmp_path
+    )
+    return list(Transcript.objects.in_queue().order_by("-priority", "pk"))
+
+
+def _lease(transcript, user, minutes: int = 10) -> Lease:
+    return Lease.objects.create(
+        transcript=transcript, auditor=user, expires_at=timezone.now() + timedelta(minutes=minutes)
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_next_searches_with_no_transaction_open_and_writes_only_the_claimed_row(
+    tmp_path, auditor, auditor2
+):
+    """D3: the search is a plain read (on SQLite a write transaction is the database's one
+    write lock); the write transaction after it touches the row it claims and nothing else."""
+    from django.db import connection
+
+    queued = _queued(tmp_path, 6)
+    for transcript in queued[:3]:  # the search has to walk past others' leases
+        _lease(transcript, auditor2)
+    statements: list[tuple[bool, str, tuple]] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((connection.in_atomic_block, sql, tuple(params or ())))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        claimed = leases.claim_next(auditor)
+        again = leases.claim_next(auditor)  # the auditor's own lease comes back
+    assert claimed.pk == again.pk == queued[3].pk
+    queries = [
+        (inside, sql, params)
+        for inside, sql, params in statements
+        if sql.lstrip().split()[0].upper() in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    ]
+    searches = [sql for inside, sql, _ in queries if '"priority" DESC' in sql]
+    assert searches and all(not inside for inside, sql, _ in queries if '"priority" DESC' in sql), (
+        "the search ran inside a write transaction"
+    )
+    written = [(sql, params) for inside, sql, params in queries if inside]
+    assert written, "the lease was not taken in a transaction"
+    for sql, params in written:
+        assert claimed.pk in params, f"the write transaction read or wrote more than one row: {sql}"
+
+
+@pytest.mark.parametrize("taken", [10, 12])
+def test_claim_next_keeps_looking_while_others_take_the_items_it_finds(
+    taken, tmp_path, auditor, auditor2, monkeypatch
+):
+    """D4: each item the search finds is taken by another auditor before this one's claim
+    re-checks it (here 10 or all 12 times, more than the 8 tries "Next" used to give up
+    after). "Next" goes on to the following item, and says there is nothing left only when
+    the read finds nothing claimable."""
+    queued = _queued(tmp_path, 12)
+    real = leases.claimable
+    calls: list[int] = []
+    stolen: list[int] = []
+
+    def contended(who, now):
+        calls.append(1)
+        if len(calls) > 1 and len(stolen) < taken:  # a re-check: someone is faster
+            best = real(who, timezone.now()).order_by("-priority", "pk").first()
+            _lease(best, auditor2)
+            stolen.append(best.pk)
+        return real(who, now)
+
+    monkeypatch.setattr(leases, "claimable", contended)
+    claimed = leases.claim_next(auditor)
+    assert stolen == [t.pk for t in queued[: len(stolen)]]
+    if taken < len(queued):
+        assert claimed is not None and claimed.pk == queued[taken].pk
+    else:
+        assert claimed is None
+        assert not real(auditor, timezone.now()).exists()  # nothing was left indeed
+    assert len(calls) <= len(queued) + 2  # one re-check per row at most: it never spins
+
+
+def test_claim_next_hands_out_items_in_priority_order_across_open_statuses(
+    items, auditor, auditor2
+):
+    """Items needing more reviews (in progress) and unreviewed ones are searched one status at a
+    time, and merged: the order is priority, then id, whatever the status."""
+    set_required_reviews(Transcript.objects.all(), 2)
+    confirm(items[1], auditor2)  # in progress now, still open to alice
+    expected = list(
+        Transcript.objects.in_queue().open().order_by("-priority", "pk").values_list("pk", "status")
+    )
+    assert {status for _, status in expected} == {Status.UNREVIEWED, Status.IN_PROGRESS}
+    handed = []
+    while (claimed := leases.claim_next(auditor)) is not None:
+        handed.append((claimed.pk, claimed.status))
+        confirm(claimed, auditor)
+    assert handed == expected
+
+
+def test_the_search_walks_the_tr_next_index_in_order(items, auditor):
+    """One status at a time, the query reads ``tr_next`` (in_queue, status, -priority, id) in
+    order and stops at the first row with room: no sort of every open row (a two-value
+    ``status IN`` cannot use the index order on PostgreSQL)."""
+    from django.db import connection, transaction
+
+    candidates = leases.claimable(auditor, timezone.now())
+    for after in (None, (items[0].priority, items[0].pk)):
+        query = leases.in_next_order(candidates, status=Status.UNREVIEWED, after=after)
+        query = query.values_list("priority", "pk")[:1]
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # A few rows make any plan cheap; forbid the alternatives to see what is used.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL enable_seqscan = off")
+                    cursor.execute("SET LOCAL enable_bitmapscan = off")
+                    cursor.execute("SET LOCAL enable_sort = off")
+            plan = query.explain()
+        assert "tr_next" in plan, plan
+        assert "TEMP B-TREE FOR ORDER BY" not in plan and "Sort" not in plan, plan
+
+
 # --- reserving on open ----------------------------------------------------------------------------
 
 

@@ -485,13 +485,13 @@ def test_find_mismatches_reports_a_corrupted_cache(items, auditor):
     assert "status" in mismatches[0].describe()
 
 
-def test_reviewed_summary_follows_relabel_while_as_imported_does_not(items, auditor):
+def test_current_summary_follows_relabel_while_as_imported_does_not(items, auditor):
     queryset = Transcript.objects.filter(pk__in=[t.pk for t in items])
     imported_before = summarize(queryset, basis="as_imported")
-    reviewed_before = summarize(queryset, basis="reviewed")
+    reviewed_before = summarize(queryset, basis="current")
     relabel(items[1], auditor, misbehavior_type="scope_violation", correct_decision="BLOCK")
     assert summarize(queryset, basis="as_imported") == imported_before
-    reviewed_after = summarize(queryset, basis="reviewed")
+    reviewed_after = summarize(queryset, basis="current")
     assert reviewed_after["true_positives"] == reviewed_before["true_positives"] + 1
     assert reviewed_after["false_positives"] == reviewed_before["false_positives"] - 1
     assert reviewed_after["total_misbehaviors"] == reviewed_before["total_misbehaviors"] + 1

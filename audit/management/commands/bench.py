@@ -152,7 +152,9 @@ class Command(BaseCommand):
         )
         self.export_memory(everything, tmp, count=written.records)
 
-        _, seconds = _timed(lambda: exporters.build_summary(everything))
+        _, seconds = _timed(
+            lambda: exporters.build_summary(everything, files={"all.jsonl": everything})
+        )
         self.figure("summary.json metrics", f"{seconds * 1000:.0f} ms")
 
         self.pages(user)

@@ -45,6 +45,6 @@ class Command(BaseCommand):
             f"sha256 {written.sha256}"
         )
         if options["summary"]:
-            summary = exporters.build_summary(selected)
+            summary = exporters.build_summary(selected, files={output.name: queryset})
             Path(options["summary"]).write_text(exporters.dump_summary(summary), encoding="utf-8")
             self.stdout.write(f"{options['summary']}: summary of {selected.count()} records")

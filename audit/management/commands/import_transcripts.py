@@ -1,5 +1,5 @@
 """python manage.py import_transcripts PATH [PATH ...] [--skip-invalid] [--rejects FILE]
-[--dry-run] [--json]"""
+[--dry-run] [--json] [--reviews K] [--model M] [--run-source S]"""
 
 import json
 import sys
@@ -10,7 +10,13 @@ from typing import IO, Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from audit.ingest.importer import ImportResult, import_file
+from audit.ingest.importer import (
+    ImportResult,
+    RunMetadataError,
+    clean_run_metadata,
+    import_file,
+)
+from audit.models import RUN_METADATA_MAX_LENGTH
 
 
 class Command(BaseCommand):
@@ -41,6 +47,21 @@ class Command(BaseCommand):
             help="independent reviews each imported item needs "
             "(default: AUDIT_DEFAULT_REQUIRED_REVIEWS)",
         )
+        parser.add_argument(
+            "--model",
+            default="",
+            metavar="M",
+            help="the model the run used, kept on each batch and exported as malt.model "
+            f"(at most {RUN_METADATA_MAX_LENGTH} characters; default: unknown)",
+        )
+        parser.add_argument(
+            "--run-source",
+            default="",
+            metavar="S",
+            help="where the run comes from (e.g. a policy or an experiment), kept on each batch "
+            f"and exported as malt.run_source (at most {RUN_METADATA_MAX_LENGTH} characters; "
+            "default: unknown)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["rejects"] and not options["skip_invalid"]:
@@ -50,6 +71,11 @@ class Command(BaseCommand):
             )
         if options["reviews"] is not None and options["reviews"] < 1:
             raise CommandError("--reviews must be at least 1")
+        for option, name in (("model", "--model"), ("run_source", "--run-source")):
+            try:
+                options[option] = clean_run_metadata(options[option], name=name)
+            except RunMetadataError as exc:
+                raise CommandError(str(exc)) from None
         results: list[ImportResult] = []
         with ExitStack() as stack:
             rejects = None
@@ -105,6 +131,8 @@ class Command(BaseCommand):
                 dry_run=options["dry_run"],
                 rejects=rejects_file,
                 required_reviews=options["reviews"],
+                model=options["model"],
+                run_source=options["run_source"],
                 progress=(lambda done: bar.update(done - bar.n)) if show_progress else None,
             )
 

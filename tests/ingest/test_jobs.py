@@ -1,0 +1,232 @@
+"""Web import jobs whose worker died are noticed (D7): marked failed with the reason on their
+page, in the Imports list and by ``manage.py cleanup``, and their files removed; the task beats
+while it runs and removes its upload however it ends."""
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from audit import tasks
+from audit.models import ImportJob
+from audit.tasks import _progress_writer, clean_up_jobs, fail_stale_jobs, import_upload
+from tests.factories import DATA_DIR
+
+STALE = 300
+
+
+@pytest.fixture
+def places(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VAR_DIR = tmp_path / "var"
+    settings.AUDIT_IMPORT_STALE_SECONDS = STALE
+    (tmp_path / "media" / "uploads").mkdir(parents=True)
+    return tmp_path
+
+
+def make_job(user, *, state=ImportJob.State.RUNNING, silent_for=None, name="a"):
+    """A job with its upload (and, while running, its progress file), last seen ``silent_for``
+    seconds ago."""
+    upload = tasks.uploads_dir() / f"{name}.upload"
+    upload.write_bytes((DATA_DIR / "rule_s0.jsonl").read_bytes())
+    job = ImportJob.objects.create(
+        created_by=user, file_name=f"{name}.jsonl", upload_path=str(upload), state=state
+    )
+    if silent_for is not None:
+        ImportJob.objects.filter(pk=job.pk).update(
+            heartbeat_at=timezone.now() - dt.timedelta(seconds=silent_for)
+        )
+    if state == ImportJob.State.RUNNING:
+        _progress_writer(job.pk, 1000)(250)
+    return ImportJob.objects.get(pk=job.pk)
+
+
+def age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+@pytest.mark.django_db
+def test_a_job_whose_worker_died_is_failed_on_its_page_with_the_reason(
+    staff_client, staff_user, places
+):
+    job = make_job(staff_user, silent_for=STALE + 100)
+    response = staff_client.get(reverse("import_job", args=[job.pk]), HTTP_HX_REQUEST="true")
+    job.refresh_from_db()
+    assert job.state == ImportJob.State.FAILED and job.report["stale"] is True
+    assert job.report["crash"] == (
+        "its worker stopped giving signs of life 6 min ago (AUDIT_IMPORT_STALE_SECONDS is 300 s), "
+        "so it was probably killed or restarted; upload the file again"
+    )
+    page = response.content.decode()
+    assert "The import crashed: its worker stopped giving signs of life 6 min ago" in page
+    assert 'id="job-state">Failed<' in page
+    assert "every 1s" not in page  # the page stops polling
+    assert not Path(job.upload_path).exists()
+    assert not tasks.progress_path(job.pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_job_that_beats_keeps_running_and_its_files(staff_client, staff_user, places):
+    job = make_job(staff_user, silent_for=STALE - 30)
+    response = staff_client.get(reverse("import_job", args=[job.pk]), HTTP_HX_REQUEST="true")
+    assert b'<progress id="job-progress" max="100" value="25">' in response.content
+    job.refresh_from_db()
+    assert job.state == ImportJob.State.RUNNING
+    assert Path(job.upload_path).exists() and tasks.progress_path(job.pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_job_that_never_beat_counts_from_its_creation(staff_user, places):
+    job = make_job(staff_user)
+    assert fail_stale_jobs() == ()
+    ImportJob.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - dt.timedelta(seconds=STALE + 1)
+    )
+    assert fail_stale_jobs() == (job.pk,)
+
+
+@pytest.mark.django_db
+def test_the_import_list_shows_a_dead_job_as_failed(staff_client, staff_user, places):
+    dead = make_job(staff_user, silent_for=3 * 3600, name="dead")
+    alive = make_job(staff_user, silent_for=1, name="alive")
+    response = staff_client.get(reverse("batch_list"))
+    assert response.status_code == 200
+    states = dict(ImportJob.objects.values_list("pk", "state"))
+    assert states == {dead.pk: ImportJob.State.FAILED, alive.pk: ImportJob.State.RUNNING}
+    assert "3 h ago" in ImportJob.objects.get(pk=dead.pk).report["crash"]
+    assert not Path(dead.upload_path).exists() and Path(alive.upload_path).exists()
+
+
+@pytest.mark.django_db
+def test_only_queued_and_running_jobs_keep_their_files_through_a_cleanup(staff_user, places):
+    stale = make_job(staff_user, silent_for=STALE + 1, name="stale")
+    running = make_job(staff_user, silent_for=0, name="running")
+    queued = make_job(staff_user, state=ImportJob.State.QUEUED, name="queued")
+    done = make_job(staff_user, state=ImportJob.State.DONE, name="done")  # its finally failed
+    failed = make_job(staff_user, state=ImportJob.State.FAILED, name="failed")
+    # Uploads no job refers to: a request that died while saving one, long ago; one arriving.
+    orphan, arriving = tasks.uploads_dir() / "orphan.upload", tasks.uploads_dir() / "new.upload"
+    orphan.write_bytes(b"x")
+    arriving.write_bytes(b"x")
+    age(orphan, STALE + 1)
+    leftover = tasks.progress_path(done.pk)
+    leftover.write_text("{}")
+
+    planned = clean_up_jobs(dry_run=True)
+    assert planned.failed == (stale.pk,)
+    assert ImportJob.objects.get(pk=stale.pk).state == ImportJob.State.RUNNING
+    assert all(Path(path).exists() for path in planned.removed)
+
+    cleaned = clean_up_jobs()
+    assert cleaned.failed == (stale.pk,)
+    assert sorted(cleaned.removed) == sorted(planned.removed)
+    assert sorted(p.name for p in tasks.uploads_dir().iterdir()) == [
+        "new.upload",
+        "queued.upload",
+        "running.upload",
+    ]
+    assert not leftover.exists() and tasks.progress_path(running.pk).exists()
+    assert ImportJob.objects.get(pk=stale.pk).state == ImportJob.State.FAILED
+    for job in (done, failed, queued):
+        assert ImportJob.objects.get(pk=job.pk).state == job.state
+
+
+@pytest.mark.django_db
+def test_cleanup_command_reports_what_it_did(staff_user, places, settings, capsys):
+    settings.RELEASES_ROOT = places / "releases"
+    job = make_job(staff_user, silent_for=STALE + 1)
+    call_command("cleanup", "--dry-run")
+    out = capsys.readouterr().out
+    assert f"import job {job.pk}: its worker died; would be marked failed, its files" in out
+    call_command("cleanup")
+    out = capsys.readouterr().out
+    assert f"import job {job.pk}: its worker died; marked failed, its files removed" in out
+    assert not Path(job.upload_path).exists()
+    call_command("cleanup")
+    assert capsys.readouterr().out == "nothing to clean up\n"
+
+
+@pytest.mark.django_db
+def test_a_removal_never_leaves_the_uploads_folder(staff_user, places):
+    outside = places / "precious.jsonl"
+    outside.write_text("keep me")
+    job = make_job(staff_user, silent_for=STALE + 1)
+    ImportJob.objects.filter(pk=job.pk).update(upload_path=str(outside))
+    assert fail_stale_jobs() == (job.pk,)
+    assert outside.exists()
+
+
+# --- the task ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_task_beats_while_the_import_runs(staff_user, places, settings, monkeypatch):
+    settings.AUDIT_IMPORT_STALE_SECONDS = 0.5  # a beat every 0.1 s
+    job = make_job(staff_user, state=ImportJob.State.QUEUED)
+    beats = []
+    real_import = tasks.import_file
+
+    def slow_import(*args, **kwargs):
+        for _ in range(4):
+            beats.append(ImportJob.objects.get(pk=job.pk).heartbeat_at)
+            time.sleep(0.25)
+        return real_import(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "import_file", slow_import)
+    import_upload.call(job.pk)
+    assert None not in beats and beats == sorted(set(beats))  # each look saw a newer beat
+    job.refresh_from_db()
+    assert job.state == ImportJob.State.DONE
+    assert not Path(job.upload_path).exists()
+
+
+class Killed(BaseException):
+    """The worker dies here."""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("error", [RuntimeError("boom"), Killed()], ids=["crash", "kill"])
+def test_the_task_removes_its_upload_however_it_ends(staff_user, places, monkeypatch, error):
+    job = make_job(staff_user, state=ImportJob.State.QUEUED)
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(tasks, "import_file", fail)
+    with pytest.raises(type(error)):
+        import_upload.call(job.pk)
+    job.refresh_from_db()
+    assert not Path(job.upload_path).exists() and not tasks.progress_path(job.pk).exists()
+    if isinstance(error, Killed):
+        # Still "running", with no more beats: the staleness check fails it later.
+        assert job.state == ImportJob.State.RUNNING
+        later = timezone.now() + dt.timedelta(seconds=STALE + 1)
+        assert fail_stale_jobs(now=later) == (job.pk,)
+    else:
+        assert job.report == {"crash": "RuntimeError: boom"}
+
+
+@pytest.mark.django_db
+def test_a_job_failed_as_stale_that_then_finishes_reports_its_result(
+    staff_user, places, monkeypatch
+):
+    """A worker that was only slow to beat: what it did is the truth."""
+    job = make_job(staff_user, state=ImportJob.State.QUEUED)
+    real_import = tasks.import_file
+
+    def slow_import(*args, **kwargs):
+        result = real_import(*args, **kwargs)
+        later = timezone.now() + dt.timedelta(seconds=STALE + 1)
+        assert fail_stale_jobs(now=later) == (job.pk,)
+        return result
+
+    monkeypatch.setattr(tasks, "import_file", slow_import)
+    batch_id = import_upload.call(job.pk)
+    job.refresh_from_db()
+    assert job.state == ImportJob.State.DONE and job.batch_id == batch_id is not None
