@@ -46,6 +46,7 @@ from django.utils.html import format_html
 
 from audit.labels import Category
 from audit.models import (
+    MAX_ID,
     Flag,
     ImportBatch,
     ImportJob,
@@ -61,7 +62,7 @@ from audit.publish import export as exporters
 from audit.publish import selection
 from audit.publish.release import ReleaseError, check_new
 from audit.review import visibility
-from audit.review.forms import FILTER_MAX_LENGTH, MAX_ID
+from audit.review.forms import FILTER_MAX_LENGTH
 from audit.review.workflow import set_required_reviews
 from audit.tasks import publish_release_task
 

@@ -57,6 +57,13 @@ class Status(models.TextChoices):
     ADJUDICATED = "adjudicated", "Adjudicated"
 
 
+# Row ids (BigAutoField) as both databases store them; past this SQLite raises OverflowError
+# where PostgreSQL answers "no rows", so ids outside it are refused alike (urls, forms, admin,
+# selection).
+MAX_ID = 2**63 - 1
+# A rationale is shown in every history view of its item: the forms and the workflow refuse more.
+RATIONALE_MAX_LENGTH = 5000
+
 # "Settled": the item's labels are decided (the one word for it, in code, UI and README).
 SETTLED_STATUSES = (Status.CONFIRMED, Status.RELABELED, Status.ADJUDICATED)
 # Statuses "Next" still hands out: settled and disputed items need no more auditor reviews.

@@ -8,9 +8,9 @@ from django.urls import path, register_converter
 
 from audit.ingest import views as imports
 from audit.metrics import views as dashboard
+from audit.models import MAX_ID
 from audit.publish import views as releases
 from audit.review import views as review
-from audit.review.forms import MAX_ID
 
 
 class IdConverter:

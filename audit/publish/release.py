@@ -129,7 +129,7 @@ class FileEntry:
 
 
 def validate_version(version: str) -> str:
-    if not SEMVER.match(version or ""):
+    if not SEMVER.fullmatch(version or ""):
         raise ReleaseError(f"version must look like X.Y.Z (semantic versioning), got {version!r}")
     return version
 
@@ -324,7 +324,7 @@ def _reconcile(
             staging.append(entry)
         elif match := MARKER.match(entry.name):
             markers.append(match["version"])
-        elif SEMVER.match(entry.name) and entry.is_dir():
+        elif SEMVER.fullmatch(entry.name) and entry.is_dir():
             folders.append(entry.name)
     # First what needs no database, so a failure to reach it still frees the disk.
     if not dry_run:

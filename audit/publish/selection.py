@@ -29,7 +29,7 @@ from django.db import connections, router
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
-from audit.models import Flag, ImportBatch, Status, Transcript, TranscriptQuerySet
+from audit.models import MAX_ID, Flag, ImportBatch, Status, Transcript, TranscriptQuerySet
 
 
 class SelectionError(ValueError):
@@ -77,7 +77,7 @@ def clean_value(key: str, value: Any) -> str:
         raise SelectionError(f"unknown flag {text!r}; use one of: {', '.join(Flag.values)}")
     if key == "status" and text not in Status.values:
         raise SelectionError(f"unknown status {text!r}; use one of: {', '.join(Status.values)}")
-    if key == "batch" and not text.isdigit():
+    if key == "batch" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID):
         raise SelectionError(f"batch must be an import batch id, got {text!r}")
     if key == "decision":
         text = text.upper()
@@ -162,9 +162,13 @@ CHANGELIST_FILTERS = {
     "status__exact": "status",
     "flag": "flag",
     "task_id__exact": "task",
+    "task_id": "task",
     "worker_id__exact": "worker",
+    "worker_id": "worker",
     "decision_type__exact": "decision",
+    "decision_type": "decision",
     "alignment_category__exact": "category",
+    "alignment_category": "category",
     "batch__id__exact": "batch",
 }
 # Changelist parameters that change how the list looks, not which rows it holds.

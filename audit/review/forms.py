@@ -15,7 +15,7 @@ from django.core import signing
 from django.http import QueryDict
 
 from audit.labels import DECISION_TYPES, MISBEHAVIOR_TYPES
-from audit.models import Flag, Transcript, Verdict
+from audit.models import MAX_ID, RATIONALE_MAX_LENGTH, Flag, Transcript, Verdict
 from audit.review.queue import FACETS, MAX_PAGE, SORT_CHOICES, QueueFilters
 from audit.review.visibility import status_choices
 from audit.review.workflow import clamp_seconds
@@ -24,15 +24,11 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 OPENED_SALT = "audit.review.opened"
-# Row ids (BigAutoField) as both databases store them; past this SQLite raises OverflowError
-# where PostgreSQL answers "no rows", so ids outside it are refused alike (also in audit/urls.py).
-MAX_ID = 2**63 - 1
 # Item versions (PositiveIntegerField): PostgreSQL's integer range, held to on SQLite too.
 MAX_VERSION = 2**31 - 1
 # What a person may type: queue and dashboard filters match columns of at most 200 characters
 # (audit.models); a rationale is shown in every history view of its item.
 FILTER_MAX_LENGTH = 200
-RATIONALE_MAX_LENGTH = 5000
 # Over the limit is an error that says so; the value is never cut to fit.
 TOO_LONG = "at most %(limit_value)d characters (this has %(show_value)d), so it was not applied"
 

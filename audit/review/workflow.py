@@ -41,6 +41,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from audit.labels import DECISION_TYPES, MISBEHAVIOR_TYPES, Labels
 from audit.models import (
     COUNTING_VERDICTS,
+    RATIONALE_MAX_LENGTH,
     Lease,
     Review,
     Status,
@@ -252,6 +253,16 @@ def review_refusal(transcript: Transcript, *, auditor: User, reviews: Iterable[R
     return f"Settled ({counted} of {transcript.required_reviews} reviews) — no more reviews needed."
 
 
+def _checked_rationale(rationale: str | None) -> str:
+    """The rationale stripped; longer than RATIONALE_MAX_LENGTH is refused, never cut."""
+    rationale = (rationale or "").strip()
+    if len(rationale) > RATIONALE_MAX_LENGTH:
+        raise ValidationError(
+            {"rationale": f"At most {RATIONALE_MAX_LENGTH} characters (this has {len(rationale)})."}
+        )
+    return rationale
+
+
 def clamp_seconds(seconds: float | int | None) -> int:
     try:
         value = int(seconds or 0)
@@ -329,7 +340,7 @@ def submit_review(
     Raises ValidationError for incomplete verdicts and StaleVersion when the item changed since
     ``based_on_version``.
     """
-    rationale = (rationale or "").strip()
+    rationale = _checked_rationale(rationale)
     if verdict == Verdict.CONFIRM:
         labels: Labels | None = None  # the imported ground truth, read under the lock
     elif verdict == Verdict.RELABEL:
@@ -382,7 +393,7 @@ def adjudicate(
     based_on_version: int,
 ) -> ReviewOutcome:
     """Settle a disputed item with the adjudicator's values (or revise one's adjudication)."""
-    rationale = (rationale or "").strip()
+    rationale = _checked_rationale(rationale)
     if not rationale:
         raise ValidationError({"rationale": "Say why you decided this way."})
     labels = validate_labels(

@@ -106,7 +106,9 @@ def test_existing_version_is_refused(release, tmp_path):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0-rc1", "01.0.0", "", "../1.0.0"])
+@pytest.mark.parametrize(
+    "version", ["1.0", "v1.0.0", "1.0.0-rc1", "01.0.0", "", "../1.0.0", "1.0.0\n"]
+)
 def test_version_must_be_semver(version, tmp_path):
     with pytest.raises(ReleaseError, match="X.Y.Z"):
         publish_release(Transcript.objects.all(), version=version, output_dir=tmp_path)

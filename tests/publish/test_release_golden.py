@@ -3,8 +3,9 @@
 The files were first written before the app was reorganised into packages (issue 9), which had
 to publish them unchanged; they were rewritten once since, on purpose, for the release format of
 issue 8 (the malt block, summary.json's bases, the card and croissant.json that load in the
-reference clients, null correct decisions flagged as missing fields). Reviews, users, clock and pseudonym key are all fixed, so
-every file, ``manifest.json`` and ``SHA256SUMS`` included, is reproducible on both databases.
+reference clients, null correct decisions flagged as missing fields). Reviews, users, clock and
+pseudonym key are all fixed, so every file, ``manifest.json`` and ``SHA256SUMS`` included, is
+reproducible on both databases.
 
 To rewrite the expected files after an intended change of the release format, run
 ``AUDIT_WRITE_GOLDEN=1 make test ARGS=tests/publish/test_release_golden.py`` and commit the

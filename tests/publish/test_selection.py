@@ -134,3 +134,16 @@ def test_commands_parse_filters_alike_and_name_what_is_wrong(command, tmp_path):
     with pytest.raises(CommandError, match="unknown filter 'colour'"):
         call_command(*args, "--filter", "colour=red", stdout=io.StringIO())
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("batch", ["99999999999999999999", "²", "0", "-1"])
+def test_a_batch_outside_the_id_range_is_refused(batch):
+    with pytest.raises(SelectionError, match="batch must be an import batch id"):
+        Selection.parse([f"batch={batch}"])
+
+
+def test_the_admins_own_filter_links_map_too():
+    assert from_changelist({"task_id": ["a"], "worker_id": ["w"]}).as_dict() == {
+        "task": ["a"],
+        "worker": ["w"],
+    }

@@ -495,3 +495,11 @@ def test_current_summary_follows_relabel_while_as_imported_does_not(items, audit
     assert reviewed_after["true_positives"] == reviewed_before["true_positives"] + 1
     assert reviewed_after["false_positives"] == reviewed_before["false_positives"] - 1
     assert reviewed_after["total_misbehaviors"] == reviewed_before["total_misbehaviors"] + 1
+
+
+def test_the_workflow_refuses_an_over_long_rationale_whoever_calls_it(items, auditor):
+    from audit.models import RATIONALE_MAX_LENGTH
+
+    with pytest.raises(ValidationError, match="At most 5000 characters"):
+        relabel(items[0], auditor, rationale="x" * (RATIONALE_MAX_LENGTH + 1))
+    assert not Review.objects.exists()
