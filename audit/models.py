@@ -318,8 +318,12 @@ class Transcript(models.Model):
         indexes = [
             # Episode timeline: the other steps of one session and task, in order.
             models.Index(fields=["session_id", "task_id", "step_number"], name="tr_episode"),
-            # "Next": the highest-priority queued item that still needs reviews.
-            models.Index(fields=["in_queue", "status", "-priority", "id"], name="tr_next"),
+            # "Next": the highest-priority queued item that still needs reviews, one open status
+            # at a time (review.leases.in_next_order), read in index order. ``batch`` last, after
+            # the unique id, changes no order: it lets counts of queued rows by status stay
+            # index-only under the default manager's unfinished-batch filter (measured on
+            # PostgreSQL at 100k rows: 5 ms with it, 73 ms without).
+            models.Index(fields=["in_queue", "status", "-priority", "id", "batch"], name="tr_next"),
             # Queue facet counts and filters (review.queue.facet_counts): every column a facet
             # groups or filters by, so each count is an index-only scan of the queued rows
             # (measured at 100k rows on SQLite: 570-830 ms per queue page without, 90-160 with).

@@ -223,6 +223,14 @@ AUDIT_LEASE_SECONDS = env_int("AUDIT_LEASE_SECONDS", 900, minimum=30)
 # A web import whose task gave no sign of life (a heartbeat every fifth of this) for this long
 # lost its worker: it is marked failed and its upload removed (audit.tasks.fail_stale_jobs).
 AUDIT_IMPORT_STALE_SECONDS = env_int("AUDIT_IMPORT_STALE_SECONDS", 300, minimum=30)
+# Limits of one import, each refusing the whole file with an error naming it (audit.ingest.
+# importer): gzip input decompressed (bytes, lines, and bytes out per compressed byte in, a
+# bomb's mark: deflate tops out near 1032), the temporary staging of its checked rows, and time.
+AUDIT_GZIP_MAX_BYTES = env_int("AUDIT_GZIP_MAX_MB", 4096, minimum=1) * 1024 * 1024
+AUDIT_GZIP_MAX_LINES = env_int("AUDIT_GZIP_MAX_LINES", 10_000_000, minimum=1)
+AUDIT_GZIP_MAX_RATIO = env_int("AUDIT_GZIP_MAX_RATIO", 1000, minimum=2)
+AUDIT_IMPORT_MAX_STAGING_BYTES = env_int("AUDIT_IMPORT_MAX_STAGING_MB", 8192, minimum=1) * 1024**2
+AUDIT_IMPORT_TIME_LIMIT_SECONDS = env_int("AUDIT_IMPORT_TIME_LIMIT_SECONDS", 3600, minimum=1)
 
 # Long web imports and exports run as tasks. Development runs them in-process; production uses
 # the database backend with `manage.py db_worker` (AUDIT_TASKS_BACKEND=database).

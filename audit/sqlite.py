@@ -15,6 +15,7 @@ PostgreSQL's where a job must run alone across many transactions.
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,15 +53,29 @@ def configure_sqlite(
 def file_lock(connection: BaseDatabaseWrapper, name: str) -> Iterator[None]:
     """Hold an exclusive lock called ``name`` on the database, waiting for it: an ``flock`` on
     ``<database>.<name>.lock``, which every process and thread on the machine sees (as SQLite
-    needs them all on one machine) and which the kernel releases if the holder dies."""
+    needs them all on one machine) and which the kernel releases if the holder dies. (Not on the
+    database file itself: closing any descriptor of that file drops SQLite's own locks.)"""
     database = str(connection.settings_dict["NAME"])
     if database == ":memory:" or "mode=memory" in database:
         with _memory_locks.setdefault(name, threading.Lock()):
             yield
         return
-    with open(f"{database}.{name}.lock", "ab") as handle:
+    path = f"{database}.{name}.lock"
+    while True:
+        handle = open(path, "ab")  # noqa: SIM115 - closed below, after the lock is released
         fcntl.flock(handle, fcntl.LOCK_EX)
+        # The holder before us removes the file as it finishes: locking that removed file
+        # excludes no one, so try again with the one now at the path.
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        yield
+    finally:
+        # Removed while still held, so no lock files pile up (one per test database) and whoever
+        # waits on this one sees it is gone; closing releases the lock.
+        os.unlink(path)
+        handle.close()

@@ -11,6 +11,13 @@ reported or not at all:
   (``RejectedLine``) and, when asked, written to a rejects file;
 - ``dry_run``: everything is checked and counted, and nothing is written.
 
+Whatever the mode, a file is refused whole, nothing from it written, with one file-level error
+(line 0) saying what happened, when it cannot be read, its gzip data is truncated or corrupt,
+it is empty, the temporary disk of the staging is full, or it passes a limit: gzip's
+decompressed bytes, lines and ratio (AUDIT_GZIP_MAX_MB, AUDIT_GZIP_MAX_LINES,
+AUDIT_GZIP_MAX_RATIO), the staging's size (AUDIT_IMPORT_MAX_STAGING_MB), and the time the scan
+takes (AUDIT_IMPORT_TIME_LIMIT_SECONDS). Anything wrong with one line is that line's error.
+
 A file that adds nothing new (all duplicates, and no rejected lines that an earlier import of
 the same bytes did not already keep) leaves no batch behind, so re-importing is a no-op; the
 result still says how many lines were duplicates.
@@ -23,7 +30,7 @@ records, so a re-import that adds nothing changes neither.
 
 from __future__ import annotations
 
-import gzip
+import errno
 import hashlib
 import io
 import json
@@ -58,6 +65,11 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 # Errors kept in memory and on the batch; every rejected line is still kept as a RejectedLine.
 MAX_REPORTED_ERRORS = 1000
 GZIP_MAGIC = b"\x1f\x8b"
+# The largest line number the line_number columns (PositiveIntegerField) hold on both databases.
+MAX_LINE_NUMBER = 2**31 - 1
+# Below this much decompressed data the gzip ratio is not judged: a small file does no harm.
+RATIO_FLOOR_BYTES = 1024 * 1024
+READ_SIZE = 1 << 16
 
 # Called with the number of bytes read so far; whatever it returns is ignored.
 Progress = Callable[[int], object]
@@ -113,6 +125,14 @@ def clean_run_metadata(value: str | None, *, name: str) -> str:
     return text
 
 
+class _Refused(Exception):
+    """The whole file is refused while it is read; ``error`` is its "file: ..." report."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class _CountingReader(io.RawIOBase):
     """Wraps the file to hash its bytes and report progress as they are read."""
 
@@ -126,7 +146,10 @@ class _CountingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self.raw.read(len(buffer))
+        try:
+            data = self.raw.read(len(buffer))
+        except OSError as exc:
+            raise _Refused(f"file: cannot read the file: {_os_error(exc)}") from None
         count = len(data)
         buffer[:count] = data
         self.sha256.update(data)
@@ -134,6 +157,84 @@ class _CountingReader(io.RawIOBase):
         if self.progress is not None:
             self.progress(self.bytes_read)
         return count
+
+
+class _Gunzip(io.RawIOBase):
+    """The decompressed bytes of gzip data (every member, as ``gzip.open`` reads them), within
+    AUDIT_GZIP_MAX_BYTES and AUDIT_GZIP_MAX_RATIO; a truncated or corrupt stream is refused.
+
+    zlib directly rather than ``gzip.GzipFile``, which reads ahead: the ratio is judged on the
+    compressed bytes actually consumed, so a bomb is stopped within its first megabytes."""
+
+    def __init__(self, source: IO[bytes], *, max_bytes: int, max_ratio: int) -> None:
+        self.source = source
+        self.max_bytes = max_bytes
+        self.max_ratio = max_ratio
+        # wbits=31: a gzip header and trailer, whose CRC and length zlib checks.
+        self.inflate = zlib.decompressobj(wbits=31)
+        self.consumed = 0  # compressed bytes
+        self.produced = 0  # decompressed bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            if self.inflate.eof:
+                # A member ended; another may follow (gzip allows several), or nothing but
+                # zero bytes of padding, which gzip.open skips too.
+                data = self.inflate.unused_data
+                while not (rest := data.lstrip(b"\x00")):
+                    self.consumed += len(data)
+                    if not (data := self.source.read(READ_SIZE)):
+                        return 0
+                self.consumed += len(data) - len(rest)
+                data = rest
+                self.inflate = zlib.decompressobj(wbits=31)
+            else:
+                data = self.inflate.unconsumed_tail or self.source.read(READ_SIZE)
+                if not data:
+                    raise _Refused(
+                        f"file: the gzip data is truncated: it ends after {self.consumed:,} "
+                        "compressed bytes, before its end-of-stream marker (was the upload "
+                        "or copy cut short?)"
+                    )
+            try:
+                out = self.inflate.decompress(data, len(buffer))
+            except zlib.error as exc:
+                raise _Refused(f"file: the gzip data is corrupt ({exc})") from None
+            self.consumed += (
+                len(data) - len(self.inflate.unconsumed_tail) - len(self.inflate.unused_data)
+            )
+            if out:
+                break
+        self.produced += len(out)
+        if self.produced > self.max_bytes:
+            raise _Refused(
+                f"file: the gzip data decompresses to more than {_mib(self.max_bytes)} "
+                "(AUDIT_GZIP_MAX_MB)"
+            )
+        if self.produced > RATIO_FLOOR_BYTES and self.produced > self.max_ratio * self.consumed:
+            raise _Refused(
+                f"file: the gzip data expands more than {self.max_ratio} times "
+                f"(AUDIT_GZIP_MAX_RATIO): {self.consumed:,} compressed bytes gave "
+                f"{self.produced:,}, as a decompression bomb does"
+            )
+        buffer[: len(out)] = out
+        return len(out)
+
+
+def _mib(size: int) -> str:
+    mib = 1024 * 1024
+    return f"{size // mib:,} MiB" if size % mib == 0 else f"{size:,} bytes"
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError as a person reads it: what, and for a full disk, that it is full."""
+    text = f"{exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (the disk is full)" if exc.errno == errno.ENOSPC else " (over the disk quota)"
+    return text
 
 
 def import_file(
@@ -199,26 +300,25 @@ def import_stream(
     """
     model = clean_run_metadata(model, name="model")
     run_source = clean_run_metadata(run_source, name="run source")
+    started = time.monotonic()
     reader = _CountingReader(handle, progress)
-    buffered = io.BufferedReader(reader, buffer_size=1 << 16)
-    stream: io.BufferedIOBase = buffered
-    if buffered.peek(2)[:2] == GZIP_MAGIC:
-        stream = gzip.GzipFile(fileobj=buffered, mode="rb")
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as staged:
+    try:
+        # Opened here to report a failure to create it; the with below closes it.
+        staging = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        return _file_error(file_name, f"file: {_staging_problem(exc)}")
+    with staging as staged:
         scan = _Scan(
             staged=staged,
             skip_invalid=skip_invalid,
             rejects=rejects,
             spot_check_rate=settings.AUDIT_SPOT_CHECK_RATE,
+            max_staging_bytes=settings.AUDIT_IMPORT_MAX_STAGING_BYTES,
         )
         try:
-            for number, raw_line in enumerate(_lines(stream), start=1):
-                if raw_line is None:
-                    scan.reject_too_long(number)
-                else:
-                    scan.feed(number, raw_line)
-        except (OSError, EOFError, zlib.error) as exc:
-            scan.fail_file(f"file: cannot read the gzip data: {exc}")
+            _read(reader, scan=scan, started=started)
+        except _Refused as exc:
+            scan.fail_file(exc.error)
         stored = _Stored()
         if not scan.failed:
             staged.seek(0)
@@ -248,6 +348,54 @@ def import_stream(
         batch_id=stored.batch_id,
         dry_run=dry_run,
         failed=scan.failed,
+    )
+
+
+def _read(reader: _CountingReader, *, scan: _Scan, started: float) -> None:
+    """The scan of the whole file: each line through ``scan``, within the limits (gzip's,
+    AUDIT_IMPORT_TIME_LIMIT_SECONDS); raise _Refused to refuse the file."""
+    buffered = io.BufferedReader(reader, buffer_size=READ_SIZE)
+    stream: io.BufferedIOBase = buffered
+    max_lines = MAX_LINE_NUMBER
+    gunzip: _Gunzip | None = None
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
+        gunzip = _Gunzip(
+            buffered,
+            max_bytes=settings.AUDIT_GZIP_MAX_BYTES,
+            max_ratio=settings.AUDIT_GZIP_MAX_RATIO,
+        )
+        stream = io.BufferedReader(gunzip, buffer_size=READ_SIZE)
+        max_lines = min(max_lines, settings.AUDIT_GZIP_MAX_LINES)
+    deadline = started + settings.AUDIT_IMPORT_TIME_LIMIT_SECONDS
+    for number, raw_line in enumerate(_lines(stream), start=1):
+        if number > max_lines:
+            limit = "AUDIT_GZIP_MAX_LINES" if gunzip else "the largest line number stored"
+            raise _Refused(f"file: more than {max_lines:,} lines ({limit})")
+        if time.monotonic() > deadline:
+            raise _Refused(
+                f"file: the import took longer than {settings.AUDIT_IMPORT_TIME_LIMIT_SECONDS:,} "
+                f"s (AUDIT_IMPORT_TIME_LIMIT_SECONDS); it was at line {number:,}"
+            )
+        if raw_line is None:
+            scan.reject_too_long(number)
+        else:
+            scan.feed(number, raw_line)
+    scan.finish()
+    if scan.records == 0:
+        if reader.bytes_read == 0:
+            raise _Refused("file: empty (0 bytes): no records to import")
+        if gunzip is not None and gunzip.produced == 0:
+            raise _Refused("file: empty: its gzip data decompresses to 0 bytes, no records")
+        blank = (
+            "its line is blank" if scan.lines == 1 else f"all its {scan.lines:,} lines are blank"
+        )
+        raise _Refused(f"file: empty: {blank}, no records to import")
+
+
+def _staging_problem(exc: OSError) -> str:
+    return (
+        f"cannot stage the checked rows in the temporary directory "
+        f"({tempfile.gettempdir()}): {_os_error(exc)}"
     )
 
 
@@ -284,10 +432,13 @@ class _Scan:
     skip_invalid: bool
     rejects: IO[bytes] | None
     spot_check_rate: float
+    max_staging_bytes: int
     lines: int = 0
+    records: int = 0  # lines that are not blank, good or bad
     rejected: int = 0
     failed: bool = False
     errors: list[LineError] = field(default_factory=list)
+    staged_bytes: int = 0
 
     def feed(self, number: int, raw_line: bytes) -> None:
         self.lines = number
@@ -295,6 +446,7 @@ class _Scan:
             raw_line = raw_line[3:]  # a UTF-8 byte order mark is not part of the record
         if not raw_line.strip():
             return  # blank lines (a trailing newline, spacing) carry no record
+        self.records += 1
         raw_line = raw_line.rstrip(b"\r\n")
         try:
             text = raw_line.decode("utf-8")
@@ -314,7 +466,7 @@ class _Scan:
         if self.failed:
             return  # keep scanning to report every bad line, but stage nothing more
         values = extract(record, spot_check_rate=self.spot_check_rate)
-        self.staged.write(json.dumps({"line": number, "raw": text, "values": values}) + "\n")
+        self._stage({"line": number, "raw": text, "values": values})
 
     def reject(self, number: int, raw_line: bytes, error: str) -> None:
         self.rejected += 1
@@ -326,11 +478,33 @@ class _Scan:
             self.failed = True
             return
         if self.rejects is not None:
-            self.rejects.write(raw_line + b"\n")
+            try:
+                self.rejects.write(raw_line + b"\n")
+            except OSError as exc:
+                raise _Refused(f"file: cannot write the rejects file: {_os_error(exc)}") from None
         text, encoding = RejectedLine.encode(raw_line)
-        self.staged.write(
-            json.dumps({"line": number, "text": text, "encoding": encoding, "error": error}) + "\n"
-        )
+        self._stage({"line": number, "text": text, "encoding": encoding, "error": error})
+
+    def _stage(self, row: dict[str, Any]) -> None:
+        # ASCII (json.dumps escapes the rest), so its length is its size on disk.
+        line = json.dumps(row) + "\n"
+        self.staged_bytes += len(line)
+        if self.staged_bytes > self.max_staging_bytes:
+            raise _Refused(
+                f"file: staging its checked rows takes more than {_mib(self.max_staging_bytes)} "
+                "of temporary disk (AUDIT_IMPORT_MAX_STAGING_MB)"
+            )
+        try:
+            self.staged.write(line)
+        except OSError as exc:
+            raise _Refused(f"file: {_staging_problem(exc)}") from None
+
+    def finish(self) -> None:
+        """Flush the staging, whose last writes may find the disk full only now."""
+        try:
+            self.staged.flush()
+        except OSError as exc:
+            raise _Refused(f"file: {_staging_problem(exc)}") from None
 
     def reject_too_long(self, number: int) -> None:
         self.lines = number
@@ -340,7 +514,7 @@ class _Scan:
 
     def fail_file(self, error: str) -> None:
         self.failed = True
-        self.errors.append(LineError(0, error))
+        self.errors.append(LineError(0, f"{error}; nothing from the file was imported"))
 
 
 @dataclass(frozen=True)
@@ -365,7 +539,8 @@ def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_ru
         return _Stored(imported=imported, duplicates=duplicates)
     with _one_import_at_a_time():
         # No other import runs now: an unfinished batch is what a killed import left behind.
-        for leftover in ImportBatch.including_unfinished.unfinished().values_list("pk", flat=True):
+        leftovers = ImportBatch.including_unfinished.unfinished().values_list("pk", flat=True)
+        for leftover in list(leftovers):
             _discard(leftover)
         batch = ImportBatch.including_unfinished.create(**batch_fields, complete=False)
         try:
@@ -538,6 +713,13 @@ def _one_import_at_a_time() -> Iterator[None]:
     if connection.vendor != "postgresql":
         with file_lock(connection, "import"):
             yield
+        return
+    if connection.in_atomic_block:
+        # The caller's transaction spans the whole import (bench, tests): hold the lock as long,
+        # and let its end release it, even one aborted by an error.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_KEY])
+        yield
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", [IMPORT_LOCK_KEY])

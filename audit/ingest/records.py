@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -98,6 +99,13 @@ BOOL_FIELDS = (
     ("cot_analysis", "is_suspicious"),
 )
 NUMBER_FIELDS = (("", "timestamp"), ("", "reward"), ("cot_analysis", "deception_risk"))
+# The one range of an integer column (``step_number`` is an IntegerField): PostgreSQL's integer,
+# which SQLite holds too, so a record imports, and an export re-imports, on either database.
+INTEGER_COLUMN_RANGE = (-(2**31), 2**31 - 1)
+# Digits an integer literal may have: CPython's default limit for integer text (it refuses
+# longer ones with a ValueError), fixed here so a line imports or not the same way whatever
+# the interpreter's PYTHONINTMAXSTRDIGITS says; no record needs a fraction of it.
+MAX_INTEGER_DIGITS = 4300
 # Levels of objects and arrays a line may nest (the record itself is level 1). The exporter
 # writes 4; json's own limit depends on the Python version (about 1,000 levels on 3.12, some
 # 10,000 on 3.13), and a deep record is costly to show and to read back. One fixed limit, far
@@ -151,15 +159,34 @@ def _path(obj: str, key: str) -> str:
     return f"{obj}.{key}" if obj else key
 
 
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INTEGER_DIGITS:
+        raise RecordError(
+            "json",
+            f"number too long: an integer of {digits:,} digits "
+            f"(at most {MAX_INTEGER_DIGITS:,} are allowed)",
+        )
+    return int(text)
+
+
 def parse_line(text: str) -> dict[str, Any]:
-    """Decode and validate one line; raise RecordError naming the field and the problem."""
+    """Decode and validate one line; raise RecordError naming the field and the problem.
+
+    A line of this app's export gets back the numbers its strict JSON could not write
+    (``decode_non_finite``), so it is the record that was exported."""
     try:
-        record = json.loads(text)
+        record = json.loads(text, parse_int=_parse_int)
+    except RecordError:
+        raise
     except json.JSONDecodeError as exc:
         raise RecordError("json", f"not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         # Deeper than json's own limit, so deeper than MAX_NESTING: the same error as below.
         raise RecordError("json", TOO_DEEP) from None
+    except ValueError as exc:
+        # An interpreter whose own limit for integer text is below MAX_INTEGER_DIGITS.
+        raise RecordError("json", f"number too long: {exc}") from None
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {_kind(record)}")
     if nesting_exceeds(record, MAX_NESTING):
@@ -171,6 +198,7 @@ def parse_line(text: str) -> dict[str, Any]:
         raise RecordError(
             "json", "a string holds an unpaired surrogate escape (\\ud800-\\udfff)"
         ) from None
+    decode_non_finite(record)
     validate(record)
     return record
 
@@ -206,6 +234,11 @@ def validate(record: dict[str, Any]) -> None:
         raise RecordError("step_number", "missing")
     if isinstance(step, bool) or not isinstance(step, int):
         raise RecordError("step_number", f"expected an integer, got {_show(step)}")
+    low, high = INTEGER_COLUMN_RANGE
+    if not low <= step <= high:
+        raise RecordError(
+            "step_number", f"out of range: {_show(step)} is not between {low} and {high}"
+        )
     for key in OBJECT_KEYS:
         value = record.get(key)
         if value is not None and not isinstance(value, dict):
@@ -222,6 +255,20 @@ def validate(record: dict[str, Any]) -> None:
         value = _get(record, obj, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise RecordError(_path(obj, key), f"expected a number, got {_show(value)}")
+        if isinstance(value, int) and not _fits_a_float(value):
+            # A float column (FloatField, a double on both databases) cannot hold it; a
+            # non-finite float (NaN, 1e400) is the exporter's own and leaves the column null.
+            raise RecordError(
+                _path(obj, key), f"out of range: {_show(value)} is too large for a number column"
+            )
+
+
+def _fits_a_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _get(record: dict[str, Any], obj: str, key: str) -> Any:
@@ -276,6 +323,122 @@ def original_record(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+# Strict JSON (RFC 8259) has no NaN or infinities, which Python's json reads and writes (the
+# exporter writes NaN; ``1e400`` reads as infinity). An export writes such a number as null and
+# lists it in its review block: ``"non_finite": [{"path": "/reward", "value": "NaN"}]``, each
+# path a JSON Pointer (RFC 6901) from the record's root, each value "NaN", "Infinity" or
+# "-Infinity". Readers that know nothing of it see a missing number, as JavaScript's
+# JSON.stringify writes one; the importer puts every number back, so the record, and its
+# fingerprint, are the ones exported. The two directions sit side by side here.
+NON_FINITE_KEY = "non_finite"
+NON_FINITE_VALUES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
+
+
+def _non_finite_name(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _pointer(tokens: list[str | int]) -> str:
+    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+def encode_non_finite(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (an exported record, with its review block) as strict JSON can carry it:
+    every non-finite number null, and listed under ``review.non_finite``. ``record`` itself is
+    not changed, and a record without such a number is returned as it is.
+
+    Iterative, so a deep record cannot hit the recursion limit; containers are copied only on
+    the way to a number it replaces, since an export shares some (an unreviewed record's
+    ``ground_truth`` is also its ``review.original_ground_truth``)."""
+    found: list[list[str | int]] = []
+    # (value, path as a linked list (token, parent)): a path is built only for a hit.
+    pending: list[tuple[Any, Any]] = [(record, None)]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, dict):
+            pending.extend((child, (key, path)) for key, child in reversed(value.items()))
+        elif isinstance(value, list):
+            pending.extend((child, (i, path)) for i, child in reversed(list(enumerate(value))))
+        elif isinstance(value, float) and not math.isfinite(value):
+            tokens: list[str | int] = []
+            while path is not None:
+                tokens.append(path[0])
+                path = path[1]
+            found.append(tokens[::-1])
+    if not found:
+        return record
+    out = dict(record)
+    copies: dict[tuple[str | int, ...], Any] = {(): out}
+    listed = []
+    for tokens in found:
+        container: Any = out
+        for depth, token in enumerate(tokens[:-1], start=1):
+            prefix = tuple(tokens[:depth])
+            if prefix not in copies:
+                copies[prefix] = copy = container[token].copy()
+                container[token] = copy
+            container = copies[prefix]
+        listed.append({"path": _pointer(tokens), "value": _non_finite_name(container[tokens[-1]])})
+        container[tokens[-1]] = None
+    review = out.get(REVIEW_KEY)
+    if not isinstance(review, dict):
+        raise ValueError("an exported record has a review block")
+    out[REVIEW_KEY] = {**review, NON_FINITE_KEY: listed}
+    return out
+
+
+def decode_non_finite(record: dict[str, Any]) -> dict[str, Any]:
+    """Put back, in place, the numbers an export listed under ``review.non_finite`` (see
+    ``encode_non_finite``), and drop the list; raise RecordError for a list that does not
+    describe the record. A record that is not an export, or lists nothing, stays as it is."""
+    if not is_export(record) or NON_FINITE_KEY not in record[REVIEW_KEY]:
+        return record
+    entries = record[REVIEW_KEY].pop(NON_FINITE_KEY)
+    field = f"{REVIEW_KEY}.{NON_FINITE_KEY}"
+    if not isinstance(entries, list):
+        raise RecordError(field, f"expected an array, got {_kind(entries)}")
+    for index, entry in enumerate(entries):
+        where = f"{field}[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"path", "value"}:
+            raise RecordError(where, 'expected an object with "path" and "value"')
+        number = NON_FINITE_VALUES.get(entry["value"]) if isinstance(entry["value"], str) else None
+        if number is None:
+            raise RecordError(
+                where,
+                f'expected a value of "NaN", "Infinity" or "-Infinity", got '
+                f"{_show(entry['value'])}",
+            )
+        container, key = _resolve(record, entry["path"], where=where)
+        if container[key] is not None:
+            raise RecordError(
+                where, f"{_show(entry['path'])} holds {_show(container[key])}, not null"
+            )
+        container[key] = number
+    return record
+
+
+def _resolve(record: dict[str, Any], pointer: Any, *, where: str) -> tuple[Any, Any]:
+    """The container and key a JSON Pointer names in ``record``."""
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        raise RecordError(where, f"expected a JSON Pointer, got {_show(pointer)}")
+    container: Any = None
+    key: Any = None
+    value: Any = record
+    for raw in pointer[1:].split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, dict) and token in value:
+            container, key = value, token
+        elif isinstance(value, list) and ARRAY_INDEX.fullmatch(token) and int(token) < len(value):
+            container, key = value, int(token)
+        else:
+            raise RecordError(where, f"{_show(pointer)} names nothing in the record")
+        value = container[key]
+    return container, key
+
+
 def fingerprint(record: dict[str, Any]) -> str:
     """sha256 of the canonical original record: the same decision hashes the same however it is
     spelled (key order, whitespace) and whether it comes raw or from an export of this app, so
@@ -323,7 +486,8 @@ def extract(record: dict[str, Any], *, spot_check_rate: float) -> dict[str, Any]
     debate = record.get("debate_result") or {}
     labels = record.get("labels") or {}
 
-    decision_type = _text(decision.get("type"), 200).upper()
+    # Upper-cased, then cut: upper() can lengthen text ("ß" is "SS"), and the column is 200.
+    decision_type = _text(decision.get("type"), 200).upper()[:200]
     is_mb = bool(truth.get("is_misbehavior"))
     mb_type = _text(truth.get("misbehavior_type"), 200)
     stored_category = category_key(labels.get("alignment_category"))
@@ -348,7 +512,7 @@ def extract(record: dict[str, Any], *, spot_check_rate: float) -> dict[str, Any]
 
     problems += _inconsistencies(record, derived, stored_category, is_mb, mb_type)
 
-    debate_decision = _text(debate.get("final_decision"), 200).upper()
+    debate_decision = _text(debate.get("final_decision"), 200).upper()[:200]
     # Debates conclude APPROVE or BLOCK; REDIRECT, REASSIGN and FLAG also stop the action, so
     # only approve-versus-not-approve is a real disagreement.
     if debate_decision and is_approve(debate_decision) != is_approve(decision_type):

@@ -83,7 +83,17 @@ def import_job(request: AuditRequest, job_id: int) -> HttpResponse:
     percent = None
     if progress and progress.get("total"):
         percent = min(100, round(100 * progress["read"] / progress["total"]))
-    context = {"job": job, "report": job.report, "percent": percent, "nav": "imports"}
+    # A problem with the file as a whole (empty, truncated, over a limit) has no line number.
+    file_error = next(
+        (e.get("error", "") for e in job.report.get("errors", []) if not e.get("line")), ""
+    )
+    context = {
+        "job": job,
+        "report": job.report,
+        "percent": percent,
+        "nav": "imports",
+        "file_error": file_error,
+    }
     return render_screen(request, "audit/import_job.html", "job-status", context)
 
 

@@ -48,10 +48,23 @@ the database it came from adds nothing. When an already-exported record is expor
 earlier blocks are kept under ``review.earlier`` and ``review.earlier_malt`` (so is a source's
 own key named ``review`` or ``malt``), and its ``malt`` block is made anew.
 
-Lines are ``json.dumps(record)`` (the exporter's own spelling) in a deterministic order:
-session, task, step, fingerprint. Records stream in chunks, their batches joined and their
-reviews prefetched per chunk, so memory stays flat and the number of queries grows with the
-number of chunks only.
+Lines are ``json.dumps(record, allow_nan=False)`` (the exporter's own spelling, strict: RFC
+8259 JSON, which any JSON reader takes) in a deterministic order: session, task, step,
+fingerprint. JSON has no NaN or infinities, which Python's json (and so the exporter) writes as
+bare ``NaN`` and ``Infinity`` tokens, and which a valid input such as ``1e400`` reads as. Such a
+number is written as null, and the review block lists each one under ``non_finite``, with its
+place as a JSON Pointer (RFC 6901) and its value as text::
+
+    "reward": null, ..., "review": {..., "non_finite": [{"path": "/reward", "value": "NaN"}]}
+
+Values are "NaN", "Infinity" and "-Infinity"; a record without such a number has no
+``non_finite`` key. The importer puts each number back (``records.decode_non_finite``), so
+re-importing an export reads the records exported, with the same fingerprints; a reader that
+ignores the list sees a missing number, which is how pandas and pyarrow, and so datasets and
+mlcroissant, treat NaN anyway. ``summary.json`` is strict JSON as well.
+
+Records stream in chunks, their batches joined and their reviews prefetched per chunk, so
+memory stays flat and the number of queries grows with the number of chunks only.
 """
 
 from __future__ import annotations
@@ -68,7 +81,14 @@ from typing import IO, Any
 from django.conf import settings
 from django.db.models import Prefetch
 
-from audit.ingest.records import EARLIER_MALT_KEY, EARLIER_REVIEW_KEY, MALT_KEY, REVIEW_KEY
+from audit.ingest.records import (
+    EARLIER_MALT_KEY,
+    EARLIER_REVIEW_KEY,
+    MALT_KEY,
+    REVIEW_KEY,
+    decode_non_finite,
+    encode_non_finite,
+)
 from audit.labels import NO_LABELS_EXPORT
 from audit.metrics import summaries as metrics
 from audit.models import Flag, Review, Transcript, TranscriptQuerySet, Verdict
@@ -155,7 +175,8 @@ def export_record(
     ``reviews`` defaults to ``transcript.reviews.all()``, which the prefetch in ``iter_records``
     fills; they must be in (created_at, id) order.
     """
-    record = json.loads(transcript.raw)
+    # A re-imported export's line lists the numbers it wrote as null: the record has them back.
+    record = decode_non_finite(json.loads(transcript.raw))
     rows = list(transcript.reviews.all() if reviews is None else reviews)
     reviewed = transcript.is_settled
     original_truth = record.get("ground_truth")
@@ -248,10 +269,19 @@ def iter_records(
         yield record
 
 
+def dump_record(record: dict[str, Any]) -> str:
+    """An exported record as one line of strict JSON, as the exporter spells JSON otherwise
+    (see the module docstring for the numbers JSON cannot write)."""
+    try:
+        return json.dumps(record, allow_nan=False)
+    except ValueError:  # a NaN or an infinity: rare, so only then walk the record for them
+        return json.dumps(encode_non_finite(record), allow_nan=False)
+
+
 def iter_lines(queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE) -> Iterator[str]:
-    """JSONL lines ("\\n"-terminated), as the exporter spells JSON."""
+    """JSONL lines ("\\n"-terminated), strict JSON."""
     for record in iter_records(queryset, chunk_size=chunk_size):
-        yield json.dumps(record) + "\n"
+        yield dump_record(record) + "\n"
 
 
 @dataclass(frozen=True)
@@ -332,8 +362,8 @@ def build_summary(
 
 
 def dump_summary(summary: dict[str, Any]) -> str:
-    """Deterministic JSON text for a summary: the same data gives the same bytes."""
-    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    """Deterministic, strict JSON text for a summary: the same data gives the same bytes."""
+    return json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def selection_counts(queryset: TranscriptQuerySet) -> dict[str, int]:

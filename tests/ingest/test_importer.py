@@ -263,11 +263,15 @@ def test_missing_file_is_a_clear_error(tmp_path):
     )
 
 
-def test_empty_file_imports_nothing_without_error(tmp_path):
+def test_empty_file_is_refused_saying_it_is_empty(tmp_path):
+    # Not "nothing new: every record was already stored" (issue 15, D12): there were none.
     path = tmp_path / "empty.jsonl"
     path.write_text("")
     result = import_file(path)
-    assert (result.lines, result.imported, result.failed, result.batch_id) == (0, 0, False, None)
+    assert (result.lines, result.imported, result.failed, result.batch_id) == (0, 0, True, None)
+    assert [e.error for e in result.errors] == [
+        "file: empty (0 bytes): no records to import; nothing from the file was imported"
+    ]
 
 
 def test_required_reviews_come_from_the_batch(tmp_path):

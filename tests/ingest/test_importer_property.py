@@ -1,4 +1,5 @@
-"""Property: whatever JSON the exporter could write around the required fields is kept exactly."""
+"""Property: whatever JSON the exporter could write around the required fields is kept exactly,
+and its strict export re-imports as the same record."""
 
 import json
 
@@ -8,14 +9,28 @@ from hypothesis import strategies as st
 
 from audit.ingest.importer import import_file
 from audit.models import Transcript
-from audit.publish.export import export_record
+from audit.publish.export import dump_record, export_record
 from tests.factories import make_record
+
+
+def same(a, b) -> bool:
+    """Equal as JSON text, so NaN equals NaN (and key order counts)."""
+    return json.dumps(a) == json.dumps(b)
+
+
+def strict_loads(line: str):
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(line, parse_constant=refuse)
+
 
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False)
+    # NaN and the infinities too: the exporter writes them, and so may its input.
+    | st.floats()
     | st.text(),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
@@ -44,16 +59,32 @@ def test_any_extra_content_round_trips_losslessly(tmp_path, extra, reasoning, st
     assert result.imported == 1, list(result.report_lines())
     stored = Transcript.objects.get()
     assert stored.raw == line
-    assert json.loads(stored.raw) == record
+    assert same(json.loads(stored.raw), record)
     assert stored.step_number == step
     # And it comes back out of an export unchanged apart from the review and malt blocks.
     exported = export_record(stored)
+    strict = dump_record(exported)
     assert exported.pop("malt")["has_chain_of_thought"] is bool(reasoning.strip())
     assert exported.pop("review")["manually_reviewed"] is False
-    assert exported == record
-    assert list(exported) == list(record)  # key order too
+    assert same(exported, record)  # key order too
     # A second import of the same content is a duplicate, never a second row.
     assert import_file(path).duplicates == 1
+    # The export line is strict JSON, adds nothing to its own database, and imported into
+    # another one is the same record under the same fingerprint.
+    strict_loads(strict)
+    export_path = tmp_path / "export.jsonl"
+    export_path.write_text(strict + "\n", encoding="utf-8")
+    assert import_file(export_path).duplicates == 1
+    fingerprint = stored.fingerprint
+    Transcript.objects.all().delete()
+    assert import_file(export_path).imported == 1
+    again = Transcript.objects.get()
+    assert again.fingerprint == fingerprint
+    back = export_record(again)
+    back.pop("malt")
+    # The first export's blocks are kept inside the new review block (``review.earlier``).
+    assert back.pop("review")["earlier"]["manually_reviewed"] is False
+    assert same(back, record), (back, record)
 
 
 @pytest.mark.django_db

@@ -60,6 +60,20 @@ def test_an_accepted_upload_is_kept_under_media_root_and_enqueued_once(
     assert enqueued[0].args == [job.pk]
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (gzip.compress(b'{"a": 1}\n' * 50)[:-12], "truncated"),
+        (gzip.compress(b"\n\n"), "empty"),
+    ],
+)
+def test_the_job_page_says_what_is_wrong_with_the_file_itself(staff_client, content, said):
+    response = upload(staff_client, content, name="broken.jsonl")
+    page = staff_client.get(response.url).content.decode()
+    assert 'id="job-file-error"' in page and said in page
+    assert "a line is invalid" not in page and "already stored" not in page
+
+
 def test_upload_imports_and_shows_the_report(staff_client, staff_user):
     response = upload(staff_client, (DATA_DIR / "rule_s0.jsonl").read_bytes(), name="rule.jsonl")
     job = ImportJob.objects.get()

@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import json
+import math
 import re
 
 import pytest
@@ -11,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.ingest.importer import import_file
-from audit.ingest.records import fingerprint, original_record
+from audit.ingest.records import fingerprint, original_record, parse_line
 from audit.metrics import summaries as metrics
 from audit.models import ImportBatch, Lease, RejectedLine, Review, Status, Transcript, Verdict
 from audit.publish import export as exporters
@@ -687,3 +688,134 @@ def test_a_sources_own_review_or_malt_key_survives_the_round_trip(extra, tmp_pat
     path = tmp_path / "out.jsonl"
     path.write_text(json.dumps(out) + "\n")
     assert import_file(path).duplicates == 1
+
+
+# --- strict JSON (issue 15, D10) -----------------------------------------------------------------
+
+
+def _strict_loads(line: str):
+    """json.loads as an RFC 8259 reader: NaN, Infinity and -Infinity are not JSON."""
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+NON_FINITE_LINE = json.dumps(
+    make_record(
+        reward=float("nan"),
+        cot_analysis={"deception_risk": float("-inf"), "scores": [0.5, float("nan")]},
+        vendor={"a/b~c": float("inf")},
+    )
+).replace('"timestamp": 1795504945.25', '"timestamp": 1e400')
+
+
+@pytest.mark.django_db
+def test_exports_are_strict_json_with_non_finite_numbers_null_and_listed(tmp_path):
+    path = tmp_path / "nan.jsonl"
+    path.write_text(NON_FINITE_LINE + "\n")
+    assert import_file(path).imported == 1
+    [line] = list(exporters.iter_lines(Transcript.objects.all()))
+    assert "NaN" not in line.replace('"NaN"', "") and "Infinity" not in line.replace(
+        '"Infinity"', ""
+    ).replace('"-Infinity"', "")
+    record = _strict_loads(line)
+    assert record["timestamp"] is None and record["reward"] is None
+    assert record["cot_analysis"]["deception_risk"] is None
+    assert record["cot_analysis"]["scores"] == [0.5, None]
+    assert record["vendor"] == {"a/b~c": None}
+    # Every place, in the record's order, as a JSON Pointer ("/" and "~" escaped in keys).
+    assert record["review"]["non_finite"] == [
+        {"path": "/timestamp", "value": "Infinity"},
+        {"path": "/cot_analysis/deception_risk", "value": "-Infinity"},
+        {"path": "/cot_analysis/scores/1", "value": "NaN"},
+        {"path": "/reward", "value": "NaN"},
+        {"path": "/vendor/a~1b~0c", "value": "Infinity"},
+    ]
+
+
+@pytest.mark.django_db
+def test_a_non_finite_number_shared_by_ground_truth_and_its_original_is_listed_twice(tmp_path):
+    [t] = import_records([make_record(ground_truth={"confidence": float("nan")})], tmp_path)
+    record = exporters.export_record(t)
+    # One object in two places of the exported record, as an unreviewed record has it.
+    assert record["ground_truth"] is record["review"]["original_ground_truth"]
+    [line] = list(exporters.iter_lines(Transcript.objects.all()))
+    strict = _strict_loads(line)
+    assert strict["review"]["non_finite"] == [
+        {"path": "/ground_truth/confidence", "value": "NaN"},
+        {"path": "/review/original_ground_truth/confidence", "value": "NaN"},
+    ]
+    # The record itself was not changed by writing it.
+    assert math.isnan(record["ground_truth"]["confidence"])
+
+
+@pytest.mark.django_db
+def test_a_strict_export_reimports_to_the_same_values_and_fingerprints(tmp_path, auditor):
+    path = tmp_path / "nan.jsonl"
+    path.write_text(NON_FINITE_LINE + "\n" + json.dumps(make_record(step_number=2)) + "\n")
+    import_file(path)
+    relabel(Transcript.objects.get(step_number=1), auditor)
+    fingerprints = set(Transcript.objects.values_list("fingerprint", flat=True))
+    original = exporters.export_record(Transcript.objects.get(step_number=1))
+    written = exporters.write_jsonl(Transcript.objects.all(), tmp_path / "out.jsonl")
+    # Into its own database: nothing new.
+    again = import_file(written.path)
+    assert (again.imported, again.duplicates) == (0, 2)
+    # Into another: the same records, numbers included, under the same fingerprints.
+    wipe_database()
+    assert import_file(written.path).imported == 2
+    assert set(Transcript.objects.values_list("fingerprint", flat=True)) == fingerprints
+    reimported = Transcript.objects.get(step_number=1)
+    assert reimported.timestamp is None and reimported.reward is None
+    back = exporters.export_record(reimported)
+    # The review block of the first export now sits under review.earlier, its list gone.
+    assert json.dumps(back["review"]["earlier"]) == json.dumps(original["review"])
+    for key in ("timestamp", "reward", "cot_analysis", "vendor", "ground_truth"):
+        assert json.dumps(back[key]) == json.dumps(original[key]), key
+    # And the export of that export is strict, and still the same decisions.
+    exporters.write_jsonl(Transcript.objects.all(), tmp_path / "again.jsonl")
+    lines = (tmp_path / "again.jsonl").read_text().splitlines()
+    nan_line = next(line for line in lines if '"non_finite"' in line)
+    assert "/review/earlier/original_ground_truth" not in nan_line  # nothing non-finite there
+    assert {"path": "/timestamp", "value": "Infinity"} in _strict_loads(nan_line)["review"][
+        "non_finite"
+    ]
+    wipe_database()
+    import_file(path)
+    assert import_file(tmp_path / "again.jsonl").imported == 0
+
+
+@pytest.mark.django_db
+def test_a_record_without_non_finite_numbers_exports_without_the_list(tmp_path):
+    import_records([make_record()], tmp_path)
+    [record] = exported(Transcript.objects.all())
+    assert "non_finite" not in record["review"]
+
+
+@pytest.mark.django_db
+def test_summaries_are_strict_json(tmp_path, auditor):
+    path = tmp_path / "nan.jsonl"
+    path.write_text(NON_FINITE_LINE + "\n")
+    import_file(path)
+    selection = Transcript.objects.all()
+    text = exporters.dump_summary(exporters.build_summary(selection, files={"all": selection}))
+    _strict_loads(text)
+
+
+@pytest.mark.django_db
+def test_fingerprints_of_records_with_non_finite_numbers_are_what_they_always_were(tmp_path):
+    # The identity of data stored before strict exports: sha256 of the canonical record, whose
+    # text spells NaN and Infinity as Python's json does; reading the strict form back keeps it.
+    path = tmp_path / "nan.jsonl"
+    path.write_text(NON_FINITE_LINE + "\n")
+    import_file(path)
+    canonical = json.dumps(
+        json.loads(NON_FINITE_LINE), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    assert "NaN" in canonical and "Infinity" in canonical
+    stored = Transcript.objects.get()
+    assert stored.fingerprint == hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    [line] = list(exporters.iter_lines(Transcript.objects.all()))
+    assert fingerprint(parse_line(line)) == stored.fingerprint
