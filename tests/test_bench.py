@@ -19,6 +19,9 @@ FIGURES = (
     "summary.json metrics",
     "queue page",
     "item page",
+    "nested record page (62 levels)",
+    "claim next item",
+    "gzip bomb refused",
     "process max RSS",
 )
 
@@ -31,6 +34,7 @@ def test_bench_prints_every_figure_and_leaves_no_data(capsys):
         assert name in out, name
     assert "records: 40" in out
     assert "HTTP 200" in out
+    assert "refused" in out and "NOT refused" not in out
     assert not Transcript.objects.exists()
     assert not Review.objects.exists()
     assert not ImportBatch.objects.exists()

@@ -1,8 +1,9 @@
 """python manage.py bench [--count N] [--quick] [--seed S]
 
 Prints figures, never pass/fail: import throughput and peak memory, export streaming throughput
-and peak memory, summary time, and the queue and item pages' render time and query counts through
-the test client.
+and peak memory, summary time, the queue and item pages' render time and query counts through
+the test client, and issue 15's effects: the item page of a record nested 62 levels deep (size
+and time), "Next" at this size, and how fast a 256 MB gzip bomb is refused.
 
 Import and export memory are each measured at two sizes that both span several chunks (a tenth
 of N, at least two chunks, and N), since a size within one chunk says nothing about streaming:
@@ -19,6 +20,8 @@ database, not one people are using.
 
 from __future__ import annotations
 
+import gzip
+import json
 import resource
 import tempfile
 import time
@@ -45,6 +48,7 @@ from audit.ingest.importer import ImportResult, import_file
 from audit.models import Status, Transcript, TranscriptQuerySet, Verdict
 from audit.permissions import ADJUDICATOR, AUDITOR
 from audit.publish import export as exporters
+from audit.review import leases
 from audit.review.workflow import submit_review
 
 MB = 1024 * 1024
@@ -158,6 +162,57 @@ class Command(BaseCommand):
         self.figure("summary.json metrics", f"{seconds * 1000:.0f} ms")
 
         self.pages(user)
+        self.hostile(user, tmp)
+
+    def hostile(self, user: User, tmp: Path) -> None:
+        """The effects issue 15 measures: what a deeply nested record costs its item page (D1),
+        what "Next" costs at this size (D3), and how fast a gzip bomb is refused (D6)."""
+        deep: Any = "leaf"
+        for _ in range(30):  # 60 levels of objects and arrays: under the import limit of 64
+            deep = {"k": [deep, "x" * 20]}
+        record = json.loads(self.sample_raw())
+        record["proposal"]["parameters"] = deep
+        hostile_file = tmp / "hostile.jsonl"
+        hostile_file.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        result = import_file(hostile_file)
+        if result.batch_id is None:
+            self.figure("nested record page", "not imported: " + "; ".join(result.report_lines()))
+        else:
+            item = Transcript.objects.get(batch_id=result.batch_id)
+            client = Client(SERVER_NAME="localhost")
+            client.force_login(user)
+            response, seconds = _timed(
+                partial(client.get, reverse("item", args=[item.pk]), secure=True)
+            )
+            self.figure(
+                "nested record page (62 levels)",
+                f"{len(response.content) / 1024:.0f} KB in {seconds * 1000:.0f} ms, "
+                f"HTTP {response.status_code}",
+            )
+        timings = []
+        for _ in range(self.runs):
+            claimed, seconds = _timed(partial(leases.claim_next, user))
+            timings.append(seconds)
+            if claimed is not None:
+                leases.release_lease(claimed, auditor=user)
+        timings.sort()
+        self.figure("claim next item", f"{timings[len(timings) // 2] * 1000:.1f} ms median")
+        bomb = tmp / "bomb.jsonl.gz"
+        with gzip.open(bomb, "wb") as out:
+            for _ in range(256):
+                out.write(b"\n" * MB)
+        refused, seconds = _timed(partial(import_file, bomb))
+        self.figure(
+            "gzip bomb refused",
+            f"{bomb.stat().st_size / 1024:.0f} KB of gzip (256 MB inflated) in {seconds:.2f} s, "
+            f"{'refused' if refused.failed else 'NOT refused'}",
+        )
+
+    def sample_raw(self) -> str:
+        transcript = Transcript.objects.order_by("id").first()
+        if transcript is None:
+            raise CommandError("no record to build the hostile record from")
+        return transcript.raw
 
     def import_memory(self, source: Path, tmp: Path, *, count: int) -> ImportResult:
         """Peak import memory at two sizes of several chunks each (the first lines of the file,
