@@ -80,6 +80,8 @@ def _require(check: Callable[[User | AnonymousUser], bool]) -> ViewDecorator:
 auditor_required = _require(lambda user: has_role(user, AUDITOR))
 adjudicator_required = _require(lambda user: has_role(user, ADJUDICATOR))
 staff_required = _require(is_staff)
+# Either reviewing role: for what both verdict screens link to (the raw record).
+reviewer_required = _require(lambda user: has_role(user, AUDITOR) or has_role(user, ADJUDICATOR))
 
 
 # --- login throttling ----------------------------------------------------------------------------

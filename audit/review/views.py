@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -32,6 +32,7 @@ from audit.permissions import (
     adjudicator_required,
     auditor_required,
     has_role,
+    reviewer_required,
 )
 from audit.review import leases, screens, visibility, workflow
 from audit.review import queue as queues
@@ -220,7 +221,7 @@ def item(request: AuditRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-@auditor_required
+@reviewer_required
 def raw_record(request: AuditRequest, pk: int) -> HttpResponse:
     """The record exactly as imported (its JSONL line): the full value of every field the item
     and adjudication pages cut (``presentation``), on demand.
@@ -243,7 +244,7 @@ def raw_record(request: AuditRequest, pk: int) -> HttpResponse:
     return response
 
 
-def _next_filters(request: AuditRequest) -> Any:
+def _next_filters(request: AuditRequest) -> Q | None:
     stored = request.session.get(FILTER_KEY)
     if not stored:
         return None

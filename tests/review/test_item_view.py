@@ -686,3 +686,18 @@ def test_raw_record_requires_login_role_get_and_an_item(auditor_client, plain_cl
     assert auditor_client.post(url).status_code == 405
     missing = reverse("raw_record", args=[queued[0].pk + 10_000])
     assert auditor_client.get(missing).status_code == 404
+
+
+def test_raw_record_opens_for_an_adjudicator_without_the_auditor_role(queued, request):
+    """The adjudication page links to it, so its users may follow the link."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    judge = get_user_model().objects.create_user("judge-only", password="x")
+    judge.groups.add(Group.objects.get(name="adjudicator"))
+    client = Client()
+    client.force_login(judge)
+    response = client.get(reverse("raw_record", args=[queued[0].pk]))
+    assert response.status_code == 200
+    assert response.content.decode() == fresh(queued[0]).raw
