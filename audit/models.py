@@ -353,6 +353,8 @@ class Transcript(models.Model):
             # Reviewed summary and dashboard group-bys over final labels.
             models.Index(fields=["final_alignment_category"], name="tr_final_category"),
             models.Index(fields=["timestamp"], name="tr_time"),
+            # The admin changelist's K filter (its DISTINCT list) and bulk K changes.
+            models.Index(fields=["required_reviews"], name="tr_required_reviews"),
         ]
 
     def __str__(self) -> str:
