@@ -50,20 +50,34 @@ def configure_sqlite(
 
 
 @contextmanager
-def file_lock(connection: BaseDatabaseWrapper, name: str) -> Iterator[None]:
-    """Hold an exclusive lock called ``name`` on the database, waiting for it: an ``flock`` on
+def file_lock(connection: BaseDatabaseWrapper, name: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock called ``name`` on the database: an ``flock`` on
     ``<database>.<name>.lock``, which every process and thread on the machine sees (as SQLite
     needs them all on one machine) and which the kernel releases if the holder dies. (Not on the
-    database file itself: closing any descriptor of that file drops SQLite's own locks.)"""
+    database file itself: closing any descriptor of that file drops SQLite's own locks.)
+
+    Yields True once it holds the lock, waiting for it; with ``wait=False`` it yields False at
+    once, holding nothing, when someone else holds it."""
     database = str(connection.settings_dict["NAME"])
     if database == ":memory:" or "mode=memory" in database:
-        with _memory_locks.setdefault(name, threading.Lock()):
-            yield
+        lock = _memory_locks.setdefault(name, threading.Lock())
+        if not lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
         return
     path = f"{database}.{name}.lock"
     while True:
         handle = open(path, "ab")  # noqa: SIM115 - closed below, after the lock is released
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            yield False
+            return
         # The holder before us removes the file as it finishes: locking that removed file
         # excludes no one, so try again with the one now at the path.
         try:
@@ -73,7 +87,7 @@ def file_lock(connection: BaseDatabaseWrapper, name: str) -> Iterator[None]:
             pass
         handle.close()
     try:
-        yield
+        yield True
     finally:
         # Removed while still held, so no lock files pile up (one per test database) and whoever
         # waits on this one sees it is gone; closing releases the lock.

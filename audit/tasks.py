@@ -35,7 +35,7 @@ from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
 
-from audit.ingest.importer import import_file
+from audit.ingest.importer import discard_unfinished, import_file
 from audit.models import ImportJob
 from audit.publish import selection as selections
 from audit.publish.release import ReleaseError, publish_release
@@ -201,19 +201,45 @@ def fail_stale_jobs(
     return tuple(failed)
 
 
+def waiting_for_worker(job: ImportJob, *, now: dt.datetime | None = None) -> dt.timedelta | None:
+    """How long a queued job has waited for a worker, once that is over
+    AUDIT_IMPORT_STALE_SECONDS (else None). Such a job is not dead, and is never failed: a
+    worker started later still runs it. But with AUDIT_TASKS_BACKEND=database nothing runs it
+    until ``manage.py db_worker`` does, which its page and ``manage.py cleanup`` say."""
+    if job.state != ImportJob.State.QUEUED:
+        return None
+    waited = (now or timezone.now()) - job.created_at
+    return waited if waited.total_seconds() > settings.AUDIT_IMPORT_STALE_SECONDS else None
+
+
+def worker_hint(waited: dt.timedelta) -> str:
+    """What to say about a job ``waiting_for_worker`` reports."""
+    return (
+        f"no task worker has started it in {_duration(waited)}; is `python manage.py db_worker` "
+        "running? It will run when a worker starts"
+    )
+
+
 @dataclass(frozen=True)
 class JobCleanup:
     """What ``clean_up_jobs`` did (or, in a dry run, would do)."""
 
     failed: tuple[int, ...]  # stale jobs marked failed
     removed: tuple[str, ...]  # upload and progress files removed
+    # Queued jobs no worker has started for AUDIT_IMPORT_STALE_SECONDS: (id, how long); kept.
+    waiting: tuple[tuple[int, dt.timedelta], ...] = ()
+    # Unfinished batches of killed imports, removed with their rows; None while an import runs.
+    discarded: tuple[int, ...] | None = ()
 
 
 def clean_up_jobs(*, now: dt.datetime | None = None, dry_run: bool = False) -> JobCleanup:
     """Fail stale jobs (``fail_stale_jobs``), then remove every upload no queued or running job
     waits for: those of finished jobs at once, those of no job at all (an upload whose request
     died before its job was recorded) once older than AUDIT_IMPORT_STALE_SECONDS, so an upload
-    that is still being received is spared; and the progress files of jobs that do not run."""
+    that is still being received is spared; and the progress files of jobs that do not run.
+    Also name the queued jobs no worker has started (``waiting_for_worker``), and remove the
+    unfinished batches killed imports left (``discard_unfinished``, which any import run from
+    the command line or a worker leaves behind when killed mid-insert)."""
     now = now or timezone.now()
     if dry_run:
         failed = tuple(_stale(now=now).values_list("pk", flat=True))
@@ -244,7 +270,17 @@ def clean_up_jobs(*, now: dt.datetime | None = None, dry_run: bool = False) -> J
     if not dry_run:
         for path in removed:
             _remove_file(path)
-    return JobCleanup(failed=failed, removed=tuple(str(path) for path in removed))
+    waiting = []
+    for job in ImportJob.objects.filter(state=ImportJob.State.QUEUED).order_by("pk"):
+        waited = waiting_for_worker(job, now=now)
+        if waited is not None:
+            waiting.append((job.pk, waited))
+    return JobCleanup(
+        failed=failed,
+        removed=tuple(str(path) for path in removed),
+        waiting=tuple(waiting),
+        discarded=discard_unfinished(dry_run=dry_run),
+    )
 
 
 def _remove_upload(path: Path) -> None:

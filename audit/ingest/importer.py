@@ -322,21 +322,26 @@ def import_stream(
         stored = _Stored()
         if not scan.failed:
             staged.seek(0)
-            stored = _store(
-                staged,
-                scan=scan,
-                batch_fields={
-                    "created_by": user if user is not None and user.pk else None,
-                    "source": source,
-                    "file_name": file_name[:500],
-                    "sha256": reader.sha256.hexdigest(),
-                    "size_bytes": reader.bytes_read,
-                    "required_reviews": required_reviews or settings.AUDIT_DEFAULT_REQUIRED_REVIEWS,
-                    "model": model,
-                    "run_source": run_source,
-                },
-                dry_run=dry_run,
-            )
+            try:
+                stored = _store(
+                    staged,
+                    scan=scan,
+                    deadline=_deadline(started),
+                    batch_fields={
+                        "created_by": user if user is not None and user.pk else None,
+                        "source": source,
+                        "file_name": file_name[:500],
+                        "sha256": reader.sha256.hexdigest(),
+                        "size_bytes": reader.bytes_read,
+                        "required_reviews": required_reviews
+                        or settings.AUDIT_DEFAULT_REQUIRED_REVIEWS,
+                        "model": model,
+                        "run_source": run_source,
+                    },
+                    dry_run=dry_run,
+                )
+            except _Refused as exc:
+                scan.fail_file(exc.error)
     return ImportResult(
         file=file_name,
         sha256=reader.sha256.hexdigest(),
@@ -366,16 +371,12 @@ def _read(reader: _CountingReader, *, scan: _Scan, started: float) -> None:
         )
         stream = io.BufferedReader(gunzip, buffer_size=READ_SIZE)
         max_lines = min(max_lines, settings.AUDIT_GZIP_MAX_LINES)
-    deadline = started + settings.AUDIT_IMPORT_TIME_LIMIT_SECONDS
+    deadline = _deadline(started)
     for number, raw_line in enumerate(_lines(stream), start=1):
         if number > max_lines:
             limit = "AUDIT_GZIP_MAX_LINES" if gunzip else "the largest line number stored"
             raise _Refused(f"file: more than {max_lines:,} lines ({limit})")
-        if time.monotonic() > deadline:
-            raise _Refused(
-                f"file: the import took longer than {settings.AUDIT_IMPORT_TIME_LIMIT_SECONDS:,} "
-                f"s (AUDIT_IMPORT_TIME_LIMIT_SECONDS); it was at line {number:,}"
-            )
+        deadline.check(f"it was reading line {number:,}")
         if raw_line is None:
             scan.reject_too_long(number)
         else:
@@ -390,6 +391,25 @@ def _read(reader: _CountingReader, *, scan: _Scan, started: float) -> None:
             "its line is blank" if scan.lines == 1 else f"all its {scan.lines:,} lines are blank"
         )
         raise _Refused(f"file: empty: {blank}, no records to import")
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    """AUDIT_IMPORT_TIME_LIMIT_SECONDS from the import's start, for the scan and the insert."""
+
+    at: float
+
+    def check(self, where: str) -> None:
+        """Raise _Refused, saying ``where`` the import was, once the time is up."""
+        if time.monotonic() > self.at:
+            raise _Refused(
+                f"file: the import took longer than {settings.AUDIT_IMPORT_TIME_LIMIT_SECONDS:,} "
+                f"s (AUDIT_IMPORT_TIME_LIMIT_SECONDS); {where}"
+            )
+
+
+def _deadline(started: float) -> _Deadline:
+    return _Deadline(started + settings.AUDIT_IMPORT_TIME_LIMIT_SECONDS)
 
 
 def _staging_problem(exc: OSError) -> str:
@@ -524,27 +544,33 @@ class _Stored:
     batch_id: int | None = None
 
 
-def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_run: bool) -> _Stored:
+def _store(
+    staged: IO[str],
+    *,
+    scan: _Scan,
+    batch_fields: dict[str, Any],
+    dry_run: bool,
+    deadline: _Deadline,
+) -> _Stored:
     """Second pass: insert the staged rows chunk by chunk, deduplicating as it goes.
 
     Each chunk is its own short transaction, so no other writer waits long for the database
     (SQLite has one write lock), while the file still lands whole or not at all: the batch is
     unfinished (``ImportBatch.complete`` false, which hides it and its rows from every query)
     until one last short transaction stores its counts and finishes it, and an import that
-    fails removes what it inserted. A dry run inserts nothing; it keeps the file's fingerprints
-    in memory to tell duplicates within the file.
+    fails removes what it inserted, as does one that runs out of time (``deadline``: _Refused).
+    A dry run inserts nothing; it keeps the file's fingerprints in memory to tell duplicates
+    within the file.
     """
     if dry_run:
-        imported, duplicates = _insert(staged, batch=None)
+        imported, duplicates = _insert(staged, batch=None, deadline=deadline)
         return _Stored(imported=imported, duplicates=duplicates)
     with _one_import_at_a_time():
         # No other import runs now: an unfinished batch is what a killed import left behind.
-        leftovers = ImportBatch.including_unfinished.unfinished().values_list("pk", flat=True)
-        for leftover in list(leftovers):
-            _discard(leftover)
+        _discard_leftovers()
         batch = ImportBatch.including_unfinished.create(**batch_fields, complete=False)
         try:
-            imported, duplicates = _insert(staged, batch=batch)
+            imported, duplicates = _insert(staged, batch=batch, deadline=deadline)
             if imported == 0 and _nothing_new_to_keep(scan, batch):
                 _discard(batch.pk)
                 return _Stored(imported=imported, duplicates=duplicates)
@@ -557,13 +583,16 @@ def _store(staged: IO[str], *, scan: _Scan, batch_fields: dict[str, Any], dry_ru
                     errors=[asdict(error) for error in scan.errors],
                     complete=True,
                 )
+        except _Refused:
+            _discard(batch.pk)  # not a database failure: its rows can be removed at once
+            raise
         except BaseException:
             _discard_after_failure(batch.pk)
             raise
     return _Stored(imported=imported, duplicates=duplicates, batch_id=batch.pk)
 
 
-def _insert(staged: IO[str], *, batch: ImportBatch | None) -> tuple[int, int]:
+def _insert(staged: IO[str], *, batch: ImportBatch | None, deadline: _Deadline) -> tuple[int, int]:
     """Insert the staged rows into ``batch`` (count them only when None), one transaction per
     chunk: (imported, duplicates)."""
     imported = duplicates = 0
@@ -571,6 +600,7 @@ def _insert(staged: IO[str], *, batch: ImportBatch | None) -> tuple[int, int]:
     seen: set[str] = set()
     pause = _Pause()
     for chunk in _chunks(staged, CHUNK_SIZE):
+        deadline.check(f"it was storing the checked records ({imported + duplicates:,} done)")
         rows: dict[str, dict[str, Any]] = {}
         for row in chunk:
             if "error" in row:
@@ -705,32 +735,68 @@ IMPORT_LOCK_KEY = 0x5E471E1
 
 
 @contextmanager
-def _one_import_at_a_time() -> Iterator[None]:
+def _one_import_at_a_time(*, wait: bool = True) -> Iterator[bool]:
     """One import inserts at a time, for its whole insert phase (many transactions), so two
     overlapping files cannot both find a fingerprint missing, and a file imported twice at once
     lands once. PostgreSQL: a session advisory lock; SQLite: a lock file beside the database
-    (``audit.sqlite.file_lock``). A process that dies releases either."""
+    (``audit.sqlite.file_lock``). A process that dies releases either.
+
+    Yields True once it holds the lock; with ``wait=False``, False at once when an import
+    holds it (``discard_unfinished``, which must not wait behind a long import)."""
     if connection.vendor != "postgresql":
-        with file_lock(connection, "import"):
-            yield
+        with file_lock(connection, "import", wait=wait) as held:
+            yield held
         return
     if connection.in_atomic_block:
         # The caller's transaction spans the whole import (bench, tests): hold the lock as long,
         # and let its end release it, even one aborted by an error.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_KEY])
-        yield
+            if wait:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_KEY])
+                held = True
+            else:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [IMPORT_LOCK_KEY])
+                held = cursor.fetchone()[0]
+        yield held
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [IMPORT_LOCK_KEY])
+        if wait:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [IMPORT_LOCK_KEY])
+            held = True
+        else:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [IMPORT_LOCK_KEY])
+            held = cursor.fetchone()[0]
+    if not held:
+        yield False
+        return
     try:
-        yield
+        yield True
     finally:
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [IMPORT_LOCK_KEY])
         except DatabaseError:
             pass  # the connection is gone, and its session lock with it
+
+
+def discard_unfinished(*, dry_run: bool = False) -> tuple[int, ...] | None:
+    """Remove what killed imports left behind: every unfinished batch with its rows (they were
+    never visible). Returns the batch ids (in a dry run, those it would remove), or None, doing
+    nothing, while an import runs, since its own batch is unfinished until it ends.
+    ``manage.py cleanup`` calls it; every import does the same before it inserts."""
+    with _one_import_at_a_time(wait=False) as held:
+        if not held:
+            return None
+        return _discard_leftovers(dry_run=dry_run)
+
+
+def _discard_leftovers(*, dry_run: bool = False) -> tuple[int, ...]:
+    """``discard_unfinished`` for a caller that holds the import lock."""
+    leftovers = tuple(ImportBatch.including_unfinished.unfinished().values_list("pk", flat=True))
+    if not dry_run:
+        for leftover in leftovers:
+            _discard(leftover)
+    return leftovers
 
 
 def _chunks(staged: IO[str], size: int) -> Iterator[list[dict[str, Any]]]:

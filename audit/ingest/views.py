@@ -14,7 +14,7 @@ from audit.ingest.forms import UploadForm
 from audit.ingest.uploads import TOO_LARGE_FLAG, accept_upload
 from audit.models import ImportBatch, ImportJob
 from audit.permissions import AuditRequest, staff_required
-from audit.tasks import fail_stale_jobs, read_progress
+from audit.tasks import fail_stale_jobs, read_progress, waiting_for_worker, worker_hint
 
 
 @require_GET
@@ -87,8 +87,10 @@ def import_job(request: AuditRequest, job_id: int) -> HttpResponse:
     file_error = next(
         (e.get("error", "") for e in job.report.get("errors", []) if not e.get("line")), ""
     )
+    waited = waiting_for_worker(job)
     context = {
         "job": job,
+        "waiting": worker_hint(waited) if waited else "",
         "report": job.report,
         "percent": percent,
         "nav": "imports",

@@ -183,8 +183,40 @@ def test_an_import_past_its_time_limit_is_refused(tmp_path, settings, monkeypatc
     result = import_file(path, skip_invalid=True)
     assert result.failed and _nothing_stored()
     assert [e.error for e in result.errors] == [
-        "file: the import took longer than 60 s (AUDIT_IMPORT_TIME_LIMIT_SECONDS); it was at "
-        f"line 9{NOTHING}"
+        "file: the import took longer than 60 s (AUDIT_IMPORT_TIME_LIMIT_SECONDS); it was "
+        f"reading line 9{NOTHING}"
+    ]
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+@pytest.mark.django_db(transaction=True)
+def test_the_time_limit_covers_the_insert_and_removes_what_it_inserted(
+    tmp_path, settings, monkeypatch, skip_invalid
+):
+    """The limit holds while the rows go in, chunk by chunk (each its own transaction): once it
+    is passed, the chunks already committed are removed and the file is refused whole."""
+    settings.AUDIT_IMPORT_TIME_LIMIT_SECONDS = 60
+    monkeypatch.setattr(importer, "CHUNK_SIZE", 10)
+    now = [0.0]
+    monkeypatch.setattr(importer.time, "monotonic", lambda: now[0])
+    real_chunks = importer._chunks
+    committed: list[int] = []
+
+    def slow_chunks(staged, size):
+        for chunk in real_chunks(staged, size):
+            yield chunk
+            committed.append(Transcript.including_unfinished.count())
+            now[0] += 45  # each chunk takes 45 s: the second one ends past the limit
+
+    monkeypatch.setattr(importer, "_chunks", slow_chunks)
+    path = tmp_path / "slow.jsonl"
+    path.write_bytes(_records(50))
+    result = importer.import_file(path, skip_invalid=skip_invalid)
+    assert committed[:2] == [10, 20]  # two chunks were stored before the time ran out
+    assert result.failed and result.imported == 0 and _nothing_stored()
+    assert [e.error for e in result.errors] == [
+        "file: the import took longer than 60 s (AUDIT_IMPORT_TIME_LIMIT_SECONDS); it was "
+        f"storing the checked records (20 done){NOTHING}"
     ]
 
 

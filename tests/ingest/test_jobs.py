@@ -230,3 +230,133 @@ def test_a_job_failed_as_stale_that_then_finishes_reports_its_result(
     batch_id = import_upload.call(job.pk)
     job.refresh_from_db()
     assert job.state == ImportJob.State.DONE and job.batch_id == batch_id is not None
+
+
+def _queued_for(user, seconds):
+    job = make_job(user, state=ImportJob.State.QUEUED)
+    ImportJob.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - dt.timedelta(seconds=seconds)
+    )
+    return ImportJob.objects.get(pk=job.pk)
+
+
+@pytest.mark.django_db
+def test_a_job_no_worker_started_says_so_and_stays_queued(staff_client, staff_user, places):
+    """A queued job is not dead (a worker started later runs it), but after
+    AUDIT_IMPORT_STALE_SECONDS its page says no worker has started it, and what to check."""
+    fresh = _queued_for(staff_user, STALE - 10)
+    page = staff_client.get(reverse("import_job", args=[fresh.pk])).content.decode()
+    assert 'id="job-waiting"' not in page
+    job = _queued_for(staff_user, STALE + 400)
+    page = staff_client.get(reverse("import_job", args=[job.pk])).content.decode()
+    assert (
+        "Waiting: no task worker has started it in 11 min; is `python manage.py db_worker` "
+        "running? It will run when a worker starts." in page
+    )
+    assert "every 1s" in page  # still polling: it runs when a worker comes
+    job.refresh_from_db()
+    assert job.state == ImportJob.State.QUEUED and Path(job.upload_path).exists()
+
+
+@pytest.mark.django_db
+def test_cleanup_names_queued_jobs_no_worker_started(staff_user, places, settings, capsys):
+    settings.RELEASES_ROOT = places / "releases"
+    job = _queued_for(staff_user, 3 * 3600)
+    call_command("cleanup")
+    assert capsys.readouterr().out == (
+        f"import job {job.pk}: queued, but no task worker has started it in 3 h; is "
+        "`python manage.py db_worker` running? It will run when a worker starts\n"
+    )
+    assert ImportJob.objects.get(pk=job.pk).state == ImportJob.State.QUEUED
+    assert Path(job.upload_path).exists()
+
+
+def _killed_import(tmp_path, monkeypatch):
+    """What a kill mid-insert leaves: an unfinished batch holding some rows (no clean-up ran)."""
+    from audit.ingest import importer
+    from tests.factories import make_record, write_jsonl
+
+    monkeypatch.setattr(importer, "CHUNK_SIZE", 2)
+    real = importer._insert_statement
+    calls: list[int] = []
+
+    def killed(transcripts):
+        calls.append(len(transcripts))
+        if len(calls) == 2:
+            raise SystemExit("killed")
+        return real(transcripts)
+
+    monkeypatch.setattr(importer, "_insert_statement", killed)
+    monkeypatch.setattr(importer, "_discard_after_failure", lambda batch_id: None)
+    path = write_jsonl(tmp_path / "run.jsonl", [make_record(step_number=n) for n in range(5)])
+    with pytest.raises(SystemExit):
+        importer.import_file(path)
+    monkeypatch.undo()
+    from audit.models import ImportBatch, Transcript
+
+    batch = ImportBatch.including_unfinished.get()
+    assert not batch.complete and Transcript.including_unfinished.count() == 2
+    return batch
+
+
+@pytest.mark.django_db
+def test_cleanup_removes_what_a_killed_import_left(staff_user, places, settings, capsys):
+    from audit.models import ImportBatch, Transcript
+
+    settings.RELEASES_ROOT = places / "releases"
+    batch = _killed_import(places, pytest.MonkeyPatch())
+    call_command("cleanup", "--dry-run")
+    assert capsys.readouterr().out == (
+        f"import batch {batch.pk}: left unfinished by a killed import (never visible); would be "
+        "removed with its rows\n"
+    )
+    assert Transcript.including_unfinished.count() == 2
+    call_command("cleanup")
+    assert "removed with its rows" in capsys.readouterr().out
+    assert not ImportBatch.including_unfinished.exists()
+    assert not Transcript.including_unfinished.exists()
+    call_command("cleanup")
+    assert capsys.readouterr().out == "nothing to clean up\n"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cleanup_leaves_the_batch_of_an_import_that_is_running(
+    staff_user, places, settings, capsys
+):
+    """While an import holds the import lock its own batch is unfinished: cleanup must not
+    take it for a leftover (nor wait for the import)."""
+    import threading
+
+    from django.db import connections
+
+    from audit.ingest import importer
+    from audit.models import ImportBatch
+
+    settings.RELEASES_ROOT = places / "releases"
+    batch = _killed_import(places, pytest.MonkeyPatch())
+    holding, done = threading.Event(), threading.Event()
+
+    def running_import():
+        try:
+            with importer._one_import_at_a_time():
+                holding.set()
+                done.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=running_import)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        call_command("cleanup")
+        assert capsys.readouterr().out == (
+            "an import is running: what killed imports left in the database is removed after "
+            "it (or by the next import)\n"
+        )
+        assert ImportBatch.including_unfinished.filter(pk=batch.pk).exists()
+    finally:
+        done.set()
+        thread.join()
+    call_command("cleanup")
+    assert "removed with its rows" in capsys.readouterr().out
+    assert not ImportBatch.including_unfinished.exists()

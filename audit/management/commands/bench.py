@@ -3,7 +3,8 @@
 Prints figures, never pass/fail: import throughput and peak memory, export streaming throughput
 and peak memory, summary time, the queue and item pages' render time and query counts through
 the test client, and issue 15's effects: the item page of a record nested 62 levels deep (size
-and time), "Next" at this size, and how fast a 256 MB gzip bomb is refused.
+and time), "Next" at this size, how fast a 256 MB gzip bomb is refused, and what auditors'
+verdicts wait for while the N-record file imports (in a scratch database: ``audit.bench.locks``).
 
 Import and export memory are each measured at two sizes that both span several chunks (a tenth
 of N, at least two chunks, and N), since a size within one chunk says nothing about streaming:
@@ -42,6 +43,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import NoReverseMatch, reverse
 
+from audit.bench import locks
 from audit.demo.generator import write_jsonl as generate_jsonl
 from audit.ingest import importer as importers
 from audit.ingest.importer import ImportResult, import_file
@@ -53,6 +55,10 @@ from audit.review.workflow import submit_review
 
 MB = 1024 * 1024
 PAGE_RUNS = 5
+# The lock-wait measure (D2): auditors giving verdicts on the items of a seed import of a tenth
+# of N (within these bounds), so they do not run out of items while the N records go in.
+LOCK_AUDITORS = 4
+LOCK_SEED_RECORDS = (200, 20000)
 
 
 class _Rollback(Exception):
@@ -92,6 +98,11 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=20000, help="records (default 20000)")
         parser.add_argument("--quick", action="store_true", help="2000 records, fewer page runs")
         parser.add_argument("--seed", type=int, default=1, help="generator seed")
+        parser.add_argument(
+            "--no-lock-waits",
+            action="store_true",
+            help="leave out the verdicts-during-an-import figure (it needs a scratch database)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         count = 2000 if options["quick"] and options["count"] == 20000 else options["count"]
@@ -109,6 +120,8 @@ class Command(BaseCommand):
                     raise _Rollback
             except _Rollback:
                 pass
+            if not options["no_lock_waits"]:
+                self.lock_waits(Path(tmp), count=count, seed=options["seed"])
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.figure("process max RSS", f"{rss:.0f} MB")
         self.stdout.write("(bench data rolled back)")
@@ -207,6 +220,29 @@ class Command(BaseCommand):
             f"{bomb.stat().st_size / 1024:.0f} KB of gzip (256 MB inflated) in {seconds:.2f} s, "
             f"{'refused' if refused.failed else 'NOT refused'}",
         )
+
+    def lock_waits(self, tmp: Path, *, count: int, seed: int) -> None:
+        """D2: verdicts of LOCK_AUDITORS auditors while an import of ``count`` records inserts,
+        in a scratch database (``audit.bench.locks``)."""
+        seed_file = tmp / "lock-seed.jsonl"
+        low, high = LOCK_SEED_RECORDS
+        generate_jsonl(seed_file, count=min(high, max(low, count // 10)), seed=seed + 1)
+        found = locks.measure(seed_file, tmp / "bench.jsonl", auditors=LOCK_AUDITORS, tmp=tmp)
+        if "error" in found:
+            self.figure("verdicts during an import", f"not measured: {found['error']}")
+            return
+        if not found["verdicts"]:
+            self.figure("verdicts during an import", "none was saved while it ran")
+            return
+        self.figure(
+            f"verdicts during an import ({found['imported']})",
+            f"{found['auditors']} auditors, {found['verdicts']} claims + verdicts in "
+            f"{found['import_seconds']:.1f} s: {found['p50_ms']:.0f} ms median, "
+            f"{found['p95_ms']:.0f} ms p95, {found['max_ms']:.0f} ms max; "
+            f"{found['failures']} failed",
+        )
+        if found["first_failure"]:
+            self.figure("  first failure", found["first_failure"][:200])
 
     def sample_raw(self) -> str:
         transcript = Transcript.objects.order_by("id").first()

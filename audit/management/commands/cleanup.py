@@ -7,13 +7,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.publish.release import ReleaseError, reconcile_releases
-from audit.tasks import clean_up_jobs
+from audit.tasks import clean_up_jobs, worker_hint
 
 
 class Command(BaseCommand):
     help = (
         "Tidy up after crashes: mark web imports whose worker died failed and remove uploads "
-        "and progress files no job needs; remove what interrupted publishes left in the "
+        "and progress files no job needs; name queued imports no worker has started; remove "
+        "the rows killed imports left unfinished and what interrupted publishes left in the "
         "releases directory. Safe to run at any time (a cron job, after a restart)."
     )
 
@@ -41,6 +42,18 @@ class Command(BaseCommand):
             )
         for path in jobs.removed:
             self.stdout.write(f"{path}: no job needs it; {would}removed")
+        for job_id, waited in jobs.waiting:
+            self.stdout.write(f"import job {job_id}: queued, but {worker_hint(waited)}")
+        if jobs.discarded is None:
+            self.stdout.write(
+                "an import is running: what killed imports left in the database is removed "
+                "after it (or by the next import)"
+            )
+        for batch_id in jobs.discarded or ():
+            self.stdout.write(
+                f"import batch {batch_id}: left unfinished by a killed import (never visible); "
+                f"{would}removed with its rows"
+            )
         releases = Path(options["releases"] or settings.RELEASES_ROOT)
         try:
             found = reconcile_releases(
@@ -72,7 +85,7 @@ class Command(BaseCommand):
                     f"{releases / version}: a release folder with no Release row; "
                     "--register-orphans registers it if it verifies"
                 )
-        if not (jobs.failed or jobs.removed or found.staging or found.uncommitted) and not (
-            found.committed or found.orphans
+        if not (jobs.failed or jobs.removed or jobs.waiting or jobs.discarded != ()) and not (
+            found.staging or found.uncommitted or found.committed or found.orphans
         ):
             self.stdout.write("nothing to clean up")
