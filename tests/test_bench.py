@@ -23,6 +23,10 @@ FIGURES = (
     "claim next item",
     "gzip bomb refused",
     "verdicts during an import",
+    "import CPU, floor",
+    "import CPU, app",
+    "import vs floor",
+    "re-import (all duplicates)",
     "process max RSS",
 )
 
@@ -45,7 +49,7 @@ def test_bench_prints_every_figure_and_leaves_no_data(capsys):
 @pytest.mark.django_db
 def test_bench_compares_export_memory_at_sizes_of_several_chunks(capsys):
     # Two sizes inside one chunk would show growth that is not there; both must span chunks.
-    call_command("bench", "--count", "40", "--quick", "--no-lock-waits")
+    call_command("bench", "--count", "40", "--quick", "--no-scratch")
     out = capsys.readouterr().out
     chunk = int(re.search(r"export chunk size\s+(\d+) records", out).group(1))
     sizes = [int(n) for n in re.findall(r"export peak memory \((\d+)\)", out)]
@@ -56,7 +60,7 @@ def test_bench_compares_export_memory_at_sizes_of_several_chunks(capsys):
 @pytest.mark.django_db
 def test_bench_compares_import_memory_at_sizes_of_several_chunks(capsys):
     # As for export: one figure says nothing about growth; N/10 and N, each several chunks.
-    call_command("bench", "--count", "40", "--quick", "--no-lock-waits")
+    call_command("bench", "--count", "40", "--quick", "--no-scratch")
     out = capsys.readouterr().out
     chunk = int(re.search(r"import chunk size\s+(\d+) rows per insert", out).group(1))
     figures = re.findall(r"import peak memory \((\d+)\)\s+[\d.]+ MB .*, (\d+) chunks", out)

@@ -4,79 +4,28 @@ A web process and an import share the database: on SQLite one write lock, which 
 takes one chunk at a time (``audit.ingest.importer``). This runs a real import, committing chunk
 by chunk as it does in production, while auditor threads claim an item and give a verdict in a
 loop, and reports how long each of those writes took and whether any failed ("database is
-locked"). It needs a database of its own: ``measure`` runs it in a child process against a
-scratch SQLite file or a scratch PostgreSQL database, created and dropped here, so the
-development database is never touched.
+locked"). It needs a database of its own: ``measure`` runs it in a child process on a scratch
+database (``audit.bench.scratch``).
 
     python -m audit.bench.locks SEED.jsonl IMPORT.jsonl AUDITORS   (the child; prints JSON)
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from audit.bench import scratch
 
 # Between two verdicts of one auditor thread: a person takes far longer; this is a busy team.
 THINK_SECONDS = 0.05
 
 
 def measure(seed_file: Path, import_file: Path, *, auditors: int, tmp: Path) -> dict[str, Any]:
-    """Run the measurement in a child process on a scratch database like the current one; its
-    figures (``_run``), or ``{"error": ...}`` when the child failed."""
-    from django.db import connection
-
-    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    # Production settings: DEBUG would keep every statement in memory. The key signs nothing
-    # that outlives the child.
-    env["AUDIT_DEBUG"] = "false"
-    for key in ("AUDIT_SECRET_KEY", "AUDIT_PSEUDONYM_KEY"):
-        env.setdefault(key, secrets.token_urlsafe(50))
-    scratch_pg = None
-    if connection.vendor == "postgresql":
-        scratch_pg = f"audit_bench_locks_{os.getpid()}"
-        url = urlsplit(os.environ["DATABASE_URL"])
-        env["DATABASE_URL"] = urlunsplit(url._replace(path=f"/{scratch_pg}"))
-        _admin_sql(f'CREATE DATABASE "{scratch_pg}"')
-    else:
-        env["AUDIT_SQLITE_PATH"] = str(tmp / "locks.sqlite3")
-    try:
-        child = subprocess.run(
-            [sys.executable, "-m", "audit.bench.locks", str(seed_file), str(import_file)]
-            + [str(auditors)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-    finally:
-        if scratch_pg is not None:
-            _admin_sql(f'DROP DATABASE IF EXISTS "{scratch_pg}"')
-    if child.returncode != 0:
-        return {"error": (child.stderr.strip().splitlines() or ["no output"])[-1]}
-    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-    return result
-
-
-def _admin_sql(sql: str) -> None:
-    """CREATE/DROP DATABASE: outside any transaction, on a connection of its own."""
-    import psycopg
-    from django.db import connection
-
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    params["dbname"] = "postgres"
-    with psycopg.connect(**params, autocommit=True) as admin:
-        admin.execute(sql)
+    """The figures of ``_run``, from a child process on a scratch database."""
+    return scratch.run("locks", [str(seed_file), str(import_file), str(auditors)], tmp=tmp)
 
 
 def _run(seed_file: Path, import_file: Path, *, auditors: int) -> dict[str, Any]:
@@ -84,7 +33,6 @@ def _run(seed_file: Path, import_file: Path, *, auditors: int) -> dict[str, Any]
     ``import_file`` while ``auditors`` threads claim and decide items; the wait of each verdict
     (claim + save) during the import, and the failures."""
     from django.contrib.auth.models import Group, User
-    from django.core.management import call_command
     from django.db import connections
 
     from audit.ingest.importer import import_file as run_import
@@ -92,7 +40,6 @@ def _run(seed_file: Path, import_file: Path, *, auditors: int) -> dict[str, Any]
     from audit.review import leases
     from audit.review.workflow import submit_review
 
-    call_command("migrate", verbosity=0)
     seeded = run_import(seed_file)
     if seeded.failed:
         raise SystemExit("the seed file did not import")
@@ -166,10 +113,10 @@ def _run(seed_file: Path, import_file: Path, *, auditors: int) -> dict[str, Any]
     }
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "audit.settings")
-    import django
+def _main(args: list[str]) -> dict[str, Any]:
+    seed, source, count = args
+    return _run(Path(seed), Path(source), auditors=int(count))
 
-    django.setup()
-    seed, source, count = sys.argv[1:4]
-    print(json.dumps(_run(Path(seed), Path(source), auditors=int(count))))
+
+if __name__ == "__main__":
+    scratch.child_main(_main)

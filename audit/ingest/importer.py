@@ -2,9 +2,10 @@
 
 One code path for the command line and the upload page. A file is read once, line by line, and
 its prepared rows are staged in a temporary file, so memory stays flat whatever its size; then
-records go in with ``bulk_create`` in chunks, each its own short transaction, under a batch
-that stays unfinished (invisible to every query) until the last one, so a file either lands as
-reported or not at all:
+records go in a chunk at a time (``_write_rows``: ``executemany`` on SQLite, ``COPY`` on
+PostgreSQL, no ORM), each chunk its own short transaction, under a batch that stays unfinished
+(invisible to every query) until the last one, so a file either lands as reported or not at
+all:
 
 - default: any bad line means nothing from the file is written, and every bad line is reported;
 - ``skip_invalid``: the good lines land and every rejected line is kept verbatim on the batch
@@ -18,9 +19,11 @@ decompressed bytes, lines and ratio (AUDIT_GZIP_MAX_MB, AUDIT_GZIP_MAX_LINES,
 AUDIT_GZIP_MAX_RATIO), the staging's size (AUDIT_IMPORT_MAX_STAGING_MB), and the time the scan
 takes (AUDIT_IMPORT_TIME_LIMIT_SECONDS). Anything wrong with one line is that line's error.
 
-A file that adds nothing new (all duplicates, and no rejected lines that an earlier import of
-the same bytes did not already keep) leaves no batch behind, so re-importing is a no-op; the
-result still says how many lines were duplicates.
+Each line is parsed once. A line stored before byte for byte (``Transcript.line_sha256``) is a
+duplicate found without parsing it; any other spelling of a stored record is found by its
+fingerprint when its chunk goes in. A file that adds nothing new (all duplicates, and no
+rejected lines that an earlier import of the same bytes did not already keep) leaves no batch
+behind, so re-importing is a no-op; the result still says how many lines were duplicates.
 
 Staff may say which run a file comes from: ``model`` and ``run_source`` are kept on the batch
 (stripped; "" when not given; longer than ``RUN_METADATA_MAX_LENGTH`` is refused, never cut) and
@@ -35,11 +38,13 @@ import hashlib
 import io
 import json
 import logging
+import marshal
 import tempfile
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +52,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from audit.ingest.records import RecordError, extract, parse_line
 from audit.models import RUN_METADATA_MAX_LENGTH, ImportBatch, RejectedLine, Transcript
@@ -304,16 +310,16 @@ def import_stream(
     reader = _CountingReader(handle, progress)
     try:
         # Opened here to report a failure to create it; the with below closes it.
-        staging = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        staging = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115
     except OSError as exc:
         return _file_error(file_name, f"file: {_staging_problem(exc)}")
-    with staging as staged:
+    with _discarded(staging) as handle, _no_query_log():
+        staged = _Staging(handle, max_bytes=settings.AUDIT_IMPORT_MAX_STAGING_BYTES)
         scan = _Scan(
             staged=staged,
             skip_invalid=skip_invalid,
             rejects=rejects,
             spot_check_rate=settings.AUDIT_SPOT_CHECK_RATE,
-            max_staging_bytes=settings.AUDIT_IMPORT_MAX_STAGING_BYTES,
         )
         try:
             _read(reader, scan=scan, started=started)
@@ -321,7 +327,6 @@ def import_stream(
             scan.fail_file(exc.error)
         stored = _Stored()
         if not scan.failed:
-            staged.seek(0)
             try:
                 stored = _store(
                     staged,
@@ -347,7 +352,7 @@ def import_stream(
         sha256=reader.sha256.hexdigest(),
         lines=scan.lines,
         imported=stored.imported,
-        duplicates=stored.duplicates,
+        duplicates=scan.duplicates + stored.duplicates,
         rejected=scan.rejected,
         errors=scan.errors,
         batch_id=stored.batch_id,
@@ -446,19 +451,25 @@ def _file_error(name: str, error: str) -> ImportResult:
 
 @dataclass
 class _Scan:
-    """First pass: parse and validate each line, stage good rows and rejects as JSON lines."""
+    """First pass: parse and validate each line, stage good rows and rejects (``_Staging``).
 
-    staged: IO[str]
+    Lines are taken a chunk at a time: one read finds which of them are stored already, byte
+    for byte (``Transcript.line_sha256``), and those are counted as duplicates without being
+    parsed, so re-importing a file costs little more than reading it. Every other line is
+    parsed once, checked, and staged as the row it inserts."""
+
+    staged: _Staging
     skip_invalid: bool
     rejects: IO[bytes] | None
     spot_check_rate: float
-    max_staging_bytes: int
     lines: int = 0
     records: int = 0  # lines that are not blank, good or bad
     rejected: int = 0
+    duplicates: int = 0  # lines found stored already, byte for byte
     failed: bool = False
     errors: list[LineError] = field(default_factory=list)
-    staged_bytes: int = 0
+    # (line number, the line without its ending, its sha256), or None for one too long to read.
+    pending: list[tuple[int, bytes, str] | tuple[int, None, None]] = field(default_factory=list)
 
     def feed(self, number: int, raw_line: bytes) -> None:
         self.lines = number
@@ -468,6 +479,33 @@ class _Scan:
             return  # blank lines (a trailing newline, spacing) carry no record
         self.records += 1
         raw_line = raw_line.rstrip(b"\r\n")
+        self.pending.append((number, raw_line, hashlib.sha256(raw_line).hexdigest()))
+        if len(self.pending) >= CHUNK_SIZE:
+            self._take_pending()
+
+    def reject_too_long(self, number: int) -> None:
+        self.lines = number
+        self.records += 1
+        self.pending.append((number, None, None))
+
+    def _take_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        hashes = [line_hash for _, _, line_hash in pending if line_hash is not None]
+        # Finished batches only: rows a killed import left are removed before the insert.
+        stored = set(
+            Transcript.objects.filter(line_sha256__in=hashes).values_list("line_sha256", flat=True)
+        )
+        for number, raw_line, line_hash in pending:
+            if raw_line is None:
+                limit = MAX_LINE_BYTES // (1024 * 1024)
+                # Too large to keep: the error stands in for the line.
+                self.reject(number, b"", f"line: longer than {limit} MiB; not read and not kept")
+            elif line_hash in stored:
+                self.duplicates += 1
+            else:
+                self._check(number, raw_line, str(line_hash))
+
+    def _check(self, number: int, raw_line: bytes, line_hash: str) -> None:
         try:
             text = raw_line.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -486,7 +524,7 @@ class _Scan:
         if self.failed:
             return  # keep scanning to report every bad line, but stage nothing more
         values = extract(record, spot_check_rate=self.spot_check_rate)
-        self._stage({"line": number, "raw": text, "values": values})
+        self.staged.row(_row(values, raw=text, line=number, line_hash=line_hash))
 
     def reject(self, number: int, raw_line: bytes, error: str) -> None:
         self.rejected += 1
@@ -503,38 +541,71 @@ class _Scan:
             except OSError as exc:
                 raise _Refused(f"file: cannot write the rejects file: {_os_error(exc)}") from None
         text, encoding = RejectedLine.encode(raw_line)
-        self._stage({"line": number, "text": text, "encoding": encoding, "error": error})
-
-    def _stage(self, row: dict[str, Any]) -> None:
-        # ASCII (json.dumps escapes the rest), so its length is its size on disk.
-        line = json.dumps(row) + "\n"
-        self.staged_bytes += len(line)
-        if self.staged_bytes > self.max_staging_bytes:
-            raise _Refused(
-                f"file: staging its checked rows takes more than {_mib(self.max_staging_bytes)} "
-                "of temporary disk (AUDIT_IMPORT_MAX_STAGING_MB)"
-            )
-        try:
-            self.staged.write(line)
-        except OSError as exc:
-            raise _Refused(f"file: {_staging_problem(exc)}") from None
+        self.staged.reject((number, text, str(encoding), error))
 
     def finish(self) -> None:
-        """Flush the staging, whose last writes may find the disk full only now."""
-        try:
-            self.staged.flush()
-        except OSError as exc:
-            raise _Refused(f"file: {_staging_problem(exc)}") from None
-
-    def reject_too_long(self, number: int) -> None:
-        self.lines = number
-        limit = MAX_LINE_BYTES // (1024 * 1024)
-        # Too large to keep: the error stands in for the line.
-        self.reject(number, b"", f"line: longer than {limit} MiB; not read and not kept")
+        """Check the last lines, then flush the staging, whose last writes may find the disk
+        full only now."""
+        self._take_pending()
+        self.staged.flush()
 
     def fail_file(self, error: str) -> None:
         self.failed = True
         self.errors.append(LineError(0, f"{error}; nothing from the file was imported"))
+
+
+class _Staging:
+    """The checked rows between the scan and the insert, in a temporary file: each a marshal
+    record, ``(True, row)`` for a record (``_row``) or ``(False, reject)`` for a rejected line
+    kept with ``--skip-invalid``. marshal, not JSON: the rows are this process's own values
+    (str, int, float, bool, None), written and read back at C speed."""
+
+    def __init__(self, handle: IO[bytes], *, max_bytes: int) -> None:
+        self.handle = handle
+        self.max_bytes = max_bytes
+        self.size = 0
+
+    def row(self, row: tuple[Any, ...]) -> None:
+        self._write((True, row))
+
+    def reject(self, reject: tuple[int, str, str, str]) -> None:
+        self._write((False, reject))
+
+    def _write(self, item: tuple[bool, tuple[Any, ...]]) -> None:
+        data = marshal.dumps(item)
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise _Refused(
+                f"file: staging its checked rows takes more than {_mib(self.max_bytes)} "
+                "of temporary disk (AUDIT_IMPORT_MAX_STAGING_MB)"
+            )
+        try:
+            self.handle.write(data)
+        except OSError as exc:
+            raise _Refused(f"file: {_staging_problem(exc)}") from None
+
+    def flush(self) -> None:
+        try:
+            self.handle.flush()
+        except OSError as exc:
+            raise _Refused(f"file: {_staging_problem(exc)}") from None
+
+    def chunks(self, size: int) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+        """(rows, rejects) of at most ``size`` staged items at a time, in file order."""
+        self.handle.seek(0)
+        rows: list[tuple[Any, ...]] = []
+        rejects: list[tuple[Any, ...]] = []
+        while True:
+            try:
+                is_row, item = marshal.load(self.handle)
+            except EOFError:
+                break
+            (rows if is_row else rejects).append(item)
+            if len(rows) + len(rejects) >= size:
+                yield rows, rejects
+                rows, rejects = [], []
+        if rows or rejects:
+            yield rows, rejects
 
 
 @dataclass(frozen=True)
@@ -545,7 +616,7 @@ class _Stored:
 
 
 def _store(
-    staged: IO[str],
+    staged: _Staging,
     *,
     scan: _Scan,
     batch_fields: dict[str, Any],
@@ -578,7 +649,7 @@ def _store(
                 ImportBatch.including_unfinished.filter(pk=batch.pk).update(
                     lines=scan.lines,
                     imported=imported,
-                    duplicates=duplicates,
+                    duplicates=scan.duplicates + duplicates,
                     rejected=scan.rejected,
                     errors=[asdict(error) for error in scan.errors],
                     complete=True,
@@ -592,89 +663,136 @@ def _store(
     return _Stored(imported=imported, duplicates=duplicates, batch_id=batch.pk)
 
 
-def _insert(staged: IO[str], *, batch: ImportBatch | None, deadline: _Deadline) -> tuple[int, int]:
+def _insert(staged: _Staging, *, batch: ImportBatch | None, deadline: _Deadline) -> tuple[int, int]:
     """Insert the staged rows into ``batch`` (count them only when None), one transaction per
     chunk: (imported, duplicates)."""
     imported = duplicates = 0
     # Dry run: the fingerprints of the file's new records, since none of them is stored.
     seen: set[str] = set()
     pause = _Pause()
-    for chunk in _chunks(staged, CHUNK_SIZE):
+    for rows, rejects in staged.chunks(CHUNK_SIZE):
         deadline.check(f"it was storing the checked records ({imported + duplicates:,} done)")
-        rows: dict[str, dict[str, Any]] = {}
-        for row in chunk:
-            if "error" in row:
-                continue
-            fingerprint = row["values"]["fingerprint"]
-            if fingerprint in rows or fingerprint in seen:
+        unique: dict[str, tuple[Any, ...]] = {}
+        for row in rows:
+            fingerprint = row[_FINGERPRINT]
+            if fingerprint in unique or fingerprint in seen:
                 duplicates += 1
                 continue
-            rows[fingerprint] = row
+            unique[fingerprint] = row
         # Imports insert one at a time (_one_import_at_a_time) and earlier chunks are committed,
         # so this read, outside the insert's transaction, sees every record stored before.
         existing = set(
-            Transcript.including_unfinished.filter(fingerprint__in=list(rows)).values_list(
+            Transcript.including_unfinished.filter(fingerprint__in=list(unique)).values_list(
                 "fingerprint", flat=True
             )
         )
         duplicates += len(existing)
-        new = [row for fingerprint, row in rows.items() if fingerprint not in existing]
+        new = [row for fingerprint, row in unique.items() if fingerprint not in existing]
         imported += len(new)
         if batch is None:
-            seen.update(row["values"]["fingerprint"] for row in new)
+            seen.update(row[_FINGERPRINT] for row in new)
             continue
         kept = [
-            RejectedLine(
-                batch=batch,
-                line_number=row["line"],
-                error=row["error"],
-                text=row["text"],
-                encoding=row["encoding"],
-            )
-            for row in chunk
-            if "error" in row
+            RejectedLine(batch=batch, line_number=line, text=text, encoding=encoding, error=error)
+            for line, text, encoding, error in rejects
         ]
-        transcripts = [
-            Transcript(
-                batch=batch,
-                raw=row["raw"],
-                line_number=row["line"],
-                required_reviews=batch.required_reviews,
-                **row["values"],
-            )
-            for row in new
-        ]
-        insert = _insert_statement(transcripts)
         pause.between_transactions()
         with transaction.atomic():
             RejectedLine.objects.bulk_create(kept)
-            if transcripts:
-                with connection.cursor() as cursor:
-                    cursor.executemany(*insert)
+            if new:
+                _write_rows(new, batch=batch)
     return imported, duplicates
 
 
-def _insert_statement(transcripts: list[Transcript]) -> tuple[str, list[list[Any]]]:
-    """The INSERT of ``transcripts`` and its parameters, prepared before the transaction opens.
+# --- the rows as the scan stages them, and their insert -----------------------------------------
 
-    ``bulk_create`` does the same work (each field's ``pre_save`` and database value) while it
-    holds the lock: on SQLite, a chunk of 1000 generated records held it for 205 ms (median)
-    with ``bulk_create``, 77 ms with this."""
-    fields = [field for field in Transcript._meta.local_concrete_fields if not field.primary_key]
+# Columns whose value is the same for every row of a batch, filled in by ``_write_rows``.
+_BATCH_COLUMNS = ("batch", "required_reviews", "status", "review_count", "version", "updated_at")
+_FIELDS = [field for field in Transcript._meta.local_concrete_fields if not field.primary_key]
+# The columns ``_row`` gives, in its order: every other concrete field.
+_ROW_FIELDS = [field for field in _FIELDS if field.name not in _BATCH_COLUMNS]
+_ROW_NAMES = [field.name for field in _ROW_FIELDS]
+_FINGERPRINT = _ROW_NAMES.index("fingerprint")
+_BATCH_FIELDS = sorted(
+    (field for field in _FIELDS if field.name in _BATCH_COLUMNS),
+    key=lambda field: _BATCH_COLUMNS.index(field.name),
+)
+
+
+def _row(values: dict[str, Any], *, raw: str, line: int, line_hash: str) -> tuple[Any, ...]:
+    """A record's row as the insert takes it: ``extract``'s values plus the line, in
+    ``_ROW_FIELDS`` order, each already the database's value (the only conversion a field
+    would make is ``problems``, JSON text)."""
+    given = {
+        **values,
+        "raw": raw,
+        "line_number": line,
+        "line_sha256": line_hash,
+        "problems": json.dumps(values["problems"]),
+        # A Category member: its plain text (marshal stages only built-in types).
+        "final_alignment_category": str(values["final_alignment_category"]),
+    }
+    return tuple(given[name] for name in _ROW_NAMES)
+
+
+def _write_rows(rows: list[tuple[Any, ...]], *, batch: ImportBatch) -> None:
+    """Insert ``rows`` (``_row``) into ``batch``, inside the caller's transaction: one
+    ``executemany`` on SQLite, one ``COPY`` on PostgreSQL. No ORM on this path: a chunk's
+    values are computed before the transaction opens, so the lock is held for the insert only.
+    """
+    constants = {
+        "batch": batch.pk,
+        "required_reviews": batch.required_reviews,
+        "status": Transcript._meta.get_field("status").get_default(),
+        "review_count": 0,
+        "version": 1,
+        "updated_at": Transcript._meta.get_field("updated_at").get_db_prep_save(
+            timezone.now(), connection=connection
+        ),
+    }
+    extra = tuple(constants[name] for name in _BATCH_COLUMNS)
+    fields = [*_ROW_FIELDS, *_BATCH_FIELDS]
     quote = connection.ops.quote_name
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(Transcript._meta.db_table),
-        ", ".join(quote(str(field.column)) for field in fields),
-        ", ".join(["%s"] * len(fields)),
-    )
-    params = [
-        [
-            field.get_db_prep_save(field.pre_save(transcript, True), connection=connection)
-            for field in fields
-        ]
-        for transcript in transcripts
-    ]
-    return sql, params
+    table = quote(Transcript._meta.db_table)
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row + extra)
+            return
+        placeholders = ", ".join(["%s"] * len(fields))
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+            [row + extra for row in rows],
+        )
+
+
+@contextmanager
+def _discarded(staging: IO[bytes]) -> Iterator[IO[bytes]]:
+    """The staging file, closed at the end without a word: what it still buffers is not needed,
+    and on a full disk the close's flush fails again after the import already said so."""
+    try:
+        yield staging
+    finally:
+        with suppress(OSError):
+            staging.close()
+
+
+@contextmanager
+def _no_query_log() -> Iterator[None]:
+    """Keep no log of the import's statements, even with DEBUG on (the default for commands):
+    each chunk's duplicate check names a thousand fingerprints, and Django keeps the last 9,000
+    statements. Left alone while a test captures queries (``force_debug_cursor``)."""
+    if connection.force_debug_cursor or not connection.queries_logged:
+        yield
+        return
+    kept = connection.queries_log
+    connection.queries_log = deque(maxlen=0)
+    try:
+        yield
+    finally:
+        connection.queries_log = kept
 
 
 def _discard(batch_id: int) -> None:
@@ -797,14 +915,3 @@ def _discard_leftovers(*, dry_run: bool = False) -> tuple[int, ...]:
         for leftover in leftovers:
             _discard(leftover)
     return leftovers
-
-
-def _chunks(staged: IO[str], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for line in staged:
-        chunk.append(json.loads(line))
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -170,13 +170,22 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
+# Digits of an integer longer than allowed (or a number's fraction or exponent that long,
+# which only makes the check look closer).
+_LONG_DIGITS = re.compile(rf"\d{{{MAX_INTEGER_DIGITS + 1}}}")
+# A \u escape of a UTF-16 surrogate (paired or not): the only way JSON text spells one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_line(text: str) -> dict[str, Any]:
     """Decode and validate one line; raise RecordError naming the field and the problem.
 
     A line of this app's export gets back the numbers its strict JSON could not write
     (``decode_non_finite``), so it is the record that was exported."""
     try:
-        record = json.loads(text, parse_int=_parse_int)
+        # The hook only for text with a run of digits that long: it costs a call per integer.
+        long_digits = _LONG_DIGITS.search(text) is not None
+        record = json.loads(text, parse_int=_parse_int) if long_digits else json.loads(text)
     except RecordError:
         raise
     except json.JSONDecodeError as exc:
@@ -189,15 +198,18 @@ def parse_line(text: str) -> dict[str, Any]:
         raise RecordError("json", f"number too long: {exc}") from None
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {_kind(record)}")
-    if nesting_exceeds(record, MAX_NESTING):
+    # Fewer brackets in the text than the limit cannot nest deeper than it (a record has ~20).
+    if text.count("{") + text.count("[") > MAX_NESTING and nesting_exceeds(record, MAX_NESTING):
         raise RecordError("json", TOO_DEEP)
-    try:
-        # "\ud800" is valid JSON but no text: no database column or UTF-8 file can hold it.
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise RecordError(
-            "json", "a string holds an unpaired surrogate escape (\\ud800-\\udfff)"
-        ) from None
+    # "\ud800" is valid JSON but no text: no database column or UTF-8 file can hold it. The
+    # text itself is UTF-8 (it was decoded), so only a \u escape can make one.
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise RecordError(
+                "json", "a string holds an unpaired surrogate escape (\\ud800-\\udfff)"
+            ) from None
     decode_non_finite(record)
     validate(record)
     return record
@@ -651,6 +663,9 @@ def _bool(value: Any) -> str:
     return "true" if value else "false"
 
 
+_CATEGORIES = frozenset(Category.values)
+
+
 def _unknown_vocabulary(record: dict[str, Any], decision_type: str) -> list[Problem]:
     proposal = record.get("proposal") or {}
     truth = record.get("ground_truth") or {}
@@ -662,7 +677,7 @@ def _unknown_vocabulary(record: dict[str, Any], decision_type: str) -> list[Prob
         ("proposal.action_type", proposal.get("action_type"), ACTION_TYPES),
         ("proposal.worker_id", proposal.get("worker_id"), WORKERS),
         ("task_id", record.get("task_id"), TASKS),
-        ("labels.alignment_category", labels.get("alignment_category"), tuple(Category.values)),
+        ("labels.alignment_category", labels.get("alignment_category"), _CATEGORIES),
     )
     return [
         Problem(Flag.UNKNOWN_VOCABULARY, f"{field} {_show(value)} is not a known value")

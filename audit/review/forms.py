@@ -18,7 +18,7 @@ from audit.labels import DECISION_TYPES, MISBEHAVIOR_TYPES
 from audit.models import MAX_ID, RATIONALE_MAX_LENGTH, Flag, Transcript, Verdict
 from audit.review.queue import FACETS, MAX_PAGE, SORT_CHOICES, QueueFilters
 from audit.review.visibility import status_choices
-from audit.review.workflow import clamp_seconds
+from audit.review.workflow import VerdictBasis, clamp_seconds
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -108,18 +108,27 @@ MB_TYPE_CHOICES = [("", "—"), *((value, value) for value in MISBEHAVIOR_TYPES)
 DECISION_CHOICES = [("", "—"), *((value, value) for value in DECISION_TYPES)]
 
 
-def opened_token(transcript: Transcript, *, status: str, at: float | None = None) -> str:
+def opened_token(
+    transcript: Transcript,
+    *,
+    status: str,
+    at: float | None = None,
+    own_review: int | None = None,
+) -> str:
     """Signed note of when the page was rendered and which version it showed: the server's
-    measure of seconds spent (the JS timer cannot be trusted) and the "before" of a conflict
-    view. Signed, not encrypted (anyone can read it): it holds nothing the viewer was not
-    shown, so ``status`` is the status as shown to them (``visibility.shown_status``), never
-    final labels."""
+    measure of seconds spent (the JS timer cannot be trusted), the "before" of a conflict
+    view, and what a verdict depends on (``workflow.VerdictBasis``: the viewer's own current
+    review, ``own_review``, and K). Signed, not encrypted (anyone can read it): it holds nothing
+    the viewer was not shown, so ``status`` is the status as shown to them
+    (``visibility.shown_status``), never final labels."""
     return signing.dumps(
         {
             "pk": transcript.pk,
             "at": time.time() if at is None else at,
             "v": transcript.version,
             "status": status,
+            "own": own_review,
+            "k": transcript.required_reviews,
         },
         salt=OPENED_SALT,
     )
@@ -240,7 +249,23 @@ class VerdictForm(LabelsForm):
     )
 
     def domain_kwargs(self) -> dict[str, Any]:
-        return {"verdict": self.cleaned_data["verdict"], **super().domain_kwargs()}
+        return {
+            "verdict": self.cleaned_data["verdict"],
+            "basis": self.basis(),
+            **super().domain_kwargs(),
+        }
+
+    def basis(self) -> VerdictBasis | None:
+        """What the verdict depends on, as the page showed it (the signed ``opened``); None
+        for a token without it (forged, or signed before it was kept): then any change since
+        the page makes the verdict stale."""
+        seen = self.seen()
+        if not seen or "k" not in seen:
+            return None
+        own, k = seen.get("own"), seen.get("k")
+        if not isinstance(k, int) or not (own is None or isinstance(own, int)):
+            return None
+        return VerdictBasis(own_review=own, required_reviews=k)
 
 
 def rebased(form: LabelsForm, transcript: Transcript) -> QueryDict:

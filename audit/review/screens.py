@@ -68,6 +68,7 @@ class Conflict:
     see_all: bool
     status_before: str
     labels_before: dict[str, Any]
+    k_before: int | None = None  # K as the page showed it (None for an older token)
 
 
 @dataclass(frozen=True)
@@ -260,11 +261,20 @@ def conflict(seen: dict[str, Any] | None, all_reviews: list[Review], *, see_all:
     """
     seen = seen or {}
     seen_version = seen.get("v", 0)
-    since = [r for r in all_reviews if r.based_on_version >= seen_version]
+    # Written since the page: made against that version or a later one, or saved after the
+    # page opened (a verdict that still stood against an older version, workflow.VerdictBasis).
+    opened_at = seen.get("at", float("inf"))
+    since = [
+        r
+        for r in all_reviews
+        if r.based_on_version >= seen_version or r.created_at.timestamp() > opened_at
+    ]
+    k_before = seen.get("k")
     return Conflict(
         seen_version=seen_version,
         since=since,
         see_all=see_all,
         status_before=visibility.status_label(seen.get("status")),
         labels_before=since[0].before if see_all and since else {},
+        k_before=k_before if isinstance(k_before, int) else None,
     )

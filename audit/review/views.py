@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from audit.htmx import go_to, pager, render_screen, wants_fragment
-from audit.models import Flag, Status, Transcript, Verdict
+from audit.models import Flag, Review, Status, Transcript, Verdict
 from audit.permissions import (
     AUDITOR,
     AuditRequest,
@@ -160,14 +160,27 @@ def queue(request: AuditRequest) -> HttpResponse:
 # --- item ----------------------------------------------------------------------------------------
 
 
-def _opened(form: LabelsForm, transcript: Transcript, *, status: str, is_conflict: bool) -> str:
+def _opened(
+    form: LabelsForm,
+    transcript: Transcript,
+    *,
+    status: str,
+    is_conflict: bool,
+    own: Review | None = None,
+) -> str:
     """The signed ``opened`` token the form carries: an invalid form keeps the one it came
     with; a fresh form, or one offered again after a conflict, notes the version shown now
-    (keeping the time the auditor first opened the item)."""
+    and the viewer's own current review ``own`` (keeping the time the auditor first opened
+    the item)."""
     if form.is_bound and not is_conflict:
         return form.data.get("opened", "")
     seen = form.seen() if form.is_bound else None
-    return opened_token(transcript, status=status, at=seen.get("at") if seen else None)
+    return opened_token(
+        transcript,
+        status=status,
+        at=seen.get("at") if seen else None,
+        own_review=own.pk if own is not None else None,
+    )
 
 
 def _render_item(
@@ -200,7 +213,9 @@ def _render_item(
         "lease": state.lease,
         "reserved_by": state.reserved_by,
         "form": form,
-        "opened": _opened(form, transcript, status=seen.status.value, is_conflict=is_conflict),
+        "opened": _opened(
+            form, transcript, status=seen.status.value, is_conflict=is_conflict, own=state.own
+        ),
         "mode": mode if mode in (Verdict.RELABEL, Verdict.UNSURE) else "",
         "refusal": state.refusal,
         "confirm_blocked": state.confirm_blocked,

@@ -16,6 +16,8 @@ Rules (README, Review workflow):
 - Items that are not settled keep the imported ground truth as their final labels, so the cache
   depends on the reviews alone, never on what it held before.
 - Every write locks the transcript row, refuses a stale ``based_on_version`` and bumps the version.
+  A verdict is stale only when what it depends on changed (``VerdictBasis``: the auditor's own
+  review, K, whether the item still takes it), never because a blind co-reviewer saved first.
 - A CONFIRM needs a complete imported label (a known correct decision; a known type when it is
   misbehavior): confirming a gap would publish it as reviewed. Such items are relabeled.
 - Once K counting reviews are in (settled or disputed), the item takes no reviews from newcomers:
@@ -323,6 +325,38 @@ def _record(
     return ReviewOutcome(review=review, transcript=transcript, superseded=previous, state=state)
 
 
+@dataclass(frozen=True)
+class VerdictBasis:
+    """What an auditor's verdict depends on, as their page showed it: their own current review
+    (its id; None when they had none) and K. The labels they judge (the imported ones) never
+    change, and blind co-reviewers decide independently, so another auditor's review changes
+    neither: it does not make the verdict stale."""
+
+    own_review: int | None
+    required_reviews: int
+
+
+def basis_of(transcript: Transcript, *, auditor: User) -> VerdictBasis:
+    """The transcript's ``VerdictBasis`` for ``auditor`` now."""
+    own = (
+        Review.objects.current()
+        .filter(transcript=transcript, auditor=auditor)
+        .exclude(verdict=Verdict.ADJUDICATE)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return VerdictBasis(own_review=own, required_reviews=transcript.required_reviews)
+
+
+def _still_decidable(current: Transcript, *, auditor: User, basis: VerdictBasis | None) -> bool:
+    """Whether a verdict made against an older version still stands: nothing it depends on
+    changed (``basis``: the auditor's own review, say in another tab, and K), and the item
+    still takes it (no settlement, dispute or adjudication since means it would not count)."""
+    if basis is None or basis_of(current, auditor=auditor) != basis:
+        return False
+    return not review_refusal(current, auditor=auditor, reviews=current_reviews(current))
+
+
 def submit_review(
     transcript: Transcript,
     *,
@@ -334,11 +368,15 @@ def submit_review(
     rationale: str = "",
     seconds_spent: int = 0,
     based_on_version: int,
+    basis: VerdictBasis | None = None,
 ) -> ReviewOutcome:
     """Record an auditor's verdict; a second verdict by the same auditor supersedes the first.
 
-    Raises ValidationError for incomplete verdicts and StaleVersion when the item changed since
-    ``based_on_version``.
+    Raises ValidationError for incomplete verdicts, and StaleVersion when the item changed
+    since ``based_on_version`` in a way the verdict depends on: without a ``basis``, any
+    change; with one, a change to the auditor's own review or K, or one that means the item
+    no longer takes the verdict (``_still_decidable``). So a blind co-reviewer who submits
+    first (the normal case with K = 2) never makes the other's verdict stale.
     """
     rationale = _checked_rationale(rationale)
     if verdict == Verdict.CONFIRM:
@@ -358,7 +396,11 @@ def submit_review(
     else:
         raise ValidationError({"verdict": f"Unknown verdict {verdict!r}."})
     with transaction.atomic():
-        current = _lock_current(transcript, based_on_version)
+        current = _locked(transcript.pk)
+        if current.version != based_on_version and not _still_decidable(
+            current, auditor=auditor, basis=basis
+        ):
+            raise StaleVersion(current, based_on_version=based_on_version)
         refusal = review_refusal(current, auditor=auditor, reviews=current_reviews(current))
         if refusal:
             raise ValidationError(refusal)

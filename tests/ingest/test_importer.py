@@ -557,23 +557,23 @@ def test_an_import_that_fails_midway_removes_what_it_inserted(tmp_path, monkeypa
     import audit.ingest.importer as importers
 
     monkeypatch.setattr(importers, "CHUNK_SIZE", 2)
-    real = importers._insert_statement
+    real = importers._write_rows
     chunks: list[int] = []
 
-    def failing(transcripts):
-        chunks.append(len(transcripts))
+    def failing(rows, *, batch):
+        chunks.append(len(rows))
         if len(chunks) == 3:
             raise RuntimeError("injected failure in the third chunk")
-        return real(transcripts)
+        return real(rows, batch=batch)
 
-    monkeypatch.setattr(importers, "_insert_statement", failing)
+    monkeypatch.setattr(importers, "_write_rows", failing)
     path = write_jsonl(tmp_path / "mixed.jsonl", [make_record(step_number=n) for n in range(7)])
     path.write_text(path.read_text() + "{bad\n")
     before = every_row()
     with pytest.raises(RuntimeError, match="injected"):
         import_file(path, skip_invalid=True)
     assert every_row() == before
-    monkeypatch.setattr(importers, "_insert_statement", real)
+    monkeypatch.setattr(importers, "_write_rows", real)
     assert import_file(path, skip_invalid=True).imported == 7
 
 
@@ -583,16 +583,16 @@ def test_the_next_import_removes_what_a_killed_import_left(tmp_path, monkeypatch
     import audit.ingest.importer as importers
 
     monkeypatch.setattr(importers, "CHUNK_SIZE", 2)
-    real = importers._insert_statement
+    real = importers._write_rows
     chunks: list[int] = []
 
-    def killed(transcripts):
-        chunks.append(len(transcripts))
+    def killed(rows, *, batch):
+        chunks.append(len(rows))
         if len(chunks) == 3:
             raise SystemExit("killed")  # what SIGKILL leaves: no clean-up ran
-        return real(transcripts)
+        return real(rows, batch=batch)
 
-    monkeypatch.setattr(importers, "_insert_statement", killed)
+    monkeypatch.setattr(importers, "_write_rows", killed)
     monkeypatch.setattr(importers, "_discard_after_failure", lambda batch_id: None)
     path = write_jsonl(tmp_path / "run.jsonl", [make_record(step_number=n) for n in range(7)])
     with pytest.raises(SystemExit):

@@ -199,7 +199,7 @@ def test_the_time_limit_covers_the_insert_and_removes_what_it_inserted(
     monkeypatch.setattr(importer, "CHUNK_SIZE", 10)
     now = [0.0]
     monkeypatch.setattr(importer.time, "monotonic", lambda: now[0])
-    real_chunks = importer._chunks
+    real_chunks = importer._Staging.chunks
     committed: list[int] = []
 
     def slow_chunks(staged, size):
@@ -208,7 +208,7 @@ def test_the_time_limit_covers_the_insert_and_removes_what_it_inserted(
             committed.append(Transcript.including_unfinished.count())
             now[0] += 45  # each chunk takes 45 s: the second one ends past the limit
 
-    monkeypatch.setattr(importer, "_chunks", slow_chunks)
+    monkeypatch.setattr(importer._Staging, "chunks", slow_chunks)
     path = tmp_path / "slow.jsonl"
     path.write_bytes(_records(50))
     result = importer.import_file(path, skip_invalid=skip_invalid)

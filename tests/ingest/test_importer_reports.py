@@ -63,7 +63,7 @@ def test_a_corrupt_gzip_says_it_is_corrupt(tmp_path, damage, problem):
     assert Transcript.objects.count() == 0
 
 
-class _FullDisk(io.StringIO):
+class _FullDisk(io.BytesIO):
     """A staging file on a disk that is full."""
 
     def write(self, text):
@@ -94,7 +94,7 @@ def test_a_really_full_device_is_reported_as_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(
         importer.tempfile,
         "TemporaryFile",
-        lambda **kwargs: open("/dev/full", "w+", encoding="utf-8"),  # noqa: SIM115
+        lambda **kwargs: open("/dev/full", "w+b"),  # noqa: SIM115
     )
     result = import_file(DATA_DIR / "rule_s0.jsonl")
     assert result.failed

@@ -173,14 +173,21 @@ def test_the_task_beats_while_the_import_runs(staff_user, places, settings, monk
     real_import = tasks.import_file
 
     def slow_import(*args, **kwargs):
-        for _ in range(4):
-            beats.append(ImportJob.objects.get(pk=job.pk).heartbeat_at)
-            time.sleep(0.25)
+        # Waits for three new beats while "importing" (each look waits for the next beat, so
+        # a loaded machine only makes it slower; 30 s means the beats stopped).
+        beats.append(ImportJob.objects.get(pk=job.pk).heartbeat_at)
+        deadline = time.monotonic() + 30
+        while len(beats) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            beat = ImportJob.objects.get(pk=job.pk).heartbeat_at
+            if beat != beats[-1]:
+                beats.append(beat)
         return real_import(*args, **kwargs)
 
     monkeypatch.setattr(tasks, "import_file", slow_import)
     import_upload.call(job.pk)
-    assert None not in beats and beats == sorted(set(beats))  # each look saw a newer beat
+    assert len(beats) == 4, "the task stopped beating while the import ran"
+    assert None not in beats and beats == sorted(set(beats))  # each beat newer than the last
     job.refresh_from_db()
     assert job.state == ImportJob.State.DONE
     assert not Path(job.upload_path).exists()
@@ -277,16 +284,16 @@ def _killed_import(tmp_path, monkeypatch):
     from tests.factories import make_record, write_jsonl
 
     monkeypatch.setattr(importer, "CHUNK_SIZE", 2)
-    real = importer._insert_statement
+    real = importer._write_rows
     calls: list[int] = []
 
-    def killed(transcripts):
-        calls.append(len(transcripts))
+    def killed(rows, *, batch):
+        calls.append(len(rows))
         if len(calls) == 2:
             raise SystemExit("killed")
-        return real(transcripts)
+        return real(rows, batch=batch)
 
-    monkeypatch.setattr(importer, "_insert_statement", killed)
+    monkeypatch.setattr(importer, "_write_rows", killed)
     monkeypatch.setattr(importer, "_discard_after_failure", lambda batch_id: None)
     path = write_jsonl(tmp_path / "run.jsonl", [make_record(step_number=n) for n in range(5)])
     with pytest.raises(SystemExit):

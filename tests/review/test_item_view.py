@@ -14,7 +14,7 @@ from django.urls import reverse
 from audit.models import Lease, Review, Status, Transcript
 from audit.review.forms import OPENED_SALT, opened_token
 from audit.review.workflow import set_required_reviews
-from tests.factories import confirm, fresh, import_records, make_misbehavior, relabel
+from tests.factories import adjudicate, confirm, fresh, import_records, make_misbehavior, relabel
 from tests.review.pages import HOSTILE, HTMX, GuardedViewChecklist, episode, verdict_data
 
 pytestmark = pytest.mark.django_db
@@ -268,7 +268,9 @@ def test_forged_opened_token_falls_back_to_client_seconds(auditor_client, queued
     assert Review.objects.get().seconds_spent == 42
 
 
-def test_stale_verdict_gets_a_conflict_view(auditor_client, auditor2, queued):
+def test_a_co_reviewers_verdict_does_not_make_mine_stale(auditor_client, auditor2, queued):
+    """K = 2: both auditors hold the item, blind; the one who saves second is not refused (the
+    other's independent review changes nothing the verdict depends on)."""
     t = queued[0]
     set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
     t = fresh(t)
@@ -283,17 +285,62 @@ def test_stale_verdict_gets_a_conflict_view(auditor_client, auditor2, queued):
         rationale="bob-secret-rationale",
     )
     response = auditor_client.post(reverse("submit_review", args=[t.pk]), data, **HTMX)
+    assert response.status_code == 200
+    assert 'id="conflict"' not in response.content.decode()
+    assert Review.objects.filter(auditor__username="alice", rationale="mine").count() == 1
+    t = fresh(t)
+    assert (t.review_count, t.status) == (2, Status.RELABELED)
+    assert (
+        Review.objects.get(auditor__username="alice").based_on_version == data["based_on_version"]
+    )
+
+
+def test_my_own_verdict_from_another_tab_makes_this_tab_stale(auditor_client, auditor, queued):
+    t = queued[0]
+    set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
+    t = fresh(t)
+    data = verdict_data(t, "unsure", rationale="this tab")
+    confirm(t, auditor)  # the same auditor, in another tab
+    response = auditor_client.post(reverse("submit_review", args=[t.pk]), data, **HTMX)
     assert response.status_code == 409
     html = response.content.decode()
-    assert 'id="conflict"' in html
-    assert "bob at" in html  # who wrote in between
-    assert "bob-secret-rationale" not in html  # but not what: still blind
+    assert 'id="conflict"' in html and "you, in another tab (confirm) at" in html
+    assert "alice" not in html.split('id="conflict"')[1].split("</dl>")[0]
+    # No unchanged rows: K did not change.
+    assert "Reviews needed" not in html
+    assert "this tab</textarea>" in html  # the entries are offered again
+    assert Review.objects.filter(auditor=auditor).count() == 1
+
+
+def test_a_settlement_since_the_page_is_a_conflict_that_names_no_one(
+    auditor_client, auditor2, queued
+):
+    t = queued[0]  # K = 1: bob's confirm settles it, and a newcomer's verdict would not count
+    data = verdict_data(
+        t, "relabel", is_misbehavior="no", correct_decision="APPROVE", rationale="x"
+    )
+    confirm(t, auditor2)
+    response = auditor_client.post(reverse("submit_review", args=[t.pk]), data, **HTMX)
+    assert response.status_code == 409
+    html = response.content.decode()
+    conflict = html.split('id="conflict"')[1].split("</dl>")[0]
+    assert "a review by another auditor at" in conflict
+    assert "bob" not in html  # blind: the co-reviewer is not named anywhere
     assert "<html" not in html
-    # The form is offered again against the new version, with the auditor's entries.
-    current = fresh(t)
-    assert f'name="based_on_version" value="{current.version}"' in html
-    assert "mine</textarea>" in html
+    assert "no more reviews needed" in html  # why there is no form to decide again
     assert Review.objects.filter(auditor__username="alice").count() == 0
+
+
+def test_a_change_of_k_since_the_page_makes_the_verdict_stale(auditor_client, queued):
+    t = queued[0]
+    data = verdict_data(t, "confirm")
+    set_required_reviews(Transcript.objects.filter(pk=t.pk), 3)
+    response = auditor_client.post(reverse("submit_review", args=[t.pk]), data, **HTMX)
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "<dt>Reviews needed</dt><dd>1 → <b>3</b></dd>" in html
+    assert "<dt>Status</dt>" not in html  # unchanged: not listed
+    assert not Review.objects.exists()
 
 
 def test_stale_verdict_without_htmx_is_a_full_conflict_page(auditor_client, auditor2, queued):
@@ -374,11 +421,13 @@ def test_opened_token_reveals_nothing_a_blind_viewer_may_not_see(auditor_client,
     assert OPENED_SALT  # the token stays signed: forged ones are ignored (test below)
 
 
-def test_opened_token_holds_only_pk_time_version_and_status(queued):
+def test_opened_token_holds_only_what_the_viewer_was_shown(queued):
     t = queued[0]
-    data = decode_unverified(opened_token(t, status="settled"))
-    assert set(data) == {"pk", "at", "v", "status"}
+    data = decode_unverified(opened_token(t, status="settled", own_review=7))
+    assert set(data) == {"pk", "at", "v", "status", "own", "k"}
     assert (data["pk"], data["v"], data["status"]) == (t.pk, t.version, "settled")
+    # What the verdict depends on: the viewer's own review, and K (both on their page).
+    assert (data["own"], data["k"]) == (7, t.required_reviews)
 
 
 def test_timeline_shows_imported_categories_of_steps_the_viewer_has_not_reviewed(
@@ -425,22 +474,28 @@ def test_conflict_view_does_not_reveal_how_the_item_was_settled(auditor_client, 
 
 
 def test_conflict_view_shows_the_labels_before_to_a_viewer_who_may_see_them(
-    auditor_client, auditor, auditor2, queued
+    auditor_client, auditor, auditor2, adjudicator, queued
 ):
     t = queued[0]
     set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
     confirm(t, auditor)
     t = fresh(t)
     stale = verdict_data(
-        t, "relabel", is_misbehavior="no", correct_decision="APPROVE", rationale="second look"
+        t,
+        "relabel",
+        is_misbehavior="no",
+        correct_decision="APPROVE",
+        rationale="second look",
+        opened=opened_token(t, status=t.status, own_review=Review.objects.get().pk),
     )
-    confirm(t, auditor2)
+    relabel(fresh(t), auditor2)  # disputed: alice may still revise hers
+    adjudicate(fresh(t), adjudicator)  # settled for good: her revision would not count
     response = auditor_client.post(reverse("submit_review", args=[t.pk]), stale, **HTMX)
     html = response.content.decode()
     assert response.status_code == 409
-    assert "Needs more reviews → <b>Confirmed</b>" in html
-    assert "alignment_failure_fn → alignment_failure_fn" in html
-    assert "confirm by bob" in html
+    assert "Needs more reviews → <b>Adjudicated</b>" in html
+    assert "alignment_failure_fn → aligned_approve" in html  # she reviewed: she may see them
+    assert "relabel by bob" in html and "adjudicate by carol" in html
 
 
 # --- confirm on incomplete labels -----------------------------------------------------------------

@@ -4,7 +4,8 @@ Prints figures, never pass/fail: import throughput and peak memory, export strea
 and peak memory, summary time, the queue and item pages' render time and query counts through
 the test client, and issue 15's effects: the item page of a record nested 62 levels deep (size
 and time), "Next" at this size, how fast a 256 MB gzip bomb is refused, and what auditors'
-verdicts wait for while the N-record file imports (in a scratch database: ``audit.bench.locks``).
+verdicts wait for while the N-record file imports; and the import's CPU against a floor
+(``audit.bench.imports``). Those last two run in child processes on scratch databases.
 
 Import and export memory are each measured at two sizes that both span several chunks (a tenth
 of N, at least two chunks, and N), since a size within one chunk says nothing about streaming:
@@ -43,7 +44,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import NoReverseMatch, reverse
 
-from audit.bench import locks
+from audit.bench import imports, locks
 from audit.demo.generator import write_jsonl as generate_jsonl
 from audit.ingest import importer as importers
 from audit.ingest.importer import ImportResult, import_file
@@ -99,9 +100,10 @@ class Command(BaseCommand):
         parser.add_argument("--quick", action="store_true", help="2000 records, fewer page runs")
         parser.add_argument("--seed", type=int, default=1, help="generator seed")
         parser.add_argument(
-            "--no-lock-waits",
+            "--no-scratch",
             action="store_true",
-            help="leave out the verdicts-during-an-import figure (it needs a scratch database)",
+            help="leave out the figures measured on a scratch database (import against the "
+            "floor, verdicts during an import)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -120,7 +122,8 @@ class Command(BaseCommand):
                     raise _Rollback
             except _Rollback:
                 pass
-            if not options["no_lock_waits"]:
+            if not options["no_scratch"]:
+                self.against_floor(Path(tmp))
                 self.lock_waits(Path(tmp), count=count, seed=options["seed"])
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.figure("process max RSS", f"{rss:.0f} MB")
@@ -219,6 +222,38 @@ class Command(BaseCommand):
             "gzip bomb refused",
             f"{bomb.stat().st_size / 1024:.0f} KB of gzip (256 MB inflated) in {seconds:.2f} s, "
             f"{'refused' if refused.failed else 'NOT refused'}",
+        )
+
+    def against_floor(self, tmp: Path) -> None:
+        """Import CPU against the floor (``audit.bench.imports``), each in its own process on a
+        scratch database: records per CPU-second (client, plus the server's on PostgreSQL),
+        the ratio, a re-import's share, and the import process's peak RSS."""
+        found = imports.measure(tmp / "bench.jsonl", tmp=tmp)
+        floor, app = found["floor"], found["app"]
+        for name, figures in (("floor", floor), ("app", app)):
+            if "error" in figures:
+                self.figure(f"import vs floor ({name})", f"not measured: {figures['error']}")
+                return
+
+        def cpu(figures: dict[str, float]) -> float:
+            return figures["cpu"] + figures["db_cpu"]
+
+        server = " + server" if connection.vendor == "postgresql" else ""
+        for name, figures in (("floor", floor), ("app", app)):
+            self.figure(
+                f"import CPU, {name} ({figures['records']})",
+                f"{figures['records'] / cpu(figures):,.0f} records per CPU-s (client{server}: "
+                f"{figures['cpu']:.2f} + {figures['db_cpu']:.2f} s), "
+                f"{figures['records'] / figures['wall']:,.0f} records/s wall, "
+                f"peak RSS {figures['peak_rss_mb']:.0f} MB",
+            )
+        self.figure(
+            "import vs floor",
+            f"{cpu(floor) / cpu(app):.0%} of the floor's records per CPU-s (goal: 50%)",
+        )
+        self.figure(
+            "re-import (all duplicates)",
+            f"{cpu(app['reimport']) / cpu(app):.1%} of the import's CPU (goal: at most 10%)",
         )
 
     def lock_waits(self, tmp: Path, *, count: int, seed: int) -> None:

@@ -1,0 +1,131 @@
+"""Run a measurement in a child process against a scratch database like the current one.
+
+Some of ``bench``'s figures need real commits (concurrent writers, an import's chunks) or a
+fresh process (peak memory), which its rolled-back transaction cannot give. ``run`` starts
+``python -m audit.bench.<module> ARGS`` with production settings (no query log) against a
+scratch SQLite file in ``tmp``, or a scratch PostgreSQL database it creates and drops, so the
+development database is never touched. The child prints one JSON object as its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(module: str, args: list[str], *, tmp: Path) -> dict[str, Any]:
+    """The child's JSON result, or ``{"error": its last line of stderr}`` when it failed."""
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env["AUDIT_DEBUG"] = "false"
+    # Production settings need keys; they sign nothing that outlives the child.
+    for key in ("AUDIT_SECRET_KEY", "AUDIT_PSEUDONYM_KEY"):
+        env.setdefault(key, secrets.token_urlsafe(50))
+    scratch_pg = None
+    if connection.vendor == "postgresql":
+        scratch_pg = f"audit_bench_{os.getpid()}_{secrets.token_hex(3)}"
+        url = urlsplit(os.environ["DATABASE_URL"])
+        env["DATABASE_URL"] = urlunsplit(url._replace(path=f"/{scratch_pg}"))
+        _admin_sql(f'CREATE DATABASE "{scratch_pg}"')
+    else:
+        database = tmp / f"scratch-{secrets.token_hex(3)}.sqlite3"
+        env["AUDIT_SQLITE_PATH"] = str(database)
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", f"audit.bench.{module}", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+    finally:
+        if scratch_pg is not None:
+            _admin_sql(f'DROP DATABASE IF EXISTS "{scratch_pg}"')
+        else:
+            for path in tmp.glob(f"{database.name}*"):
+                path.unlink(missing_ok=True)
+    if child.returncode != 0:
+        return {"error": (child.stderr.strip().splitlines() or ["no output"])[-1]}
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _admin_sql(sql: str) -> None:
+    """CREATE/DROP DATABASE: outside any transaction, on a connection of its own."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params["dbname"] = "postgres"
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute(sql)
+
+
+def child_main(work: Callable[[list[str]], dict[str, Any]]) -> None:
+    """The child's entry point: set Django up, migrate the scratch database, run ``work`` with
+    the arguments, print its result as JSON."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "audit.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print(json.dumps(work(sys.argv[1:])))
+
+
+class CpuClock:
+    """CPU seconds of this process plus, on PostgreSQL, of its server backend (read from
+    /proc: the server runs on this machine), so the database's share of the work counts."""
+
+    def __init__(self) -> None:
+        self.backend: int | None = None
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self.backend = cursor.fetchone()[0]
+
+    def _backend_seconds(self) -> float:
+        if self.backend is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.backend}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def now(self) -> tuple[float, float]:
+        """(this process's CPU seconds, the backend's)."""
+        return time.process_time(), self._backend_seconds()
+
+
+def measured[T](clock: CpuClock, work: Callable[[], T]) -> tuple[T, dict[str, float]]:
+    """``work()``'s result and its wall, client CPU and database CPU seconds."""
+    client, backend = clock.now()
+    started = time.perf_counter()
+    result = work()
+    wall = time.perf_counter() - started
+    client_end, backend_end = clock.now()
+    return result, {
+        "wall": wall,
+        "cpu": client_end - client,
+        "db_cpu": backend_end - backend,
+    }
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
