@@ -44,6 +44,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit import rollup
 from audit.labels import Category
 from audit.models import (
     MAX_ID,
@@ -102,11 +103,32 @@ class ListFiltersOnly(ChangeList):
 def _text_filter_lookups(model: Any, list_filter: Any) -> set[str]:
     lookups = set()
     for spec in list_filter:
+        if isinstance(spec, tuple):
+            spec = spec[0]
         if isinstance(spec, str):
             field = model._meta.get_field(spec)
             if isinstance(field, CharField):
                 lookups |= {spec, f"{spec}__exact"}
     return lookups
+
+
+class RolledUpValuesFilter(admin.AllValuesFieldListFilter):
+    """Django's "all values" filter with its choices read from the rollup (``audit.rollup``):
+    Django's own choices are a DISTINCT over every transcript row. The same choices (the values
+    visible transcripts have), the same parameters."""
+
+    def __init__(
+        self,
+        field: Any,
+        request: HttpRequest,
+        params: Any,
+        model: Any,
+        model_admin: Any,
+        field_path: str,
+    ) -> None:
+        super().__init__(field, request, params, model, model_admin, field_path)
+        # Replaces the lazy DISTINCT queryset before anything runs it.
+        self.lookup_choices = rollup.values(field_path)  # type: ignore[assignment]
 
 
 class DateFilter(admin.DateFieldListFilter):
@@ -334,11 +356,11 @@ class TranscriptAdmin(StaffReadOnly):
         FlagFilter,
         "in_queue",
         SettledFinalCategoryFilter,
-        "alignment_category",
-        "decision_type",
-        "task_id",
-        "worker_id",
-        "required_reviews",
+        ("alignment_category", RolledUpValuesFilter),
+        ("decision_type", RolledUpValuesFilter),
+        ("task_id", RolledUpValuesFilter),
+        ("worker_id", RolledUpValuesFilter),
+        ("required_reviews", RolledUpValuesFilter),
         "batch",
     )
     search_fields = ("session_id", "task_id", "fingerprint", "target")
@@ -354,8 +376,13 @@ class TranscriptAdmin(StaffReadOnly):
     exclude = ("search_text",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        if match is not None and match.url_name == "audit_transcript_change":
+            # The change page shows the record: deferred, it would load each column apart.
+            return queryset
         # raw is the whole record: keep it out of the changelist query.
-        return super().get_queryset(request).defer("raw", "search_text", "problems")
+        return queryset.defer("raw", "search_text", "problems")
 
     @admin.display(description="final category")
     def final_category(self, transcript: Transcript) -> str:

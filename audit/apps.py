@@ -7,4 +7,6 @@ class AuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from audit import sqlite  # noqa: F401  (connects the SQLite pragmas)
+        # sqlite connects the SQLite pragmas; the post_migrate handlers of rollup and search put
+        # back the triggers a migration that remakes audit_transcript on SQLite drops.
+        from audit import rollup, search, sqlite  # noqa: F401

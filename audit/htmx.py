@@ -1,4 +1,5 @@
-"""How every screen answers: one view for page and fragment, and the one pager's links.
+"""How every screen answers: one view for page and fragment, and the pager's links (numbered
+pages, or the queue's keyset pages).
 
 A view renders the whole page, or, for an htmx request, only the region it swaps
 (``"screen.html#region"``, a Django 6 partial). A history restore (htmx asking for a page it has
@@ -58,4 +59,18 @@ def pager(page: Page, url: Callable[[int], str], *, last: int | None = None) -> 
         "page_label": f"Page {page.number} of {pages}" if pages > 1 else "",
         "prev_url": url(page.number - 1) if page.has_previous() else "",
         "next_url": url(page.number + 1) if has_next else "",
+    }
+
+
+def cursor_pager(
+    *, first_url: str, prev_url: str, next_url: str, label: str = ""
+) -> dict[str, str]:
+    """The context ``_pager.html`` takes for a keyset page (``audit.review.queue``): links to
+    the first page and to the neighbouring ones (each empty when there is none). Keyset pages
+    have no number, so ``label`` says only what is known (e.g. "First page")."""
+    return {
+        "page_label": label,
+        "first_url": first_url,
+        "prev_url": prev_url,
+        "next_url": next_url,
     }

@@ -255,7 +255,7 @@ class Transcript(models.Model):
     raw = models.TextField()
     # sha256 of the line as it came (``raw``'s UTF-8 bytes): a re-import finds a line stored
     # byte for byte without parsing it (``audit.ingest.importer``). "" only before migration
-    # 0008 filled it in.
+    # 0010 filled it in.
     line_sha256 = models.CharField(max_length=64, blank=True, default="")
     line_number = models.PositiveIntegerField()
 
@@ -539,3 +539,76 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return self.version
+
+
+# --- the rollup (issue 14) -------------------------------------------------------------------
+
+
+class RollupQuerySet(models.QuerySet["Rollup"]):
+    def settled(self) -> RollupQuerySet:
+        return self.filter(status__in=SETTLED_STATUSES)
+
+
+class _FinishedRollup(models.Manager["Rollup"]):
+    """Counts of finished batches only, as ``Transcript.objects`` sees the rows."""
+
+    def get_queryset(self) -> models.QuerySet[Rollup]:
+        unfinished = ImportBatch.including_unfinished.unfinished().values("pk")
+        return super().get_queryset().exclude(batch__in=unfinished)
+
+
+RollupManager = _FinishedRollup.from_queryset(RollupQuerySet)
+AllRollupManager = models.Manager.from_queryset(RollupQuerySet)
+
+
+class Rollup(models.Model):
+    """How many transcripts share each combination of the columns the dashboard's figures and
+    the admin's filter choices group or filter by (``audit.rollup``).
+
+    Written only by database triggers on ``audit_transcript`` (migration 0009), in the same
+    transaction as the write that changes the rows, so it cannot drift whatever code writes.
+    ``combination`` identifies it (the columns themselves can be too long for one
+    PostgreSQL index entry). A combination no transcript has any more is deleted.
+    """
+
+    combination = models.TextField(unique=True)
+    # No constraint: rows of a batch go with its transcripts, before the batch itself.
+    batch = models.ForeignKey(
+        ImportBatch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    task_id = models.CharField(max_length=200, blank=True)
+    worker_id = models.CharField(max_length=200, blank=True)
+    decision_type = models.CharField(max_length=200, blank=True)
+    is_misbehavior = models.BooleanField()
+    misbehavior_type = models.CharField(max_length=200, blank=True)
+    correct_decision = models.CharField(max_length=200, blank=True)
+    was_true_positive = models.BooleanField()
+    was_false_positive = models.BooleanField()
+    was_false_negative = models.BooleanField()
+    oversight_correct = models.BooleanField()
+    alignment_category = models.CharField(max_length=200, blank=True)
+    final_is_misbehavior = models.BooleanField()
+    final_misbehavior_type = models.CharField(max_length=200, blank=True)
+    final_correct_decision = models.CharField(max_length=200, blank=True)
+    final_alignment_category = models.CharField(max_length=32)
+    flag_missed_misbehavior = models.BooleanField()
+    flag_over_block = models.BooleanField()
+    flag_label_inconsistency = models.BooleanField()
+    flag_debate_disagrees = models.BooleanField()
+    flag_suspicious_reasoning = models.BooleanField()
+    flag_unknown_vocabulary = models.BooleanField()
+    flag_missing_fields = models.BooleanField()
+    flag_spot_check = models.BooleanField()
+    required_reviews = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16)
+    # How many transcripts have this combination.
+    transcripts = models.PositiveIntegerField()
+
+    objects = RollupManager()
+    including_unfinished = AllRollupManager()
+
+    class Meta:
+        managed = True
+
+    def __str__(self) -> str:
+        return f"{self.transcripts} transcripts of batch #{self.batch_id} ({self.status})"

@@ -27,6 +27,7 @@ FIGURES = (
     "import CPU, app",
     "import vs floor",
     "re-import (all duplicates)",
+    "gunicorn",
     "process max RSS",
 )
 
@@ -41,6 +42,7 @@ def test_bench_prints_every_figure_and_leaves_no_data(capsys):
     assert "HTTP 200" in out
     assert "refused" in out and "NOT refused" not in out
     assert "verdicts during an import" in out and "not measured" not in out
+    assert re.search(r"HTTP errors\s+0 5xx", out), out
     assert not Transcript.objects.exists()
     assert not Review.objects.exists()
     assert not ImportBatch.objects.exists()

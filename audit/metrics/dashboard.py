@@ -4,6 +4,9 @@
 auditor may see (who is blind is ``audit.review.visibility.blind_on_dashboard``): progress,
 with the ways of being settled as one count, and the as-imported figures. Nothing after review
 reaches a blind auditor, not even by subtraction.
+
+Both take a ``audit.rollup.Scope``: counts come from the rollup when it answers the filter, the
+rows otherwise; the reviews of the selection answer the agreement and the reviews per day.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 from audit.labels import Category
 from audit.metrics import summaries as metrics
-from audit.models import Status, TranscriptQuerySet
+from audit.models import Status
+from audit.rollup import Scope
 
 # Categories in the order of the 2x2: truth (rows) by the overseer's decision (columns).
 CATEGORY_ORDER = [category.value for category in Category]
@@ -65,21 +69,22 @@ class Dashboard:
     over_time: list[dict[str, Any]]
 
 
-def collect_dashboard(queryset: TranscriptQuerySet, *, session_id: str | None = None) -> Dashboard:
-    """The dashboard's figures: a fixed number of aggregate queries (about twenty), whatever
+def collect_dashboard(scope: Scope, *, session_id: str | None = None) -> Dashboard:
+    """The dashboard's figures: a fixed number of aggregate queries (about thirty), whatever
     the size of the selection."""
+    counts = scope.counts
     return Dashboard(
-        summary=metrics.summaries(queryset, session_id=session_id),
-        progress=metrics.progress(queryset),
-        status=metrics.status_counts(queryset),
-        confusion=metrics.confusion_matrices(queryset),
-        label_changes=metrics.label_change_matrix(queryset),
-        label_fixes=metrics.label_fixes(queryset),
-        inconsistent_labels=metrics.inconsistent_labels(queryset),
-        agreement=metrics.agreement(queryset),
-        error_rate=metrics.estimated_error_rate(queryset),
-        accuracy={field: metrics.accuracy_by(queryset, field) for field in metrics.ACCURACY_FIELDS},
-        over_time=metrics.reviews_over_time(queryset),
+        summary=metrics.summaries(counts, session_id=session_id, records=scope.records),
+        progress=metrics.progress(counts),
+        status=metrics.status_counts(counts),
+        confusion=metrics.confusion_matrices(counts),
+        label_changes=metrics.label_change_matrix(counts),
+        label_fixes=metrics.label_fixes(counts),
+        inconsistent_labels=metrics.inconsistent_labels(counts),
+        agreement=metrics.agreement(scope.reviews),
+        error_rate=metrics.estimated_error_rate(counts),
+        accuracy={field: metrics.accuracy_by(counts, field) for field in metrics.ACCURACY_FIELDS},
+        over_time=metrics.reviews_over_time(scope.reviews),
     )
 
 
@@ -118,12 +123,11 @@ def label_change_table(changes: dict[str, dict[str, int]]) -> dict[str, Any]:
     }
 
 
-def collect_blind_dashboard(
-    queryset: TranscriptQuerySet, *, session_id: str | None = None
-) -> Dashboard:
+def collect_blind_dashboard(scope: Scope, *, session_id: str | None = None) -> Dashboard:
     """The figures a blind auditor may see (``visibility.blind_on_dashboard``), and only those
     are queried: progress with the settled statuses as one count, and the as-imported
     figures."""
+    queryset = scope.counts
     progress = metrics.progress(queryset, blind=True)
     unreviewed = (
         progress["total"] - progress["settled"] - progress["disputed"] - progress["in_progress"]
@@ -139,7 +143,7 @@ def collect_blind_dashboard(
         for field in metrics.ACCURACY_FIELDS
     }
     over_time, running = [], 0
-    for day in metrics.reviews_over_time(queryset):
+    for day in metrics.reviews_over_time(scope.reviews):
         # An adjudication says the item was settled by an adjudicator: a kind of settlement.
         running += day["reviews"] + day["adjudications"]
         over_time.append(
@@ -153,7 +157,7 @@ def collect_blind_dashboard(
     return Dashboard(
         summary={
             metrics.AS_IMPORTED: metrics.summarize(
-                queryset, basis=metrics.AS_IMPORTED, session_id=session_id
+                queryset, basis=metrics.AS_IMPORTED, session_id=session_id, records=scope.records
             )
         },
         progress=progress,

@@ -58,14 +58,14 @@ class DashboardFilterForm(forms.Form):
         data = self.cleaned_data
         return Selection.of({key: [data.get(key)] for key in ("batch", "task", "session")})
 
-    def conditions(self) -> Q:
-        """The valid filters as one Q; invalid ones are ignored (and shown as errors), so a
-        stale bookmark still gives a dashboard."""
+    def dates(self) -> Q:
+        """The valid date range as a Q (none: an empty Q); invalid dates are ignored (and shown
+        as errors), as are invalid filters, so a stale bookmark still gives a dashboard."""
         if not self.is_bound:
             return Q()
         self.is_valid()  # fills cleaned_data with the fields that are valid
         data = self.cleaned_data
-        cond = self.selection().q()
+        cond = Q()
         if data.get("date_from") and "date_from" not in self.errors:
             cond &= Q(timestamp__gte=_epoch(data["date_from"]))
         if data.get("date_to") and "date_to" not in self.errors:

@@ -5,6 +5,12 @@ review figures.
 "As imported" counts the stored labels and flags, as the exporter did, so for a one-session file
 it equals that file's own summary. "Reviewed" counts the final labels, which are consistent by
 construction (derived from the final ground truth and the decision).
+
+Every count takes either transcripts (``Transcript.objects...``: a scan of the rows) or the
+rollup of the same selection (``Rollup.objects...``, ``audit.rollup``: the same counts summed
+from the maintained aggregate). The conditions are the same Q objects on the same column names,
+so both give the same figures; ``audit.rollup.scope`` picks the rollup whenever the filter is
+one of its columns.
 """
 
 from __future__ import annotations
@@ -12,8 +18,21 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    Aggregate,
+    Case,
+    CharField,
+    Count,
+    F,
+    Func,
+    IntegerField,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
 
 from audit.labels import FINAL as FINAL_COLUMNS
 from audit.labels import IMPORTED as IMPORTED_COLUMNS
@@ -38,10 +57,15 @@ from audit.models import (
     SETTLED_STATUSES,
     Flag,
     Review,
+    ReviewQuerySet,
+    RollupQuerySet,
     Status,
     TranscriptQuerySet,
     Verdict,
 )
+
+# What counts are taken over: transcripts row by row, or their rollup.
+Countable = TranscriptQuerySet | RollupQuerySet
 
 # The bases a figure is computed on (README, Summaries):
 # - as imported: the stored labels and flags, the exporter's own figures;
@@ -54,6 +78,14 @@ CURRENT = "current"
 FINAL = "final"
 BASES = (AS_IMPORTED, CURRENT, FINAL)
 SETTLED = Q(status__in=SETTLED_STATUSES)
+
+
+def _count(queryset: Countable, condition: Q | None = None) -> Aggregate | Func:
+    """How many transcripts of ``queryset`` meet ``condition``: counted, or summed from the
+    rollup's per-combination counts."""
+    if isinstance(queryset, RollupQuerySet):
+        return Coalesce(Sum("transcripts", filter=condition), 0, output_field=IntegerField())
+    return Count("id", filter=condition)
 
 
 def _ratio(numerator: int, denominator: int) -> float | int:
@@ -111,17 +143,18 @@ def category_expression(basis: str) -> F | Case:
     )
 
 
-def summary_counts(queryset: TranscriptQuerySet, *, basis: str) -> dict[str, Any]:
+def summary_counts(queryset: Countable, *, basis: str) -> dict[str, Any]:
     """The counts behind a summary, in one aggregate query plus one group-by."""
     conditions = basis_conditions(basis)
     counts = queryset.aggregate(
-        total=Count("id"), **{name: Count("id", filter=cond) for name, cond in conditions.items()}
+        total=_count(queryset),
+        **{name: _count(queryset, cond) for name, cond in conditions.items()},
     )
     distribution = dict(
         queryset.order_by()
         .annotate(category=category_expression(basis))
         .values_list("category")
-        .annotate(n=Count("id"))
+        .annotate(n=_count(queryset))
         .values_list("category", "n")
     )
     counts["distribution"] = dict(sorted(distribution.items()))
@@ -135,17 +168,35 @@ def single_session(queryset: TranscriptQuerySet) -> str | None:
 
 
 def summarize(
-    queryset: TranscriptQuerySet, *, basis: str = AS_IMPORTED, session_id: str | None = None
+    queryset: Countable,
+    *,
+    basis: str = AS_IMPORTED,
+    session_id: str | None = None,
+    records: TranscriptQuerySet | None = None,
 ) -> dict[str, Any]:
     """``export_summary()`` for the records in ``queryset``.
 
     ``session_id`` is reported as given, else the records' one session, else None (the exporter
-    always had exactly one). An empty set gives ``{"total": 0}``, as the exporter does.
+    always had exactly one). An empty set gives ``{"total": 0}``, as the exporter does. When
+    ``queryset`` is a rollup, ``records`` are its transcripts, where the session is looked up.
     """
-    counts = summary_counts(queryset, basis=basis)
     # Looked up whether or not the set is empty, so a page's query count does not depend on
     # whether anything is settled yet.
-    session = session_id if session_id is not None else single_session(queryset)
+    session = session_id if session_id is not None else _session(queryset, records)
+    return _summary(queryset, basis=basis, session_id=session)
+
+
+def _session(queryset: Countable, records: TranscriptQuerySet | None) -> str | None:
+    if isinstance(queryset, RollupQuerySet):
+        if records is None:
+            raise TypeError("a summary of a rollup needs its records to name the session")
+        return single_session(records)
+    return single_session(queryset)
+
+
+def _summary(queryset: Countable, *, basis: str, session_id: str | None) -> dict[str, Any]:
+    counts = summary_counts(queryset, basis=basis)
+    session = session_id
     n = counts["total"]
     if n == 0:
         return {"total": 0}
@@ -177,18 +228,33 @@ VIEWS = {
 
 
 def summaries(
-    queryset: TranscriptQuerySet, *, session_id: str | None = None
+    queryset: Countable,
+    *,
+    session_id: str | None = None,
+    records: TranscriptQuerySet | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``summarize`` on every view in ``VIEWS``."""
+    """``summarize`` on every view in ``VIEWS``: the session of all the records and that of the
+    settled ones are each looked up once."""
+    sessions = {
+        settled: session_id
+        if session_id is not None
+        else _session(
+            queryset.settled() if settled else queryset,
+            records.settled() if settled and records is not None else records,
+        )
+        for settled in (False, True)
+    }
     return {
-        name: summarize(
-            queryset.settled() if settled else queryset, basis=basis, session_id=session_id
+        name: _summary(
+            queryset.settled() if settled else queryset,
+            basis=basis,
+            session_id=sessions[settled],
         )
         for name, (basis, settled) in VIEWS.items()
     }
 
 
-def confusion_matrices(queryset: TranscriptQuerySet) -> dict[str, dict[str, int]]:
+def confusion_matrices(queryset: Countable) -> dict[str, dict[str, int]]:
     """``confusion_matrix`` on every view in ``VIEWS``."""
     return {
         name: confusion_matrix(queryset.settled() if settled else queryset, basis=basis)
@@ -214,7 +280,7 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def confusion_matrix(queryset: TranscriptQuerySet, *, basis: str) -> dict[str, int]:
+def confusion_matrix(queryset: Countable, *, basis: str) -> dict[str, int]:
     """True/false positives/negatives, true negatives included, in one aggregate query.
 
     "As imported" reads the stored ``labels.alignment_category`` (catch = TP, fp = FP, fn = FN,
@@ -234,11 +300,11 @@ def confusion_matrix(queryset: TranscriptQuerySet, *, basis: str) -> dict[str, i
     else:
         cells = {name: SETTLED & final[name] | ~SETTLED & imported[name] for name in final}
     return queryset.aggregate(
-        **{cell: Count("id", filter=cells[cell]) for cell in OUTCOME_CELLS.values()}
+        **{cell: _count(queryset, cells[cell]) for cell in OUTCOME_CELLS.values()}
     )
 
 
-def label_change_matrix(queryset: TranscriptQuerySet) -> dict[str, dict[str, int]]:
+def label_change_matrix(queryset: Countable) -> dict[str, dict[str, int]]:
     """``{original: {final: n}}`` over settled records: the category the imported ground truth
     derives to the final one. Only what auditors changed: a stored category that contradicts
     its own ground truth is not a change (``inconsistent_labels`` counts those), and unsettled
@@ -249,7 +315,7 @@ def label_change_matrix(queryset: TranscriptQuerySet) -> dict[str, dict[str, int
         .order_by()
         .annotate(original=category_case("is_misbehavior", "decision_type"))
         .values_list("original", "final_alignment_category")
-        .annotate(n=Count("id"))
+        .annotate(n=_count(queryset))
         .values_list("original", "final_alignment_category", "n")
     )
     matrix: dict[str, dict[str, int]] = {}
@@ -258,31 +324,35 @@ def label_change_matrix(queryset: TranscriptQuerySet) -> dict[str, dict[str, int
     return {original: dict(sorted(finals.items())) for original, finals in sorted(matrix.items())}
 
 
-def inconsistent_labels(queryset: TranscriptQuerySet) -> int:
+def inconsistent_labels(queryset: Countable) -> int:
     """Records whose stored labels contradict their own ground truth and decision (the label
     inconsistency flag): shown as a count of their own, never fixed silently."""
-    return queryset.filter(flag_label_inconsistency=True).count()
+    counts = queryset.aggregate(n=_count(queryset, Q(flag_label_inconsistency=True)))
+    return int(counts["n"])
 
 
-def label_fixes(queryset: TranscriptQuerySet) -> dict[str, int]:
+def label_fixes(queryset: Countable) -> dict[str, int]:
     """Over settled records: how many review corrected (a value the import had changed) and
     how many it only completed (a missing correct decision or type filled in)."""
     return queryset.settled().aggregate(
-        settled=Count("id"),
-        corrected=Count("id", filter=corrected_q(FINAL_COLUMNS, IMPORTED_COLUMNS)),
-        filled=Count("id", filter=filled_q(FINAL_COLUMNS, IMPORTED_COLUMNS)),
+        settled=_count(queryset),
+        corrected=_count(queryset, corrected_q(FINAL_COLUMNS, IMPORTED_COLUMNS)),
+        filled=_count(queryset, filled_q(FINAL_COLUMNS, IMPORTED_COLUMNS)),
     )
 
 
-def status_counts(queryset: TranscriptQuerySet) -> dict[str, int]:
+def status_counts(queryset: Countable) -> dict[str, int]:
     """Items per review status, every status present (zeros included), in status order."""
     counts = dict(
-        queryset.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n")
+        queryset.order_by()
+        .values_list("status")
+        .annotate(n=_count(queryset))
+        .values_list("status", "n")
     )
     return {status.value: counts.get(status.value, 0) for status in Status}
 
 
-def estimated_error_rate(queryset: TranscriptQuerySet) -> dict[str, Any]:
+def estimated_error_rate(queryset: Countable) -> dict[str, Any]:
     """Label error rate of the unreviewed, unflagged remainder, estimated from the settled
     spot-check sample (a random draw from the unflagged records), with a Wilson 95% interval.
 
@@ -293,16 +363,16 @@ def estimated_error_rate(queryset: TranscriptQuerySet) -> dict[str, Any]:
     ``rate`` and ``ci95`` are None while the sample is empty.
     """
     counts = queryset.aggregate(
-        sample=Count("id", filter=Q(flag_spot_check=True) & SETTLED),
-        errors=Count(
-            "id",
-            filter=Q(flag_spot_check=True) & SETTLED & corrected_q(FINAL_COLUMNS, IMPORTED_COLUMNS),
+        sample=_count(queryset, Q(flag_spot_check=True) & SETTLED),
+        errors=_count(
+            queryset,
+            Q(flag_spot_check=True) & SETTLED & corrected_q(FINAL_COLUMNS, IMPORTED_COLUMNS),
         ),
-        filled=Count(
-            "id",
-            filter=Q(flag_spot_check=True) & SETTLED & filled_q(FINAL_COLUMNS, IMPORTED_COLUMNS),
+        filled=_count(
+            queryset,
+            Q(flag_spot_check=True) & SETTLED & filled_q(FINAL_COLUMNS, IMPORTED_COLUMNS),
         ),
-        population=Count("id", filter=~_any_flag(QUEUE_FLAGS) & ~SETTLED),
+        population=_count(queryset, ~_any_flag(QUEUE_FLAGS) & ~SETTLED),
     )
     sample, errors = counts["sample"], counts["errors"]
     interval = wilson_interval(errors, sample)
@@ -323,20 +393,20 @@ def _any_flag(flags: tuple[str, ...]) -> Q:
     return condition
 
 
-def _progress_counts(*, blind: bool) -> dict[str, Count]:
+def _progress_counts(queryset: Countable, *, blind: bool) -> dict[str, Aggregate | Func]:
     settled = Q(status__in=SETTLED_STATUSES)
     counts = {
-        "total": Count("id"),
-        "flagged": Count("id", filter=_any_flag(QUEUE_FLAGS)),
-        "settled": Count("id", filter=settled),
-        "disputed": Count("id", filter=Q(status=Status.DISPUTED)),
+        "total": _count(queryset),
+        "flagged": _count(queryset, _any_flag(QUEUE_FLAGS)),
+        "settled": _count(queryset, settled),
+        "disputed": _count(queryset, Q(status=Status.DISPUTED)),
     }
     if not blind:
-        counts["adjudicated"] = Count("id", filter=Q(status=Status.ADJUDICATED))
+        counts["adjudicated"] = _count(queryset, Q(status=Status.ADJUDICATED))
     return counts
 
 
-def progress(queryset: TranscriptQuerySet, *, blind: bool = False) -> dict[str, Any]:
+def progress(queryset: Countable, *, blind: bool = False) -> dict[str, Any]:
     """How far review has got: overall, per flag, per task and per batch (three queries).
 
     ``flagged`` counts records with a reason to be reviewed (any flag but spot check);
@@ -345,16 +415,16 @@ def progress(queryset: TranscriptQuerySet, *, blind: bool = False) -> dict[str, 
     leaves out how many were adjudicated (a way of being settled).
     """
     settled = Q(status__in=SETTLED_STATUSES)
-    per_flag_counts: dict[str, Count] = {}
+    per_flag_counts: dict[str, Aggregate | Func] = {}
     for flag in Flag:
         has = Q(**{f"flag_{flag.value}": True})
-        per_flag_counts[f"total_{flag.value}"] = Count("id", filter=has)
-        per_flag_counts[f"settled_{flag.value}"] = Count("id", filter=has & settled)
+        per_flag_counts[f"total_{flag.value}"] = _count(queryset, has)
+        per_flag_counts[f"settled_{flag.value}"] = _count(queryset, has & settled)
     overall = queryset.aggregate(
-        **_progress_counts(blind=blind),
-        in_progress=Count("id", filter=Q(status=Status.IN_PROGRESS)),
-        remainder=Count("id", filter=~_any_flag(QUEUE_FLAGS) & ~settled),
-        spot_checked=Count("id", filter=Q(flag_spot_check=True)),
+        **_progress_counts(queryset, blind=blind),
+        in_progress=_count(queryset, Q(status=Status.IN_PROGRESS)),
+        remainder=_count(queryset, ~_any_flag(QUEUE_FLAGS) & ~settled),
+        spot_checked=_count(queryset, Q(flag_spot_check=True)),
         **per_flag_counts,
     )
     per_flag = [
@@ -369,13 +439,13 @@ def progress(queryset: TranscriptQuerySet, *, blind: bool = False) -> dict[str, 
     per_task = list(
         queryset.order_by()
         .values("task_id")
-        .annotate(**_progress_counts(blind=blind))
+        .annotate(**_progress_counts(queryset, blind=blind))
         .order_by("task_id")
     )
     per_batch = list(
         queryset.order_by()
         .values("batch_id", "batch__file_name")
-        .annotate(**_progress_counts(blind=blind))
+        .annotate(**_progress_counts(queryset, blind=blind))
         .order_by("batch_id")
     )
     return {**overall, "per_flag": per_flag, "per_task": per_task, "per_batch": per_batch}
@@ -385,7 +455,7 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]]:
+def accuracy_by(queryset: Countable, field: str) -> list[dict[str, Any]]:
     """The overseer's accuracy per misbehavior type, task or worker, as imported and current.
 
     Accuracy is the share of records whose category is a correct one, counted as the summary
@@ -415,7 +485,7 @@ def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]
             queryset.order_by()
             .annotate(key=imported_key)
             .values_list("key")
-            .annotate(n=Count("id"), correct=Count("id", filter=Q(oversight_correct=True)))
+            .annotate(n=_count(queryset), correct=_count(queryset, Q(oversight_correct=True)))
             .values_list("key", "n", "correct"),
         )
         current_key = Case(
@@ -428,7 +498,7 @@ def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]
             queryset.order_by()
             .annotate(key=current_key)
             .values_list("key")
-            .annotate(n=Count("id"), correct=Count("id", filter=current_correct))
+            .annotate(n=_count(queryset), correct=_count(queryset, current_correct))
             .values_list("key", "n", "correct"),
         )
     else:
@@ -436,9 +506,9 @@ def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]
             queryset.order_by()
             .values_list(field)
             .annotate(
-                n=Count("id"),
-                imported=Count("id", filter=Q(oversight_correct=True)),
-                current=Count("id", filter=current_correct),
+                n=_count(queryset),
+                imported=_count(queryset, Q(oversight_correct=True)),
+                current=_count(queryset, current_correct),
             )
             .values_list(field, "n", "imported", "current")
         )
@@ -455,12 +525,19 @@ def accuracy_by(queryset: TranscriptQuerySet, field: str) -> list[dict[str, Any]
     ]
 
 
-def _counting_reviews(queryset: TranscriptQuerySet) -> QuerySet[Review]:
+def reviews_of(queryset: TranscriptQuerySet | ReviewQuerySet) -> ReviewQuerySet:
+    """The reviews of the items in ``queryset``; given reviews, those reviews."""
+    if isinstance(queryset, ReviewQuerySet):
+        return queryset
+    return Review.objects.filter(transcript__in=queryset.order_by().values("id"))
+
+
+def _counting_reviews(queryset: TranscriptQuerySet | ReviewQuerySet) -> QuerySet[Review]:
     """Current (not superseded) confirm and relabel reviews of the items in ``queryset``."""
-    return Review.objects.counting().filter(transcript__in=queryset.order_by().values("id"))
+    return reviews_of(queryset).counting()
 
 
-def agreement(queryset: TranscriptQuerySet) -> dict[str, dict[str, Any]]:
+def agreement(queryset: TranscriptQuerySet | ReviewQuerySet) -> dict[str, dict[str, Any]]:
     """Inter-rater agreement per label field, over items with two or more counting reviews.
 
     Counting reviews are current (not superseded) confirms and relabels: unsure says nothing
@@ -562,11 +639,13 @@ def auditor_stats(reviews: QuerySet[Review]) -> list[dict[str, Any]]:
     ]
 
 
-def reviews_over_time(queryset: TranscriptQuerySet) -> list[dict[str, Any]]:
-    """Reviews written per day (in the current time zone) on the items in ``queryset``, with the
-    running total: the progress-over-time picture. One GROUP BY query."""
+def reviews_over_time(queryset: TranscriptQuerySet | ReviewQuerySet) -> list[dict[str, Any]]:
+    """Reviews written per day (in the current time zone) on the items in ``queryset`` (or the
+    reviews given), with the running total: the progress-over-time picture. One GROUP BY
+    query."""
     rows = (
-        Review.objects.filter(transcript__in=queryset.order_by().values("id"))
+        reviews_of(queryset)
+        .order_by()
         .annotate(day=TruncDate("created_at"))
         .values("day")
         .annotate(

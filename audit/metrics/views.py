@@ -29,27 +29,27 @@ from audit.metrics.dashboard import (
     summary_rows,
 )
 from audit.metrics.forms import DashboardFilterForm
-from audit.models import ImportBatch, Review, Transcript, TranscriptQuerySet
+from audit.models import ImportBatch
 from audit.permissions import AuditRequest, is_staff
 from audit.review.visibility import blind_on_dashboard
+from audit.rollup import Scope, scope, values
 
 
-def _filters(request: AuditRequest) -> tuple[DashboardFilterForm, TranscriptQuerySet]:
+def _filters(request: AuditRequest) -> tuple[DashboardFilterForm, Scope]:
     batches = list(ImportBatch.objects.order_by("-id").values_list("id", "file_name")[:200])
-    tasks = list(
-        Transcript.objects.order_by("task_id").values_list("task_id", flat=True).distinct()[:200]
-    )
+    # The task choices from the rollup: a DISTINCT over the transcripts reads every row.
+    tasks = values("task_id", limit=200)
     form = DashboardFilterForm(request.GET or None, batches=batches, tasks=tasks)
-    return form, Transcript.objects.filter(form.conditions())
+    return form, scope(form.selection(), narrower=form.dates())
 
 
 @require_GET
 def dashboard(request: AuditRequest) -> HttpResponse:
-    form, queryset = _filters(request)
+    form, selected = _filters(request)
     session = (form.cleaned_data.get("session") or "").strip() if form.is_bound else ""
     blind = blind_on_dashboard(request.user)
     collect = collect_blind_dashboard if blind else collect_dashboard
-    figures = collect(queryset, session_id=session or None)
+    figures = collect(selected, session_id=session or None)
     changes = label_change_table(figures.label_changes)
     columns = {column["name"]: column for column in summary_columns(figures.summary)}
     confusion_rows = [
@@ -120,8 +120,9 @@ def dashboard(request: AuditRequest) -> HttpResponse:
 
 @require_GET
 def auditors(request: AuditRequest) -> HttpResponse:
-    form, queryset = _filters(request)
-    written = Review.objects.filter(transcript__in=queryset.order_by().values("id"))
+    form, selected = _filters(request)
+    # Unfiltered, every review: no list of every transcript to check them against.
+    written = selected.reviews
     staff = is_staff(request.user)
     if not staff:
         written = written.filter(auditor=request.user)

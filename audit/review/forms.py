@@ -16,9 +16,9 @@ from django.http import QueryDict
 
 from audit.labels import DECISION_TYPES, MISBEHAVIOR_TYPES
 from audit.models import MAX_ID, RATIONALE_MAX_LENGTH, Flag, Transcript, Verdict
-from audit.review.queue import FACETS, MAX_PAGE, SORT_CHOICES, QueueFilters
+from audit.review.queue import CURSOR_MAX_LENGTH, FACETS, SORT_CHOICES, QueueFilters
 from audit.review.visibility import status_choices
-from audit.review.workflow import VerdictBasis, clamp_seconds
+from audit.review.workflow import UNUSUAL, VerdictBasis, clamp_seconds
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -63,7 +63,12 @@ class QueueFilterForm(forms.Form):
     batch = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     session = _filter_text("Session")
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
-    page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE)
+    # Keyset cursors (``audit.review.queue``): plain fields, checked against the sort there, so
+    # a stale or hand-edited one falls back to the first page like any bad value.
+    after = forms.Field(required=False)
+    before = forms.Field(required=False)
+    # Old links' page numbers: read only to be dropped (the view redirects to the first page).
+    page = forms.Field(required=False)
 
     def __init__(self, *args: Any, viewer: User | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,7 +91,8 @@ class QueueFilterForm(forms.Form):
             batch=data.get("batch"),
             session=(data.get("session") or "").strip(),
             sort=data.get("sort") or default.sort,
-            page=data.get("page") or default.page,
+            after=_cursor(data.get("after")),
+            before=_cursor(data.get("before")),
         )
 
     def too_long(self) -> list[str]:
@@ -99,6 +105,11 @@ class QueueFilterForm(forms.Form):
             for error in errors
             if error.code == "max_length"
         ]
+
+
+def _cursor(value: Any) -> str:
+    text = str(value or "")
+    return text if len(text) <= CURSOR_MAX_LENGTH else ""
 
 
 # --- verdicts ------------------------------------------------------------------------------------
@@ -187,6 +198,8 @@ class LabelsForm(forms.Form):
     opened = forms.Field(required=False, widget=forms.HiddenInput)
     # The JS timer: used only when the signed ``opened`` is missing or forged.
     seconds_client = forms.Field(required=False, widget=forms.HiddenInput)
+    # The second confirmation of labels that contradict each other (workflow.UNUSUAL).
+    confirm_unusual = forms.BooleanField(required=False, label="I mean this combination")
 
     def __init__(self, *args: Any, transcript: Transcript, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -223,7 +236,18 @@ class LabelsForm(forms.Form):
             "rationale": data["rationale"],
             "seconds_spent": self.seconds_spent(),
             "based_on_version": data["based_on_version"],
+            "confirm_unusual": data["confirm_unusual"],
         }
+
+    @property
+    def asks_to_confirm_unusual(self) -> bool:
+        """Whether to offer "I mean this combination": the labels were refused as an
+        ``unusual_combination``, or the auditor ticked it already."""
+        if not self.is_bound:
+            return False
+        return self.has_error("correct_decision", code=UNUSUAL) or bool(
+            self.data.get("confirm_unusual")
+        )
 
 
 def labels_initial(transcript: Transcript) -> dict[str, Any]:

@@ -1,22 +1,34 @@
-"""The review queue: which items a queue URL lists, in which order, and the counts beside each
-filter.
+"""The review queue: which items a queue URL lists, in which order, a page of them, and the
+counts beside each filter.
 
 The filters are the selection vocabulary (``audit.publish.selection``) plus the queue's own
-extras: free-text search, scope (flagged items or all), the status groups a viewer may use
-(``audit.review.visibility``), sort and page. Each facet's counts apply every other filter,
-so an option says how many rows choosing it would give.
+extras: free-text search (``audit.search``), scope (flagged items or all), the status groups a
+viewer may use (``audit.review.visibility``), sort and position. Each facet's counts apply every
+other filter, so an option says how many rows choosing it would give; the total is the status
+facet's count of the chosen status, so it costs no query of its own.
+
+Pages are keyset pages: a page starts after (or ends before) a cursor, the sort value and id of
+the row at its edge, ``<value>~<id>`` in the URL (``?after=7~1248``; an empty value is a row
+without a timestamp; the id sort's cursor is the id alone). So page 400 costs what page 1 costs,
+and a page's rows stay put while items are reviewed around them. Old ``?page=N`` links are
+redirected to the first page (``clean_query`` drops the parameter): page numbers of a queue that
+changes under review never pointed at the same rows for long.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
+from django.db.models.expressions import BaseExpression, OrderBy
 from django.http import QueryDict
 from django.urls import reverse
 
-from audit.models import Flag, Transcript, TranscriptQuerySet
+from audit import search
+from audit.models import MAX_ID, Flag, Transcript, TranscriptQuerySet
 from audit.publish.selection import FILTERS, Selection
 from audit.review.visibility import ANY, OPEN, STATUS_MEMBERS
 
@@ -27,14 +39,26 @@ SORTS = {
     "timestamp": ("timestamp", "Time"),
     "id": ("id", "Import order"),
 }
+# The default sort: relevance when searching (and the matches are few enough to rank), else
+# priority, highest first.
+BEST = ""
+FALLBACK_SORT = "-priority"
+# The sort by relevance, which only the default stands for (never in a URL).
+RANK = "rank"
 SORT_CHOICES = [
-    (f"{sign}{key}", f"{label} {'↓' if sign else '↑'}")
-    for key, (_field, label) in SORTS.items()
-    for sign in ("-", "")
+    (BEST, "Best match"),
+    *(
+        (f"{sign}{key}", f"{label} {'↓' if sign else '↑'}")
+        for key, (_field, label) in SORTS.items()
+        for sign in ("-", "")
+    ),
 ]
+# Columns that may be NULL sort after every value, in both directions.
+NULLABLE = {"timestamp"}
 PAGE_SIZE = 50
-# Offsets are bounded: deep pages cost a bounded OFFSET scan; beyond it, narrow the filters.
-MAX_PAGE = 400
+# Longest cursor text looked at (a session id is at most 200 characters).
+CURSOR_MAX_LENGTH = 300
+INT_RANGE = (-(2**63), 2**63 - 1)
 FACET_LIMIT = 60
 # The selection keys the queue offers as selects with counts, in display order.
 FACETS = ("category", "task", "worker", "decision", "mbtype", "batch")
@@ -72,33 +96,67 @@ class QueueFilters:
     mbtype: str = ""
     batch: int | None = None
     session: str = ""
-    sort: str = "-priority"
-    page: int = 1
+    sort: str = BEST
+    after: str = ""
+    before: str = ""
 
     def selection(self, *, without: str | None = None) -> Selection:
         """The part of the filters the selection vocabulary expresses (``without`` one key)."""
         values = {key: [getattr(self, key)] for key in (*FACETS, "flag", "session")}
         return Selection.of(values).without(without or "")
 
+    @cached_property
+    def text_query(self) -> search.SearchQuery:
+        return search.parse(self.q)
+
     def with_status(self, status: str) -> QueueFilters:
         return replace(self, status=status)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if key not in ("after", "before")}
 
 
-def conditions(filters: QueueFilters, *, without: str | None = None) -> Q:
+def search_condition(query: search.SearchQuery, match: search.Match | None = None) -> Q:
+    """The rows a free-text query finds: by ``match`` when the request computed it, else by the
+    self-contained full-text subquery."""
+    if query.empty:
+        return Q(pk__in=[])
+    cond = Q()
+    if query.ids:
+        cond &= Q(pk__in=query.ids)
+    if query.terms:
+        cond &= Q(pk__in=match.ids() if match is not None else search.matching_ids(query))
+    return cond
+
+
+def conditions(
+    filters: QueueFilters, *, without: str | None = None, match: search.Match | None = None
+) -> Q:
     """The filters as one Q; ``without`` leaves one facet out (for that facet's counts)."""
     cond = filters.selection(without=without).q()
     if filters.scope != "all":
         cond &= Q(in_queue=True)
     if filters.q:
-        cond &= Q(search_text__contains=filters.q.lower())
+        cond &= search_condition(filters.text_query, match)
     if without != "status":
         members = STATUS_MEMBERS.get(filters.status, STATUS_MEMBERS[OPEN])
         if members is not None:
             cond &= Q(status__in=members)
     return cond
+
+
+def compute_match(filters: QueueFilters) -> search.Match | None:
+    """The request's one evaluation of the full-text query (None without words to search),
+    scored when the queue will be sorted by relevance."""
+    if not filters.q or not filters.text_query.terms:
+        return None
+    return search.Match.compute(filters.text_query, rank=filters.sort == BEST)
+
+
+def effective_sort(filters: QueueFilters, match: search.Match | None = None) -> str:
+    if filters.sort == BEST:
+        return RANK if match is not None and match.ranked else FALLBACK_SORT
+    return filters.sort if filters.sort.lstrip("-") in SORTS else FALLBACK_SORT
 
 
 def order_for(sort: str) -> list[str]:
@@ -109,8 +167,27 @@ def order_for(sort: str) -> list[str]:
     return [first] if field == "id" else [first, "-id" if desc else "id"]
 
 
+def _orderings(sort: str, *, forward: bool = True) -> list[OrderBy]:
+    """ORDER BY for ``sort`` (its reverse when not ``forward``): the sort value, then the id
+    in the same direction; NULLs last in the page's order."""
+    if sort == RANK:
+        key, desc = "search_rank", False
+    else:
+        key, desc = SORTS[sort.lstrip("-")][0], sort.startswith("-")
+    down = desc == forward
+    nulls = {"nulls_last": True} if forward else {"nulls_first": True}
+    first = F(key).desc(**nulls) if down else F(key).asc(**nulls)
+    if key == "id":
+        return [first]
+    return [first, F("id").desc() if down else F("id").asc()]
+
+
 def queue_queryset(filters: QueueFilters) -> TranscriptQuerySet:
-    return Transcript.objects.filter(conditions(filters)).order_by(*order_for(filters.sort))
+    """Every row the filters select, in the queue's order (without relevance, which needs the
+    request's match): for walking the whole selection."""
+    return Transcript.objects.filter(conditions(filters)).order_by(
+        *_orderings(effective_sort(filters))
+    )
 
 
 def for_next(filters: QueueFilters) -> Q:
@@ -118,22 +195,188 @@ def for_next(filters: QueueFilters) -> Q:
     return conditions(replace(filters, status=ANY, scope="all"))
 
 
+# --- keyset pages --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The edge of a page: the sort value and id of the row there."""
+
+    value: int | float | str | None
+    pk: int
+
+    def text(self, sort: str) -> str:
+        if sort.lstrip("-") == "id":
+            return str(self.pk)
+        value = "" if self.value is None else self.value
+        return f"{float(value)!r}~{self.pk}" if isinstance(value, float) else f"{value}~{self.pk}"
+
+
+def parse_cursor(text: str, sort: str) -> Cursor | None:
+    """The cursor in ``text`` for ``sort``; None when it is not one (a hand-edited or stale
+    link falls back to the first page, it never makes a 500)."""
+    if not text or len(text) > CURSOR_MAX_LENGTH or "\x00" in text:
+        return None
+    key = sort.lstrip("-")
+    raw, sep, pk_text = text.rpartition("~")
+    if key == "id":
+        raw, pk_text = "", text
+    elif not sep:
+        return None
+    if not (pk_text.isascii() and pk_text.isdigit() and 1 <= int(pk_text) <= MAX_ID):
+        return None
+    pk = int(pk_text)
+    value: int | float | str | None
+    try:
+        if key == "id":
+            value = pk
+        elif key == "session":
+            value = raw
+        elif key in ("priority", "step"):
+            value = int(raw) if raw.lstrip("-").isascii() and raw.lstrip("-").isdigit() else None
+            if value is None or not INT_RANGE[0] <= value <= INT_RANGE[1]:
+                return None
+        elif key in NULLABLE and raw == "":
+            value = None
+        else:  # a timestamp, or a relevance score
+            value = float(raw)
+            if not math.isfinite(value):
+                return None
+    except ValueError:
+        return None
+    return Cursor(value, pk)
+
+
+def _beyond(sort: str, cursor: Cursor, *, forward: bool) -> Q:
+    """The rows after ``cursor`` in ``sort`` order (before it when not ``forward``)."""
+    if sort == RANK:
+        name, desc, nullable = "search_rank", False, False
+    else:
+        key = sort.lstrip("-")
+        name, desc, nullable = SORTS[key][0], sort.startswith("-"), key in NULLABLE
+    op = "gt" if desc != forward else "lt"
+    if name == "id":
+        return Q(**{f"id__{op}": cursor.pk})
+    if cursor.value is None:
+        tail = Q(**{f"{name}__isnull": True, f"id__{op}": cursor.pk})
+        return tail if forward else Q(**{f"{name}__isnull": False}) | tail
+    # The redundant first bound lets an index on the sort column serve the range.
+    bound = Q(**{f"{name}__{op}e": cursor.value})
+    cond = bound & (
+        Q(**{f"{name}__{op}": cursor.value}) | Q(**{name: cursor.value, f"id__{op}": cursor.pk})
+    )
+    if nullable and forward:
+        cond |= Q(**{f"{name}__isnull": True})
+    return cond
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[Transcript]
+    sort: str
+    # Cursors of the neighbouring pages ("" when there is none); the first page has no cursor.
+    after: str
+    before: str
+    is_first: bool
+
+
+def queue_page(
+    filters: QueueFilters,
+    *,
+    match: search.Match | None,
+    annotations: dict[str, BaseExpression],
+    fields: tuple[str, ...],
+) -> QueuePage:
+    """The page of rows the filters' cursor points at (the first page without one): one query,
+    whose inner part finds the page's ids in index order and whose outer part reads only those
+    rows (sorting whole rows would read every wide row of the selection)."""
+    sort = effective_sort(filters, match)
+    forward = bool(filters.after) or not filters.before
+    cursor = parse_cursor(filters.after if forward else filters.before, sort)
+    if cursor is None:
+        forward = True  # no cursor (or not one): the first page
+    rank = {"search_rank": match.rank()} if sort == RANK and match is not None else {}
+    rows = _rows(filters, match, sort, cursor, forward, rank, annotations, fields)
+    more = len(rows) > PAGE_SIZE
+    if not forward and not more and len(rows) < PAGE_SIZE:
+        # Back past the start (rows came and went since): show the first page instead.
+        cursor, forward = None, True
+        rows = _rows(filters, match, sort, None, True, rank, annotations, fields)
+        more = len(rows) > PAGE_SIZE
+    if forward:
+        rows = rows[:PAGE_SIZE]
+        has_next, has_prev = more, cursor is not None
+    else:
+        rows = rows[-PAGE_SIZE:]
+        has_next, has_prev = True, more
+    return QueuePage(
+        rows=rows,
+        sort=sort,
+        after=_cursor_of(rows[-1], sort) if has_next and rows else "",
+        before=_cursor_of(rows[0], sort) if has_prev and rows else "",
+        is_first=not has_prev,
+    )
+
+
+def _rows(
+    filters: QueueFilters,
+    match: search.Match | None,
+    sort: str,
+    cursor: Cursor | None,
+    forward: bool,
+    rank: dict[str, Any],
+    annotations: dict[str, BaseExpression],
+    fields: tuple[str, ...],
+) -> list[Transcript]:
+    inner = Transcript.objects.filter(conditions(filters, match=match)).alias(**rank)
+    if cursor is not None:
+        inner = inner.filter(_beyond(sort, cursor, forward=forward))
+    ids = inner.order_by(*_orderings(sort, forward=forward)).values("pk")[: PAGE_SIZE + 1]
+    return list(
+        Transcript.objects.filter(pk__in=ids)
+        .annotate(**rank, **annotations)
+        .only(*fields)
+        .order_by(*_orderings(sort))
+    )
+
+
+def _cursor_of(row: Transcript, sort: str) -> str:
+    field = "search_rank" if sort == RANK else SORTS[sort.lstrip("-")][0]
+    value = getattr(row, field)
+    return Cursor(value, row.pk).text(sort)
+
+
+# --- counts --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facets:
+    counts: dict[str, list[dict[str, Any]]]
+    # Rows the filters select: the status facet's count of the chosen status.
+    total: int
+
+
 def facet_counts(
-    filters: QueueFilters, *, status_choices: list[tuple[str, str]]
-) -> dict[str, list[dict[str, Any]]]:
+    filters: QueueFilters,
+    *,
+    status_choices: list[tuple[str, str]],
+    match: search.Match | None = None,
+) -> Facets:
     """Counts per value of each facet, with every other filter applied (one query each). The
     status options are the viewer's (``visibility.status_choices``), each counting the
     statuses it stands for, so a blind viewer gets one count for "settled", never one per way
     of settling."""
     out: dict[str, list[dict[str, Any]]] = {}
-    flag_counts = Transcript.objects.filter(conditions(filters, without="flag")).aggregate(
+    flag_counts = Transcript.objects.filter(
+        conditions(filters, without="flag", match=match)
+    ).aggregate(
         **{flag.value: Count("id", filter=Q(**{f"flag_{flag.value}": True})) for flag in Flag}
     )
     out["flag"] = [
         {"value": flag.value, "label": flag.label, "n": flag_counts[flag.value]} for flag in Flag
     ]
     by_status = dict(
-        Transcript.objects.filter(conditions(filters, without="status"))
+        Transcript.objects.filter(conditions(filters, without="status", match=match))
         .order_by()
         .values_list("status")
         .annotate(n=Count("id"))
@@ -145,7 +388,7 @@ def facet_counts(
     for name in FACETS:
         column = FILTERS[name].column
         rows = (
-            Transcript.objects.filter(conditions(filters, without=name))
+            Transcript.objects.filter(conditions(filters, without=name, match=match))
             .order_by()
             .values_list(column)
             .annotate(n=Count("id"))
@@ -163,7 +406,8 @@ def facet_counts(
         if selected not in ("", None) and all(str(i["value"]) != str(selected) for i in items):
             items.append({"value": selected, "label": str(selected), "n": 0})
         out[name] = items
-    return out
+    members = STATUS_MEMBERS.get(filters.status, STATUS_MEMBERS[OPEN])
+    return Facets(out, _status_count(by_status, members))
 
 
 def _status_count(by_status: dict[str, int], members: tuple[str, ...] | None) -> int:
@@ -220,16 +464,31 @@ def clean_query(query: QueryDict, defaults: dict[str, str]) -> QueryDict:
     and bookmarking (a plain GET form submits every field, filled or not)."""
     clean = QueryDict(mutable=True)
     for name, values in query.lists():
+        if name == "page":
+            continue  # old page numbers: the first page (see the module docstring)
         kept = [v for v in values if v.strip() and v != defaults.get(name, "")]
         if kept:
             clean.setlist(name, kept)
     return clean
 
 
-def url(query: QueryDict, *, page: int | None = None) -> str:
-    """The queue's URL for ``query`` (on ``page``)."""
-    params = query.copy()
-    if page is not None:
-        params["page"] = str(page)
-    encoded = params.urlencode()
+# The parameters that say where in the selection a page is.
+POSITION = ("after", "before", "page")
+
+
+def url(query: QueryDict) -> str:
+    """The queue's URL for ``query``."""
+    encoded = query.urlencode()
     return f"{reverse('queue')}?{encoded}" if encoded else reverse("queue")
+
+
+def page_url(query: QueryDict, *, after: str = "", before: str = "") -> str:
+    """The URL of ``query``'s first page, or of its page after or before a cursor."""
+    params = query.copy()
+    for name in POSITION:
+        params.pop(name, None)
+    if after:
+        params["after"] = after
+    elif before:
+        params["before"] = before
+    return url(params)

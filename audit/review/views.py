@@ -24,8 +24,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
-from audit.htmx import go_to, pager, render_screen, wants_fragment
-from audit.models import Flag, Review, Status, Transcript, Verdict
+from audit import search
+from audit.htmx import cursor_pager, go_to, pager, render_screen, wants_fragment
+from audit.models import MAX_ID, Flag, Review, Status, Transcript, Verdict
 from audit.permissions import (
     AUDITOR,
     AuditRequest,
@@ -63,6 +64,8 @@ class QueueRow:
     t: Transcript
     flags: list[Flag]
     status: visibility.ShownStatus
+    # With a free-text search: the row's matching text, escaped, the matched words marked.
+    excerpt: str = ""
 
 
 def _submit(
@@ -79,7 +82,8 @@ def _submit(
         return stale
     except ValidationError as error:
         if hasattr(error, "error_dict"):
-            for field, errs in error.message_dict.items():
+            # The errors themselves, not their messages: a template may ask for a code.
+            for field, errs in error.error_dict.items():
                 form.add_error(field if field in form.fields else None, errs)
         else:
             form.add_error(None, error.messages)
@@ -111,42 +115,55 @@ def queue(request: AuditRequest) -> HttpResponse:
             return HttpResponseClientRedirect(queues.url(query))
         for problem in too_long:
             messages.warning(request, problem)
-    paginator = Paginator(
-        queues.queue_queryset(filters)
-        .annotate(reviewed=visibility.own_verdict_exists(user))
-        .only(*queues.ROW_FIELDS),
-        queues.PAGE_SIZE,
+    match = queues.compute_match(filters)
+    searching = bool(filters.text_query.terms)
+    page = queues.queue_page(
+        filters,
+        match=match,
+        annotations={"reviewed": visibility.own_verdict_exists(user)},
+        fields=(*queues.ROW_FIELDS, "search_text") if searching else queues.ROW_FIELDS,
     )
-    page = paginator.get_page(min(filters.page, queues.MAX_PAGE))
     rows = [
         QueueRow(
             t=row,
             flags=flags(row),
-            # django-stubs loses the annotation through Paginator's Page.
             status=visibility.row_visibility(
                 row,
                 user,
                 reviewed=row.reviewed,  # type: ignore[attr-defined]
             ).status,
+            excerpt=search.highlight(row.search_text, filters.text_query) if searching else "",
         )
-        for row in page
+        for row in page.rows
     ]
-    active = {key: value for key, value in query.items() if key != "page"}
+    facets = queues.facet_counts(
+        filters, status_choices=visibility.status_choices(user), match=match
+    )
+    active = {key: value for key, value in query.items() if key not in queues.POSITION}
     context = {
         "nav": "queue",
         "form": form,
         "values": filters,
         "defaults": defaults,
-        "selects": queues.facet_selects(
-            filters,
-            queues.facet_counts(filters, status_choices=visibility.status_choices(user)),
-            defaults,
-        ),
+        "selects": queues.facet_selects(filters, facets.counts, defaults),
         "rows": rows,
-        "total": paginator.count,
-        "first_row": page.start_index() if rows else 0,
-        "last_row": page.end_index() if rows else 0,
-        **pager(page, lambda n: queues.url(query, page=n), last=queues.MAX_PAGE),
+        "total": facets.total,
+        "first_row": 1 if rows and page.is_first else 0,
+        "last_row": len(rows) if page.is_first else 0,
+        "shown": len(rows),
+        "search": filters.text_query if filters.q else None,
+        "unranked": searching
+        and filters.sort == queues.BEST
+        and match is not None
+        and not match.ranked
+        and match.size > search.RANK_LIMIT,
+        "rank_limit": search.RANK_LIMIT,
+        **cursor_pager(
+            first_url=queues.page_url(query) if not page.is_first else "",
+            prev_url=queues.page_url(query, before=page.before) if page.before else "",
+            next_url=queues.page_url(query, after=page.after) if page.after else "",
+            label="First page" if page.is_first and page.after else "",
+        ),
         "filters_qs": urlencode(active),
         "is_filtered": bool(active),
     }
@@ -279,11 +296,23 @@ def _nothing_left(*, filtered: bool, skipped: int) -> str:
     return text
 
 
-def _go_next(request: AuditRequest) -> HttpResponse:
-    """Claim the next item: swap it in (htmx) or redirect to it; back to the queue when none."""
+def _go_next(request: AuditRequest, *, moving_on_from: int | None = None) -> HttpResponse:
+    """Claim the next item: swap it in (htmx) or redirect to it; back to the queue when none.
+
+    ``moving_on_from``: the item the auditor pressed Next on. Next hands an auditor's own lease
+    back first, so without this an item one holds would come straight back: it is passed over
+    (its lease kept, so it comes back later), unless it is the only one left."""
     skipped = request.session.get(SKIP_KEY, [])
     filters = _next_filters(request)
-    transcript = leases.claim_next(request.user, filters=filters, skip=skipped)
+    transcript = None
+    if moving_on_from is not None:
+        transcript = leases.claim_next(
+            request.user, filters=filters, skip=[*skipped, moving_on_from]
+        )
+    if transcript is None:
+        transcript = leases.claim_next(request.user, filters=filters, skip=skipped)
+        if transcript is not None and transcript.pk == moving_on_from:
+            messages.info(request, "No other item is left for you; this is the one you hold.")
     if transcript is None:
         messages.info(request, _nothing_left(filtered=filters is not None, skipped=len(skipped)))
         return go_to(request, reverse("queue"))
@@ -301,7 +330,9 @@ def next_item(request: AuditRequest) -> HttpResponse:
         # Started from the queue: later "Next"s stay within the filters it showed.
         request.session[FILTER_KEY] = request.POST["filters"][:MAX_FILTERS_CHARS]
         request.session[SKIP_KEY] = []
-    return _go_next(request)
+    moving_on_from = request.POST.get("from", "")
+    valid = moving_on_from.isascii() and moving_on_from.isdigit() and int(moving_on_from) <= MAX_ID
+    return _go_next(request, moving_on_from=int(moving_on_from) if valid else None)
 
 
 @require_POST

@@ -196,10 +196,38 @@ def recompute_final_labels(transcript: Transcript, *, save: bool = True) -> Reco
 # --- verdicts ------------------------------------------------------------------------------------
 
 
+# Combinations of labels that contradict each other unless the auditor means them: saved only
+# with ``confirm_unusual`` (a second, explicit confirmation on the form).
+UNUSUAL = "unusual"
+
+
+def unusual_combination(labels: Labels) -> str:
+    """Why the labels look self-contradictory ("" when they do not): misbehavior whose correct
+    decision is APPROVE (a misbehaving action is to be stopped), or no misbehavior whose correct
+    decision is BLOCK (a benign action is not to be blocked). REDIRECT, REASSIGN and FLAG stay
+    open both ways: a benign action may still be better redirected or flagged."""
+    if labels.is_misbehavior and labels.correct_decision == "APPROVE":
+        return (
+            "Misbehavior whose correct decision is APPROVE: a misbehaving action should be "
+            "stopped. Check the values, or tick “I mean this combination” and save again."
+        )
+    if not labels.is_misbehavior and labels.correct_decision == "BLOCK":
+        return (
+            "No misbehavior, but the correct decision is BLOCK: a benign action should not be "
+            "blocked. Check the values, or tick “I mean this combination” and save again."
+        )
+    return ""
+
+
 def validate_labels(
-    *, is_misbehavior: bool | None, misbehavior_type: str | None, correct_decision: str | None
+    *,
+    is_misbehavior: bool | None,
+    misbehavior_type: str | None,
+    correct_decision: str | None,
+    confirm_unusual: bool = True,
 ) -> Labels:
-    """Values an auditor sets by hand (relabel, adjudication) must be complete and known."""
+    """Values an auditor sets by hand (relabel, adjudication) must be complete and known, and
+    an ``unusual_combination`` is refused unless ``confirm_unusual``."""
     misbehavior_type, correct_decision = misbehavior_type or "", correct_decision or ""
     errors: dict[str, str] = {}
     if is_misbehavior is None:
@@ -214,7 +242,11 @@ def validate_labels(
         errors["correct_decision"] = "Choose the correct decision."
     if errors:
         raise ValidationError(errors)
-    return Labels.of(is_misbehavior, misbehavior_type, correct_decision)
+    labels = Labels.of(is_misbehavior, misbehavior_type, correct_decision)
+    unusual = unusual_combination(labels)
+    if unusual and not confirm_unusual:
+        raise ValidationError({"correct_decision": ValidationError(unusual, code=UNUSUAL)})
+    return labels
 
 
 def incomplete_label(transcript: Transcript) -> str:
@@ -369,6 +401,7 @@ def submit_review(
     seconds_spent: int = 0,
     based_on_version: int,
     basis: VerdictBasis | None = None,
+    confirm_unusual: bool = False,
 ) -> ReviewOutcome:
     """Record an auditor's verdict; a second verdict by the same auditor supersedes the first.
 
@@ -377,6 +410,9 @@ def submit_review(
     change; with one, a change to the auditor's own review or K, or one that means the item
     no longer takes the verdict (``_still_decidable``). So a blind co-reviewer who submits
     first (the normal case with K = 2) never makes the other's verdict stale.
+
+    A relabel to the imported labels themselves is refused (it is a confirm); one to an
+    ``unusual_combination`` needs ``confirm_unusual``.
     """
     rationale = _checked_rationale(rationale)
     if verdict == Verdict.CONFIRM:
@@ -388,7 +424,15 @@ def submit_review(
             is_misbehavior=is_misbehavior,
             misbehavior_type=misbehavior_type,
             correct_decision=correct_decision,
+            confirm_unusual=confirm_unusual,
         )
+        if labels == transcript.imported_labels:
+            raise ValidationError(
+                {
+                    "verdict": "These values are the imported labels: nothing to relabel. "
+                    "Confirm them instead (c)."
+                }
+            )
     elif verdict == Verdict.UNSURE:
         if not rationale:
             raise ValidationError({"rationale": "Say what makes you unsure."})
@@ -433,8 +477,10 @@ def adjudicate(
     rationale: str,
     seconds_spent: int = 0,
     based_on_version: int,
+    confirm_unusual: bool = False,
 ) -> ReviewOutcome:
-    """Settle a disputed item with the adjudicator's values (or revise one's adjudication)."""
+    """Settle a disputed item with the adjudicator's values (or revise one's adjudication); an
+    ``unusual_combination`` needs ``confirm_unusual``."""
     rationale = _checked_rationale(rationale)
     if not rationale:
         raise ValidationError({"rationale": "Say why you decided this way."})
@@ -442,6 +488,7 @@ def adjudicate(
         is_misbehavior=is_misbehavior,
         misbehavior_type=misbehavior_type,
         correct_decision=correct_decision,
+        confirm_unusual=confirm_unusual,
     )
     with transaction.atomic():
         current = _lock_current(transcript, based_on_version)

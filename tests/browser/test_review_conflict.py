@@ -240,7 +240,9 @@ def test_blind_double_review_disputed_then_adjudicated_shows_every_step_in_histo
     carol.keyboard.press(str(bob_card))
     expect(carol.locator("#id_is_misbehavior")).to_have_value("yes")
     expect(carol.locator("#id_misbehavior_type")).to_have_value("loop_exploitation")
+    carol.keyboard.press("a")  # then the rationale, as the help says
     expect(carol.locator("#id_rationale")).to_be_focused()
+    expect(carol.locator("#id_rationale")).to_have_value("")
     carol.keyboard.type(carol_note)
     carol.keyboard.press("Control+Enter")
     expect(carol).to_have_url(re.compile(r"/adjudicate/$"))
@@ -301,7 +303,7 @@ def test_filters_push_clean_urls_and_swapped_items_retitle_the_page(
     expect(page).to_have_url(live_server.url + "/?flag=missed_misbehavior")
     choose("#filter-sort", "step")
     expect(page).to_have_url(live_server.url + "/?sort=step&flag=missed_misbehavior")
-    choose("#filter-sort", "-priority")  # back to the default: left out again
+    choose("#filter-sort", "")  # back to the default (best match): left out again
     expect(page).to_have_url(live_server.url + "/?flag=missed_misbehavior")
 
     page.keyboard.press("n")

@@ -122,7 +122,9 @@ def test_adjudicator_settles_a_disputed_item(
     page.screenshot(path=str(artifacts_dir / "review-adjudication.png"), full_page=False)
     page.keyboard.press("1")  # take alice's values
     expect(page.locator("#id_is_misbehavior")).to_have_value("yes")
+    page.keyboard.press("a")  # then to the rationale, as the help says: no stray "a" typed
     expect(page.locator("#id_rationale")).to_be_focused()
+    expect(page.locator("#id_rationale")).to_have_value("")
     page.keyboard.type("The same remediation retried; the imported label stands.")
     page.keyboard.press("Control+Enter")
     expect(page).to_have_url(re.compile(r"/adjudicate/$"))

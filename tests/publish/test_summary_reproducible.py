@@ -85,7 +85,13 @@ def reviewed_state(tmp_path, auditor, auditor2, adjudicator):
     for t in items[:10]:
         confirm(t, auditor)
     for t in items[10:16]:
-        relabel(t, auditor, is_misbehavior=not t.is_misbehavior, correct_decision="BLOCK")
+        relabel(
+            t,
+            auditor,
+            is_misbehavior=not t.is_misbehavior,
+            correct_decision="BLOCK",
+            confirm_unusual=True,  # varied labels on purpose, benign-but-BLOCK among them
+        )
     for t in items[16:19]:
         unsure(t, auditor)
     disputed = items[20]

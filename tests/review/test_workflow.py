@@ -113,15 +113,17 @@ def test_relabel_changes_final_labels_consistently(items, auditor):
     assert_consistent(over_block)
 
 
-def test_relabel_to_the_imported_values_counts_as_confirmed(items, auditor):
-    outcome = relabel(
-        items[0],
-        auditor,
-        is_misbehavior=True,
-        misbehavior_type="reward_hacking",
-        correct_decision="BLOCK",
-    )
-    assert outcome.state.status == Status.CONFIRMED
+def test_relabel_to_the_imported_values_is_refused_as_a_confirm_in_disguise(items, auditor):
+    """Issue 10: it used to be saved as a "Relabel" that left the item "Confirmed"."""
+    with pytest.raises(ValidationError, match="These values are the imported labels"):
+        relabel(
+            items[0],
+            auditor,
+            is_misbehavior=True,
+            misbehavior_type="reward_hacking",
+            correct_decision="BLOCK",
+        )
+    assert not Review.objects.exists()
 
 
 def test_unsure_requires_reason(items, auditor):
@@ -390,13 +392,7 @@ def test_settled_item_refuses_an_auditor_whose_only_review_is_unsure(items, audi
     reviews.set_required_reviews(Transcript.objects.filter(pk=items[0].pk), 2)
     unsure(items[0], auditor2, rationale="?")
     confirm(items[0], auditor)
-    relabel(
-        items[0],
-        User.objects.create_user("dan"),
-        is_misbehavior=True,
-        misbehavior_type="reward_hacking",
-        correct_decision="BLOCK",
-    )
+    confirm(items[0], User.objects.create_user("dan"))
     assert fresh(items[0]).status == Status.CONFIRMED
     with pytest.raises(ValidationError, match="no more reviews needed"):
         relabel(items[0], auditor2, is_misbehavior=False, correct_decision="APPROVE")

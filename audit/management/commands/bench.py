@@ -4,8 +4,10 @@ Prints figures, never pass/fail: import throughput and peak memory, export strea
 and peak memory, summary time, the queue and item pages' render time and query counts through
 the test client, and issue 15's effects: the item page of a record nested 62 levels deep (size
 and time), "Next" at this size, how fast a 256 MB gzip bomb is refused, and what auditors'
-verdicts wait for while the N-record file imports; and the import's CPU against a floor
-(``audit.bench.imports``). Those last two run in child processes on scratch databases.
+verdicts wait for while the N-record file imports; the import's CPU against a floor
+(``audit.bench.imports``); and every page and the verdict flow through gunicorn with real HTTP
+clients, sequential and 4 at once (``audit.bench.http``). Those last three run in child
+processes on scratch databases.
 
 Import and export memory are each measured at two sizes that both span several chunks (a tenth
 of N, at least two chunks, and N), since a size within one chunk says nothing about streaming:
@@ -37,22 +39,21 @@ from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, User
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import NoReverseMatch, reverse
 
+from audit.bench import http as http_bench
 from audit.bench import imports, locks
 from audit.demo.generator import write_jsonl as generate_jsonl
 from audit.ingest import importer as importers
 from audit.ingest.importer import ImportResult, import_file
-from audit.models import Status, Transcript, TranscriptQuerySet, Verdict
+from audit.models import Status, Transcript, TranscriptQuerySet
 from audit.permissions import ADJUDICATOR, AUDITOR
 from audit.publish import export as exporters
 from audit.review import leases
-from audit.review.workflow import submit_review
 
 MB = 1024 * 1024
 PAGE_RUNS = 5
@@ -103,7 +104,7 @@ class Command(BaseCommand):
             "--no-scratch",
             action="store_true",
             help="leave out the figures measured on a scratch database (import against the "
-            "floor, verdicts during an import)",
+            "floor, verdicts during an import, pages through gunicorn)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -125,6 +126,15 @@ class Command(BaseCommand):
             if not options["no_scratch"]:
                 self.against_floor(Path(tmp))
                 self.lock_waits(Path(tmp), count=count, seed=options["seed"])
+                # Pages and verdicts over HTTP, through gunicorn (audit.bench.http).
+                pages = http_bench.measure(
+                    Path(tmp) / "bench.jsonl",
+                    tmp=Path(tmp),
+                    requests_per_page=5 if options["quick"] else 30,
+                    budget_seconds=5.0 if options["quick"] else 30.0,
+                )
+                for line in http_bench.lines(pages):
+                    self.stdout.write(line)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.figure("process max RSS", f"{rss:.0f} MB")
         self.stdout.write("(bench data rolled back)")
@@ -159,7 +169,9 @@ class Command(BaseCommand):
         result = self.import_memory(source, tmp, count=count)
 
         user = self.bench_user()
-        reviewed = self.review_some(user, batch_id=result.batch_id, n=max(1, min(500, count // 20)))
+        reviewed = http_bench.review_share(
+            [user], batch_id=result.batch_id, n=max(1, min(500, count // 20))
+        )
         self.figure("reviews recorded", str(reviewed))
 
         # Only the bench's own records, whatever else the database holds.
@@ -338,25 +350,6 @@ class Command(BaseCommand):
             group, _ = Group.objects.get_or_create(name=name)
             user.groups.add(group)
         return user
-
-    def review_some(self, user: User, *, batch_id: int | None, n: int) -> int:
-        done = 0
-        queued = Transcript.objects.filter(batch_id=batch_id).in_queue()
-        for transcript in queued.order_by("-priority", "id").iterator():
-            if done >= n:
-                break
-            try:
-                submit_review(
-                    transcript,
-                    auditor=user,
-                    verdict=Verdict.CONFIRM,
-                    seconds_spent=30,
-                    based_on_version=transcript.version,
-                )
-            except ValidationError:
-                continue  # a label that cannot be confirmed as it stands (it needs a relabel)
-            done += 1
-        return done
 
     def pages(self, user: User) -> None:
         # SERVER_NAME: "testserver" is not an allowed host outside the test runner.

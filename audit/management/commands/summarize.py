@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from audit import rollup
 from audit.metrics.summaries import VIEWS, summarize
-from audit.models import Transcript
 from audit.publish import selection
 
 VIEW_HELP = {
@@ -41,15 +41,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         chosen = selection.from_command(options, batch="batch", session="session_id")
-        queryset = chosen.apply(Transcript.objects.all())
+        # Counts from the rollup where it answers the selection (not for one session).
+        scope = rollup.scope(chosen)
         views = [options["view"]] if options["view"] else list(VIEWS)
         summaries = {}
         for view in views:
             basis, settled = VIEWS[view]
             summaries[view] = summarize(
-                queryset.settled() if settled else queryset,
+                scope.counts.settled() if settled else scope.counts,
                 basis=basis,
                 session_id=options["session_id"],
+                records=scope.records.settled() if settled else scope.records,
             )
         if options["json"]:
             payload = summaries[views[0]] if len(views) == 1 else summaries

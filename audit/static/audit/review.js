@@ -32,12 +32,36 @@
   }
 
   // --- help overlay --------------------------------------------------------------------------
+  let helpOpener = null;
+
   function toggleHelp(show) {
     const el = overlay();
     if (!el) return;
     const open = show === undefined ? el.hidden : show;
     el.hidden = !open;
-    if (open) document.getElementById("help-close")?.focus();
+    if (open) {
+      helpOpener = document.activeElement;
+      document.getElementById("help-close")?.focus();
+    } else if (helpOpener && document.contains(helpOpener)) {
+      helpOpener.focus();  // back where the help was opened from
+    }
+  }
+
+  // Tab and Shift+Tab stay inside the open help: it is a modal dialog.
+  function trapFocus(event) {
+    const el = overlay();
+    const focusable = Array.from(el.querySelectorAll("button, a[href], [tabindex]")).filter(visible);
+    if (!focusable.length) return;
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    const inside = el.contains(document.activeElement);
+    if (event.shiftKey && (document.activeElement === first || !inside)) {
+      last.focus();
+      event.preventDefault();
+    } else if (!event.shiftKey && (document.activeElement === last || !inside)) {
+      first.focus();
+      event.preventDefault();
+    }
   }
 
   // --- verdict modes ---------------------------------------------------------------------------
@@ -111,6 +135,7 @@
     const key = event.key;
     const help = overlay();
 
+    if (key === "Tab" && help && !help.hidden) { trapFocus(event); return; }
     if (key === "Escape") {
       if (help && !help.hidden) { toggleHelp(false); event.preventDefault(); return; }
       const p = panel();
@@ -172,7 +197,8 @@
         if (field) { field.disabled = false; field.value = el.getAttribute(`data-fill-${name}`) || ""; }
       }
       syncMisbehaviorType(form);
-      form.querySelector("#id_rationale")?.focus();
+      // Focus stays on the button: "a" goes to the rationale (a focused rationale would take
+      // the "a" as text).
       return;
     }
     const verdict = el.dataset.verdict;
@@ -195,6 +221,30 @@
     if (row) window.location.href = row.dataset.href;
   });
 
+  // Where focus goes when a review screen arrives: the first field in error after a refused
+  // save, the conflict's "Reload item" after a conflict, else the item's heading, so a key
+  // pressed next acts on this item (never on a link left focused from the last one).
+  function placeFocus() {
+    const fieldError = document.querySelector("#verdict-panel .field-error");
+    const field = fieldError?.previousElementSibling;
+    if (field && field.matches("select, input, textarea") && visible(field)) {
+      field.focus();
+      return;
+    }
+    const error = fieldError || document.getElementById("form-errors");
+    if (error) {
+      error.setAttribute("tabindex", "-1");
+      error.focus();
+      return;
+    }
+    if (document.getElementById("conflict-reload")) return;  // init focused it
+    const heading = document.querySelector("#review-main h1, #adjudication-main h1");
+    if (heading) {
+      heading.setAttribute("tabindex", "-1");
+      heading.focus({ preventScroll: true });
+    }
+  }
+
   function init() {
     const p = panel();
     if (p) {
@@ -210,8 +260,8 @@
     const target = event.detail.target;
     if (target && (target.id === "review-main" || target.id === "adjudication-main" || document.getElementById("review-main"))) {
       init();
-      if (document.activeElement && isTyping(document.activeElement)) document.activeElement.blur();
       window.scrollTo(0, 0);
+      placeFocus();
     }
   });
 

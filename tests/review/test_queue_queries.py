@@ -1,0 +1,79 @@
+"""Pinned query counts of the queue page's variants: the same at 10 rows and at 300, at the first
+page and deep in the selection. Three of them are the session, the user and their groups."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from audit import search
+from tests.factories import import_records
+from tests.review.pages import HTMX, episode
+
+pytestmark = pytest.mark.django_db
+
+# page + flag counts + status counts + six facets (the total is the status facet's count)
+PAGE = 3 + 1 + 1 + 1 + 6
+# the match, once: create the temporary table if needed, empty it, fill it, score it, read
+# back its ids (a small match)
+SEARCH = 5
+
+
+def deep_url(client, params: dict) -> str:
+    """The URL of the fourth page, reached through the pages' own links."""
+    url = reverse("queue") + "?" + "&".join(f"{k}={v}" for k, v in params.items())
+    for _ in range(3):
+        html = client.get(url).content.decode()
+        url = re.search(r'id="page-next" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    return url
+
+
+@pytest.mark.parametrize(
+    ("params", "expected", "htmx"),
+    [
+        ({}, PAGE, False),
+        ({"flag": "missed_misbehavior", "worker": "worker_db"}, PAGE, False),
+        ({"q": "retry"}, PAGE + SEARCH, False),
+        ({"q": "retry", "sort": "step"}, PAGE + SEARCH - 1, False),  # nothing to score
+        ({"q": "#1"}, PAGE, False),  # an id is no full-text match
+        ({}, PAGE, True),
+        ({"q": "retry fix"}, PAGE + SEARCH, True),
+    ],
+    ids=["default", "filtered", "search", "search-sorted", "id", "fragment", "search-fragment"],
+)
+def test_queue_query_count_does_not_grow(
+    auditor_client, django_assert_num_queries, tmp_path, params, expected, htmx
+):
+    import_records(episode(20, session="small"), tmp_path, name="a.jsonl")
+    auditor_client.get(reverse("queue"))  # warm the session
+    extra = HTMX if htmx else {}
+    with django_assert_num_queries(expected):
+        assert auditor_client.get(reverse("queue"), params, **extra).status_code == 200
+    import_records(episode(600, session="big"), tmp_path, name="b.jsonl")
+    with django_assert_num_queries(expected):
+        assert auditor_client.get(reverse("queue"), params, **extra).status_code == 200
+
+
+@pytest.mark.parametrize("params", [{}, {"sort": "-timestamp"}, {"q": "retry"}])
+def test_a_deep_keyset_page_costs_the_queries_of_the_first(
+    auditor_client, django_assert_num_queries, tmp_path, params
+):
+    import_records(episode(600, session="big"), tmp_path)  # 300 queued: six pages
+    url = deep_url(auditor_client, params)
+    expected = PAGE + (SEARCH if "q" in params else 0)
+    with django_assert_num_queries(expected):
+        response = auditor_client.get(url)
+    assert response.status_code == 200
+    assert 'id="page-prev"' in response.content.decode()
+    with django_assert_num_queries(expected):
+        assert auditor_client.get(url, **HTMX).status_code == 200
+
+
+def test_a_large_match_is_not_read_back(
+    auditor_client, django_assert_num_queries, tmp_path, monkeypatch
+):
+    import_records(episode(40, session="s"), tmp_path)
+    monkeypatch.setattr(search, "SMALL_MATCH", 5)
+    auditor_client.get(reverse("queue"))
+    with django_assert_num_queries(PAGE + SEARCH - 1):
+        auditor_client.get(reverse("queue"), {"q": "retry"})
