@@ -185,11 +185,18 @@ def restore_triggers(using: str = "default") -> bool:
         return False  # migrated back to before the rollup
     if not missing_triggers(using):
         return False
+    rebuild(using)
+    return True
+
+
+def rebuild(using: str = "default") -> None:
+    """Recount the rollup from the transcripts, its triggers re-created, in one transaction
+    (``manage.py check_rollup --fix``; after a migration dropped the triggers)."""
+    connection = connections[using]
     with transaction.atomic(using=using):
         _MIGRATION.uninstall(connection)
         Rollup.including_unfinished.using(using).all().delete()
         _MIGRATION.install(connection)
-    return True
 
 
 def _after_migrate(sender: Any, *, using: str = "default", **kwargs: Any) -> None:

@@ -188,3 +188,26 @@ def confirmable(queryset: Any, n: int) -> list[Transcript]:
     from audit.review.workflow import incomplete_label
 
     return [t for t in queryset.order_by("id") if not incomplete_label(t)][:n]
+
+
+def assert_reviews_consistent() -> None:
+    """The invariants concurrent reviewing must keep: no item has more counting reviews than its
+    K, and no auditor has two current reviews on one item."""
+    from django.db.models import Count, F
+
+    from audit.models import Review
+
+    over_k = (
+        Review.objects.counting()
+        .values("transcript")
+        .annotate(n=Count("pk"), k=F("transcript__required_reviews"))
+        .filter(n__gt=F("k"))
+    )
+    assert list(over_k) == []
+    twice = (
+        Review.objects.current()
+        .values("transcript", "auditor")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+    )
+    assert list(twice) == []

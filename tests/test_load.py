@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 from django.db import connections
-from django.db.models import Count, F
 
 import audit.ingest.importer as importers
 from audit.demo.generator import write_jsonl as generate
@@ -27,6 +26,7 @@ from audit.ingest.importer import import_file
 from audit.models import ImportBatch, Review, Transcript
 from audit.review.workflow import find_mismatches
 from tests.conftest import PASSWORD
+from tests.factories import assert_reviews_consistent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -210,18 +210,5 @@ def test_parallel_auditors_during_an_import_lose_and_duplicate_nothing(
     assert not Review.objects.filter(
         rationale__in=[r for a in auditors for r in a.refused]
     ).exists()
-    over_k = (
-        Review.objects.counting()
-        .values("transcript")
-        .annotate(n=Count("pk"), k=F("transcript__required_reviews"))
-        .filter(n__gt=F("k"))
-    )
-    assert list(over_k) == []
-    twice = (
-        Review.objects.current()
-        .values("transcript", "auditor")
-        .annotate(n=Count("pk"))
-        .filter(n__gt=1)
-    )
-    assert list(twice) == []
+    assert_reviews_consistent()
     assert list(find_mismatches(Transcript.objects.all())) == []
