@@ -68,6 +68,9 @@ CHUNK_SIZE = 1000
 # A record is a few KB; a longer "line" (or a gzip bomb without newlines) is refused, not read
 # into memory whole.
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# The scan looks up a chunk of lines at once (are they stored already?), or fewer lines when
+# they hold more than this many bytes together.
+PENDING_MAX_BYTES = 8 * 1024 * 1024
 # Errors kept in memory and on the batch; every rejected line is still kept as a RejectedLine.
 MAX_REPORTED_ERRORS = 1000
 GZIP_MAGIC = b"\x1f\x8b"
@@ -470,6 +473,7 @@ class _Scan:
     errors: list[LineError] = field(default_factory=list)
     # (line number, the line without its ending, its sha256), or None for one too long to read.
     pending: list[tuple[int, bytes, str] | tuple[int, None, None]] = field(default_factory=list)
+    pending_bytes: int = 0
 
     def feed(self, number: int, raw_line: bytes) -> None:
         self.lines = number
@@ -480,7 +484,9 @@ class _Scan:
         self.records += 1
         raw_line = raw_line.rstrip(b"\r\n")
         self.pending.append((number, raw_line, hashlib.sha256(raw_line).hexdigest()))
-        if len(self.pending) >= CHUNK_SIZE:
+        self.pending_bytes += len(raw_line)
+        # A chunk of lines, or fewer when they are long: memory stays bounded whatever the file.
+        if len(self.pending) >= CHUNK_SIZE or self.pending_bytes >= PENDING_MAX_BYTES:
             self._take_pending()
 
     def reject_too_long(self, number: int) -> None:
@@ -489,7 +495,7 @@ class _Scan:
         self.pending.append((number, None, None))
 
     def _take_pending(self) -> None:
-        pending, self.pending = self.pending, []
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
         hashes = [line_hash for _, _, line_hash in pending if line_hash is not None]
         # Finished batches only: rows a killed import left are removed before the insert.
         stored = set(

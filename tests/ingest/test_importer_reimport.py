@@ -96,3 +96,24 @@ def test_an_import_keeps_no_query_log_with_debug_on(tmp_path, settings):
     assert connection.queries == []
     Transcript.objects.count()
     assert len(connection.queries) == 1  # logging itself is back on after the import
+
+
+def test_the_lines_waiting_for_their_look_up_stay_bounded_in_bytes(tmp_path, monkeypatch):
+    """Lines wait in memory a chunk at a time to be looked up; long lines wait fewer at once,
+    so a file of long lines cannot hold CHUNK_SIZE of them in memory."""
+    monkeypatch.setattr(importer, "PENDING_MAX_BYTES", 10_000)
+    sizes: list[int] = []
+    real = importer._Scan._take_pending
+
+    def watched(self):
+        sizes.append(sum(len(line or b"") for _, line, _ in self.pending))
+        return real(self)
+
+    monkeypatch.setattr(importer._Scan, "_take_pending", watched)
+    records = [
+        make_record(step_number=n, proposal={"worker_reasoning": "x" * 3000}) for n in range(9)
+    ]
+    result = import_file(write_jsonl(tmp_path / "long.jsonl", records))
+    assert result.imported == 9
+    assert len(sizes) > 2  # taken several times, not once for the whole file
+    assert max(sizes) < 10_000 + 4000  # at most one line over the bound
