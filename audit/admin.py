@@ -47,7 +47,6 @@ from django.utils.html import format_html
 from audit import rollup
 from audit.labels import Category
 from audit.models import (
-    MAX_ID,
     Flag,
     ImportBatch,
     ImportJob,
@@ -57,6 +56,7 @@ from audit.models import (
     Review,
     Transcript,
     TranscriptQuerySet,
+    parse_id,
 )
 from audit.permissions import is_staff
 from audit.publish import export as exporters
@@ -74,10 +74,6 @@ FINAL_FIELDS = (
     "final_correct_decision",
     "final_alignment_category",
 )
-
-
-def _is_id(value: str) -> bool:
-    return value.isascii() and value.isdigit() and len(value) <= 19 and 1 <= int(value) <= MAX_ID
 
 
 class ListFiltersOnly(ChangeList):
@@ -166,7 +162,7 @@ class StaffReadOnly(admin.ModelAdmin):
         if any("\x00" in key + "".join(values) for key, values in request.GET.lists()):
             return HttpResponseBadRequest("A filter or search holds a NUL character.")
         chosen = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
-        if not all(_is_id(value) for value in chosen):
+        if not all(parse_id(value) is not None for value in chosen):
             # Django's action would pass them to pk__in: a ValueError or, past SQLite's range,
             # an OverflowError (a 500).
             return HttpResponseBadRequest("The selection holds a value that is not a row id.")

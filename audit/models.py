@@ -61,6 +61,17 @@ class Status(models.TextChoices):
 # where PostgreSQL answers "no rows", so ids outside it are refused alike (urls, forms, admin,
 # selection).
 MAX_ID = 2**63 - 1
+
+
+def parse_id(text: str) -> int | None:
+    """``text`` as a row id (ASCII digits, 1 to MAX_ID), else None; never raises, whatever the
+    text (a long run of digits included)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID))):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
+
+
 # A rationale is shown in every history view of its item: the forms and the workflow refuse more.
 RATIONALE_MAX_LENGTH = 5000
 

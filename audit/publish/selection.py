@@ -29,7 +29,7 @@ from django.db import connections, router
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
-from audit.models import MAX_ID, Flag, ImportBatch, Status, Transcript, TranscriptQuerySet
+from audit.models import Flag, ImportBatch, Status, Transcript, TranscriptQuerySet, parse_id
 
 
 class SelectionError(ValueError):
@@ -77,7 +77,7 @@ def clean_value(key: str, value: Any) -> str:
         raise SelectionError(f"unknown flag {text!r}; use one of: {', '.join(Flag.values)}")
     if key == "status" and text not in Status.values:
         raise SelectionError(f"unknown status {text!r}; use one of: {', '.join(Status.values)}")
-    if key == "batch" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID):
+    if key == "batch" and parse_id(text) is None:
         raise SelectionError(f"batch must be an import batch id, got {text!r}")
     if key == "decision":
         text = text.upper()

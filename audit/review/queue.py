@@ -28,7 +28,7 @@ from django.http import QueryDict
 from django.urls import reverse
 
 from audit import search
-from audit.models import MAX_ID, Flag, Transcript, TranscriptQuerySet
+from audit.models import Flag, Transcript, TranscriptQuerySet, parse_id
 from audit.publish.selection import FILTERS, Selection
 from audit.review.visibility import ANY, OPEN, STATUS_MEMBERS
 
@@ -223,9 +223,9 @@ def parse_cursor(text: str, sort: str) -> Cursor | None:
         raw, pk_text = "", text
     elif not sep:
         return None
-    if not (pk_text.isascii() and pk_text.isdigit() and 1 <= int(pk_text) <= MAX_ID):
+    pk = parse_id(pk_text)
+    if pk is None:
         return None
-    pk = int(pk_text)
     value: int | float | str | None
     try:
         if key == "id":

@@ -26,7 +26,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from audit import search
 from audit.htmx import cursor_pager, go_to, pager, render_screen, wants_fragment
-from audit.models import MAX_ID, Flag, Review, Status, Transcript, Verdict
+from audit.models import Flag, Review, Status, Transcript, Verdict, parse_id
 from audit.permissions import (
     AUDITOR,
     AuditRequest,
@@ -330,9 +330,7 @@ def next_item(request: AuditRequest) -> HttpResponse:
         # Started from the queue: later "Next"s stay within the filters it showed.
         request.session[FILTER_KEY] = request.POST["filters"][:MAX_FILTERS_CHARS]
         request.session[SKIP_KEY] = []
-    moving_on_from = request.POST.get("from", "")
-    valid = moving_on_from.isascii() and moving_on_from.isdigit() and int(moving_on_from) <= MAX_ID
-    return _go_next(request, moving_on_from=int(moving_on_from) if valid else None)
+    return _go_next(request, moving_on_from=parse_id(request.POST.get("from", "")))
 
 
 @require_POST

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from audit.models import Transcript
+from audit.models import MAX_ID, Transcript, parse_id
 from audit.publish.selection import (
     Selection,
     SelectionError,
@@ -36,6 +36,8 @@ def test_pairs_parse_sorted_and_cleaned():
         ("flag=nope", "unknown flag 'nope'"),
         ("status=done", "unknown status 'done'"),
         ("batch=x", "batch must be an import batch id"),
+        # More digits than int() reads by default: refused, never a ValueError.
+        ("batch=" + "9" * 5000, "batch must be an import batch id"),
     ],
 )
 def test_a_bad_pair_is_refused_with_its_name(bad, message):
@@ -147,3 +149,21 @@ def test_the_admins_own_filter_links_map_too():
         "task": ["a"],
         "worker": ["w"],
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", 1),
+        (str(MAX_ID), MAX_ID),
+        ("0", None),
+        (str(MAX_ID + 1), None),
+        ("-1", None),
+        ("١٢", None),
+        ("", None),
+        ("9" * 5000, None),
+        (" 7", None),
+    ],
+)
+def test_an_id_is_ascii_digits_from_1_to_max_id(text, expected):
+    assert parse_id(text) == expected
