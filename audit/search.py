@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import importlib
 import re
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, connections, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import FloatField, Func
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_migrate
@@ -247,6 +249,21 @@ def restore_index(using: str = "default") -> bool:
     return True
 
 
+def indexed_in_bulk(cursor: CursorWrapper) -> AbstractContextManager[None]:
+    """SQLite: the rows inserted inside (the importer's chunks) go into the FTS5 index with one
+    ``INSERT ... SELECT`` on leaving instead of a trigger each (``triggers``); PostgreSQL's
+    trigger already takes a statement's rows at once."""
+    if cursor.db.vendor != "sqlite":
+        return nullcontext()
+    return triggers.insert_trigger_replaced(
+        cursor,
+        trigger="audit_transcript_fts_insert",
+        create=_MIGRATION.CREATE_SQLITE_TRIGGERS[0],
+        catch_up="INSERT INTO audit_transcript_fts (rowid, search_text) "
+        "SELECT id, search_text FROM audit_transcript WHERE id > %s",
+    )
+
+
 def _after_migrate(sender: Any, *, using: str = "default", **kwargs: Any) -> None:
     if getattr(sender, "label", None) == "audit":
         restore_index(using)
@@ -261,6 +278,26 @@ SNIPPET_BEFORE = 60
 SNIPPET_LENGTH = 220
 
 
+def _hits(text: str, query: SearchQuery) -> list[re.Match[str]]:
+    """The words of ``text`` a term of ``query`` matches, in order."""
+    return [m for m in _TOKEN.finditer(text) if any(t.matches(m.group(0)) for t in query.terms)]
+
+
+def _marked(text: str, hits: list[re.Match[str]], start: int, end: int) -> str:
+    """``text[start:end]`` escaped piece by piece, each of ``hits`` inside it in ``<mark>``."""
+    parts = []
+    at = start
+    for hit in hits:
+        if hit.start() < start:
+            continue
+        if hit.end() > end:
+            break
+        parts += [escape(text[at : hit.start()]), "<mark>", escape(hit.group(0)), "</mark>"]
+        at = hit.end()
+    parts.append(escape(text[at:end]))
+    return "".join(parts)
+
+
 def highlight(text: str, query: SearchQuery) -> SafeString:
     """An excerpt of ``text`` around its first matching word, every matching word in ``<mark>``:
     the text is escaped piece by piece here (it is hostile), never taken from the database as
@@ -268,7 +305,7 @@ def highlight(text: str, query: SearchQuery) -> SafeString:
     if not query.terms or not text:
         return mark_safe("")
     text = " ".join(text.split())
-    hits = [m for m in _TOKEN.finditer(text) if any(t.matches(m.group(0)) for t in query.terms)]
+    hits = _hits(text, query)
     if not hits:
         return mark_safe("")
     start = max(0, hits[0].start() - SNIPPET_BEFORE)
@@ -278,12 +315,14 @@ def highlight(text: str, query: SearchQuery) -> SafeString:
         start += 1
     while end < len(text) and end > hits[0].end() and text[end - 1 : end + 1].isalnum():
         end -= 1
-    parts = ["…" if start > 0 else ""]
-    at = start
-    for hit in hits:
-        if hit.end() > end:
-            break
-        parts += [escape(text[at : hit.start()]), "<mark>", escape(hit.group(0)), "</mark>"]
-        at = hit.end()
-    parts += [escape(text[at:end]), "…" if end < len(text) else ""]
-    return mark_safe("".join(parts))  # noqa: S308 - every piece of text above is escaped
+    excerpt = _marked(text, hits, start, end)
+    # noqa: every piece of text is escaped by _marked
+    return mark_safe(f"{'…' if start > 0 else ''}{excerpt}{'…' if end < len(text) else ''}")  # noqa: S308
+
+
+def mark(text: str, query: SearchQuery) -> SafeString:
+    """The whole of ``text``, escaped, every word a term of ``query`` matches in ``<mark>``
+    (the item page, opened from a queue search)."""
+    if not query.terms or not text:
+        return escape(text)
+    return mark_safe(_marked(text, _hits(text, query), 0, len(text)))  # noqa: S308 - escaped

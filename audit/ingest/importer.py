@@ -54,6 +54,7 @@ from django.contrib.auth.models import User
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from audit import rollup, search
 from audit.ingest.records import RecordError, extract, parse_line
 from audit.models import RUN_METADATA_MAX_LENGTH, ImportBatch, RejectedLine, Transcript
 from audit.sqlite import WRITER_PAUSE_SECONDS, file_lock
@@ -768,10 +769,11 @@ def _write_rows(rows: list[tuple[Any, ...]], *, batch: ImportBatch) -> None:
                     copy.write_row(row + extra)
             return
         placeholders = ", ".join(["%s"] * len(fields))
-        cursor.executemany(
-            f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
-            [row + extra for row in rows],
-        )
+        with rollup.counted_in_bulk(cursor), search.indexed_in_bulk(cursor):
+            cursor.executemany(
+                f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+                [row + extra for row in rows],
+            )
 
 
 @contextmanager
