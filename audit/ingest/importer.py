@@ -351,6 +351,8 @@ def import_stream(
                 )
             except _Refused as exc:
                 scan.fail_file(exc.error)
+        if stored.imported and not dry_run:
+            _refresh_statistics(stored.imported)
     return ImportResult(
         file=file_name,
         sha256=reader.sha256.hexdigest(),
@@ -801,6 +803,27 @@ def _no_query_log() -> Iterator[None]:
         yield
     finally:
         connection.queries_log = kept
+
+
+def _refresh_statistics(imported: int) -> None:
+    """PostgreSQL: ANALYZE the transcripts after an import that grew them by a tenth or more.
+
+    The planner works from statistics autovacuum refreshes only a while later (and never inside
+    a transaction that is still open); until then it plans for the table as it was, and the
+    claim of the next item, planned for a few rows, took 50 ms instead of 1 ms after 20,000 new
+    ones (issue 14). A tenth is autovacuum's own default threshold, so a run posting small
+    imports does not analyze each time. ANALYZE reads a fixed-size sample (about 30,000 rows),
+    so it costs a fraction of a second at any size. SQLite plans without statistics here.
+    """
+    if connection.vendor != "postgresql":
+        return
+    table = Transcript._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+        (estimate,) = cursor.fetchone()
+        # -1: never analyzed.
+        if estimate < 0 or imported >= 0.1 * estimate:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
 
 
 def _discard(batch_id: int) -> None:
