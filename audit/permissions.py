@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Protocol
 
 from axes.backends import AxesStandaloneBackend
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -124,6 +125,19 @@ def login_locked_out(
         "locked_out": lockout_message(),
     }
     return render(request, "registration/login.html", context, status=429)
+
+
+def login_username(request: HttpRequest, credentials: dict[str, Any] | None = None) -> str | None:
+    """The username failures are counted by (AXES_USERNAME_CALLABLE): what the login form was
+    given, cut to the longest a username can be. Django's login form does not check the
+    length, and axes keeps the name in a 255-character column, which PostgreSQL refuses to
+    overflow: a 300-character name was a server error instead of a failed login. No user has a
+    longer name, so the cut name is as good a key as the whole."""
+    data = credentials if credentials else getattr(request, "POST", {})
+    name = data.get("username")
+    if not isinstance(name, str):
+        return None
+    return name[: get_user_model()._meta.get_field("username").max_length]
 
 
 def client_address(request: HttpRequest) -> str | None:

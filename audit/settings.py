@@ -177,6 +177,7 @@ AXES_RESET_ON_SUCCESS = True
 # Attempts during a lockout do not extend it: it ends a fixed time after the last counted failure.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "audit.permissions.login_locked_out"
+AXES_USERNAME_CALLABLE = "audit.permissions.login_username"
 # Behind reverse proxies REMOTE_ADDR is the nearest proxy's: with AUDIT_PROXY_COUNT of them in
 # front, the client address comes from X-Forwarded-For (audit.permissions.client_address).
 AUDIT_PROXY_COUNT = env_int("AUDIT_PROXY_COUNT", 0)

@@ -101,6 +101,20 @@ def test_the_admin_login_is_throttled_too(staff_user):
     assert response.status_code == 429
 
 
+@pytest.mark.parametrize("url", [LOGIN, reverse("admin:login")])
+def test_a_username_longer_than_any_is_a_failed_login_and_is_throttled(url):
+    # Django's login form does not check the length; axes' column holds 255 characters, and
+    # PostgreSQL refused the overflow with a server error (found by tests/test_input_fuzz.py).
+    client = Client()
+    name = "x" * 300 + "é"
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        response = client.post(url, {"username": name, "password": "wrong"}, REMOTE_ADDR="10.0.0.4")
+    assert response.status_code == 429
+    [attempt] = AccessAttempt.objects.all()
+    assert attempt.username == "x" * 150
+    assert attempt.failures_since_start == settings.AXES_FAILURE_LIMIT
+
+
 def test_test_client_logins_without_a_request_still_work(auditor):
     # authenticate() without a request (Client.login, a shell) has no address to count by.
     assert Client().login(username=auditor.username, password=PASSWORD)

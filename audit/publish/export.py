@@ -75,11 +75,11 @@ import hmac
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import batched
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.db.models import Prefetch
 
 from audit.ingest.records import (
     EARLIER_MALT_KEY,
@@ -91,7 +91,7 @@ from audit.ingest.records import (
 )
 from audit.labels import NO_LABELS_EXPORT
 from audit.metrics import summaries as metrics
-from audit.models import Flag, Review, Transcript, TranscriptQuerySet, Verdict
+from audit.models import Flag, ImportBatch, Review, Transcript, TranscriptQuerySet, Verdict
 
 CHUNK_SIZE = 2000
 EXPORT_ORDER = ("session_id", "task_id", "step_number", "fingerprint")
@@ -110,10 +110,7 @@ EXPORT_FIELDS = (
     "required_reviews",
     *(f"flag_{flag.value}" for flag in Flag),
     *EXPORT_ORDER,
-    # The malt block's run_source and model, joined in the same query (select_related).
     "batch",
-    "batch__run_source",
-    "batch__model",
 )
 
 
@@ -168,12 +165,15 @@ def _final_labels(transcript: Transcript, original: Any) -> dict[str, Any]:
 
 
 def export_record(
-    transcript: Transcript, reviews: Iterable[Review] | None = None
+    transcript: Transcript,
+    reviews: Iterable[Review] | None = None,
+    *,
+    batch: ImportBatch | None = None,
 ) -> dict[str, Any]:
     """The exported form of one transcript (see the module docstring).
 
-    ``reviews`` defaults to ``transcript.reviews.all()``, which the prefetch in ``iter_records``
-    fills; they must be in (created_at, id) order.
+    ``reviews`` defaults to ``transcript.reviews.all()``; they must be in (created_at, id)
+    order. ``batch`` (its ``run_source`` and ``model``) defaults to ``transcript.batch``.
     """
     # A re-imported export's line lists the numbers it wrote as null: the record has them back.
     record = decode_non_finite(json.loads(transcript.raw))
@@ -207,7 +207,7 @@ def export_record(
     if MALT_KEY in record:
         block[EARLIER_MALT_KEY] = record.pop(MALT_KEY)
     record[REVIEW_KEY] = block
-    record[MALT_KEY] = _malt_block(transcript, record)
+    record[MALT_KEY] = _malt_block(transcript, record, batch=batch or transcript.batch)
     return record
 
 
@@ -230,9 +230,10 @@ def has_chain_of_thought(record: dict[str, Any]) -> bool:
     return isinstance(reasoning, str) and bool(reasoning.strip())
 
 
-def _malt_block(transcript: Transcript, record: dict[str, Any]) -> dict[str, Any]:
+def _malt_block(
+    transcript: Transcript, record: dict[str, Any], *, batch: ImportBatch
+) -> dict[str, Any]:
     """MALT's per-run fields for an exported ``record`` (its final ``ground_truth`` in place)."""
-    batch = transcript.batch
     return {
         "run_id": transcript.fingerprint,
         "manually_reviewed": transcript.is_settled,
@@ -250,23 +251,33 @@ def ordered(queryset: TranscriptQuerySet) -> TranscriptQuerySet:
 def iter_records(
     queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[dict[str, Any]]:
-    """Exported records in export order, streamed: one query per chunk (with its batches
-    joined) plus one for its reviews."""
-    reviews = Prefetch("reviews", queryset=Review.objects.order_by("created_at", "id"))
-    rows = (
-        ordered(queryset)
-        .select_related("batch")
-        .only(*EXPORT_FIELDS)
-        .prefetch_related(reviews)
-        .iterator(chunk_size=chunk_size)
-    )
-    for transcript in rows:
-        record = export_record(transcript)
-        # The prefetch cache and its reviews point back at the transcript: a reference cycle
-        # that only the cyclic GC would free. Breaking it frees each chunk as soon as it is
-        # done, which keeps memory flat however many records stream through.
-        transcript.__dict__.pop("_prefetched_objects_cache", None)
-        yield record
+    """Exported records in export order, streamed: the transcripts in one query read a chunk
+    at a time, and per chunk one query for its reviews and, for batches not seen before, one
+    for their run source and model.
+
+    The reviews are grouped by hand rather than with ``prefetch_related`` and the batches kept
+    in a dict rather than joined with ``select_related``: both did per-row ORM work (a related
+    manager and its filter per transcript, a batch instance per row) that cost more than the
+    JSON itself (issue 14's export goal). Nothing in a chunk points back at its transcripts,
+    so each chunk is freed when it is done and memory stays flat.
+    """
+    rows = ordered(queryset).only(*EXPORT_FIELDS).iterator(chunk_size=chunk_size)
+    batches: dict[int, ImportBatch] = {}
+    for chunk in batched(rows, chunk_size):
+        wanted = {t.batch_id for t in chunk} - batches.keys()
+        if wanted:
+            batches.update(
+                ImportBatch.including_unfinished.only("run_source", "model").in_bulk(wanted)
+            )
+        reviews: dict[int, list[Review]] = {}
+        for review in Review.objects.filter(transcript_id__in=[t.pk for t in chunk]).order_by(
+            "created_at", "id"
+        ):
+            reviews.setdefault(review.transcript_id, []).append(review)
+        for transcript in chunk:
+            yield export_record(
+                transcript, reviews.get(transcript.pk, ()), batch=batches[transcript.batch_id]
+            )
 
 
 def dump_record(record: dict[str, Any]) -> str:

@@ -625,10 +625,37 @@ def test_malt_block_takes_each_records_batch_without_a_query_per_record(tmp_path
         )
     with CaptureQueriesContext(connection) as queries:
         lines = list(exporters.iter_lines(Transcript.objects.all(), chunk_size=10))
-    # Per chunk: the rows with their batch joined, then one prefetch of their reviews.
-    assert len(queries) <= 3 * 2 + 2
+    # The rows in one query read a chunk at a time; per chunk one query for its reviews and
+    # one for the batches it is the first to name.
+    assert len(queries) <= 1 + 3 * 2
     pairs = [(r["malt"]["model"], r["malt"]["run_source"]) for r in map(json.loads, lines)]
     assert pairs == [("m-a", "prompted")] * 10 + [(None, "unprompted")] * 10 + [("m-c", None)] * 10
+
+
+@pytest.mark.django_db
+def test_each_record_gets_its_own_reviews_in_order_whatever_the_chunks(tmp_path, auditor, auditor2):
+    items = import_records([make_record(step_number=k) for k in range(7)], tmp_path)
+    for t in items:
+        set_required_reviews(Transcript.objects.filter(pk=t.pk), 2)
+    confirm(fresh(items[1]), auditor)
+    confirm(fresh(items[1]), auditor2)
+    unsure(fresh(items[3]), auditor2)
+    relabel(fresh(items[6]), auditor)
+    expected = {
+        t.step_number: [
+            (exporters.pseudonym(r.auditor_id), r.verdict)
+            for r in Review.objects.filter(transcript=t).order_by("created_at", "id")
+        ]
+        for t in items
+    }
+    assert sum(map(len, expected.values())) == 4
+    for chunk_size in (1, 2, 3, 100):
+        lines = exporters.iter_lines(Transcript.objects.all(), chunk_size=chunk_size)
+        got = {
+            r["step_number"]: [(e["auditor"], e["verdict"]) for e in r["review"]["reviews"]]
+            for r in map(json.loads, lines)
+        }
+        assert got == expected, chunk_size
 
 
 @pytest.mark.django_db
