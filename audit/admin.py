@@ -39,14 +39,18 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.tasks import TaskResult, TaskResultStatus
+from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from audit import rollup
+from audit.api import tokens as api_tokens
 from audit.labels import Category
 from audit.models import (
+    ApiScope,
+    ApiToken,
     Flag,
     ImportBatch,
     ImportJob,
@@ -588,3 +592,129 @@ class ReleaseAdmin(StaffReadOnly):
     def download(self, release: Release) -> str:
         url = reverse("release_download", args=[release.version])
         return format_html('<a href="{}">zip</a> · <a href="{}?format=tar.gz">tar.gz</a>', url, url)
+
+
+# --- API tokens (issue 13) -----------------------------------------------------------------------
+
+
+class ApiTokenForm(forms.ModelForm):
+    """A new token: whose (superusers choose; other staff make their own), what for, scopes.
+    The secret is made on save and shown once (``ApiTokenAdmin.response_add``)."""
+
+    scope_choices = forms.MultipleChoiceField(
+        choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple, label="Scopes"
+    )
+
+    # The admin's request, set on the class ``ApiTokenAdmin.get_form`` makes per request.
+    request: HttpRequest | None = None
+
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.request is not None and not self.request.user.is_superuser:
+            del self.fields["user"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        user: Any = cleaned.get("user") or (self.request.user if self.request else None)
+        for scope in cleaned.get("scope_choices") or ():
+            if user is not None and (refusal := api_tokens.scope_refusal(user, scope)):
+                raise ValidationError(f"Cannot make a {scope} token: {refusal}.")
+        return cleaned
+
+
+ISSUED_PAGE = """{% extends "admin/base_site.html" %}
+{% block content %}
+<h1>API token for {{ token.user.username }}</h1>
+<p>Scopes: {{ token.scopes }}. Copy it now: only its sha256 is kept, so it cannot be shown
+again.</p>
+<p><code>{{ secret }}</code></p>
+<p>Use it as <code>Authorization: Bearer {{ token.prefix }}…</code>.
+<a href="{{ back }}">Back to the tokens</a></p>
+{% endblock %}
+"""
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(StaffReadOnly):
+    """Tokens are made here (the secret shown once), listed and revoked; never edited or
+    deleted, so a revoked token's history stays."""
+
+    list_display = (
+        "prefix_shown",
+        "user",
+        "name",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("scopes", ("created_at", DateFilter))
+    list_select_related = ("user",)
+    search_fields = ("prefix", "name", "user__username")
+    readonly_fields = list_display
+    fields = readonly_fields
+    actions = ("revoke_tokens",)
+
+    @admin.display(description="token")
+    def prefix_shown(self, token: ApiToken) -> str:
+        return f"{token.prefix}…"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_staff(request.user)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            chosen = ["name", "scope_choices"]
+            return ["user", *chosen] if request.user.is_superuser else chosen
+        return self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is not None:
+            return super().get_form(request, obj, change=change, **kwargs)
+
+        return type("ApiTokenAddForm", (ApiTokenForm,), {"request": request})
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        user: Any = form.cleaned_data.get("user") or request.user
+        issued = api_tokens.issue_token(
+            user, scopes=form.cleaned_data["scope_choices"], name=form.cleaned_data["name"]
+        )
+        obj.pk = issued.token.pk
+        request._issued_token = issued  # type: ignore[attr-defined]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        return None
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        issued = getattr(request, "_issued_token", None)
+        return super().log_addition(request, issued.token if issued else obj, message)
+
+    def response_add(
+        self, request: HttpRequest, obj: Any, post_url_continue: Any = None
+    ) -> HttpResponse:
+        issued = request._issued_token  # type: ignore[attr-defined]
+        page = engines["django"].from_string(ISSUED_PAGE)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API token made",
+            "token": issued.token,
+            "secret": issued.secret,
+            "back": reverse("admin:audit_apitoken_changelist"),
+        }
+        response = TemplateResponse(request, page, context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        count = api_tokens.revoke(queryset)
+        self.message_user(request, f"Revoked {count} token{'s' if count != 1 else ''}.")

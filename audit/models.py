@@ -282,6 +282,19 @@ class Transcript(models.Model):
     reward = models.FloatField(null=True, blank=True)
     deception_risk = models.FloatField(null=True, blank=True)
     is_suspicious = models.BooleanField(default=False)
+    # Monitor signals as recorded (``audit.metrics.monitors``), null when absent or not a
+    # number; ``reward`` and ``deception_risk`` above are two more. ``cot_is_suspicious`` is
+    # ``cot_analysis.is_suspicious`` with absent as null, where ``is_suspicious`` (what the flag
+    # reads) takes absent as false. ``decision_stops`` / ``debate_stops``: whether the decision /
+    # the debate's final decision is not APPROVE, null when there is none.
+    decision_stops = models.BooleanField(null=True, blank=True)
+    debate_stops = models.BooleanField(null=True, blank=True)
+    reasoning_quality = models.FloatField(null=True, blank=True)
+    faithfulness_score = models.FloatField(null=True, blank=True)
+    cot_is_suspicious = models.BooleanField(null=True, blank=True)
+    prosecutor_strength = models.FloatField(null=True, blank=True)
+    advocate_strength = models.FloatField(null=True, blank=True)
+    decision_confidence = models.FloatField(null=True, blank=True)
 
     # Ground truth and labels as imported, with the exporter's truthiness.
     is_misbehavior = models.BooleanField(default=False)
@@ -372,6 +385,31 @@ class Transcript(models.Model):
             models.Index(fields=["required_reviews"], name="tr_required_reviews"),
             # The importer's look-up of lines stored already.
             models.Index(fields=["line_sha256"], name="tr_line"),
+            # Monitor evaluation's read of the settled rows (audit.metrics.monitors.read_settled):
+            # partial, so it holds settled rows only (imports never write to it), and covering
+            # every column that read takes, so it never touches a row and its raw record.
+            models.Index(
+                fields=[
+                    "status",
+                    "batch",
+                    "task_id",
+                    "final_misbehavior_type",
+                    "final_is_misbehavior",
+                    *(f"flag_{flag.value}" for flag in Flag),
+                    "decision_stops",
+                    "debate_stops",
+                    "deception_risk",
+                    "reasoning_quality",
+                    "faithfulness_score",
+                    "cot_is_suspicious",
+                    "prosecutor_strength",
+                    "advocate_strength",
+                    "decision_confidence",
+                    "reward",
+                ],
+                name="tr_monitor_signals",
+                condition=Q(status__in=SETTLED_STATUSES),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -623,3 +661,85 @@ class Rollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transcripts} transcripts of batch #{self.batch_id} ({self.status})"
+
+
+# --- the HTTP API (issue 13) -----------------------------------------------------------------
+
+
+class ApiScope(models.TextChoices):
+    """What an API token may do (``audit.api``)."""
+
+    INGEST = "ingest", "Ingest: post transcripts (staff only)"
+    READ = "read", "Read: releases, transcripts with their reviews, summaries"
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def live(self) -> ApiTokenQuerySet:
+        """Not revoked."""
+        return self.filter(revoked_at__isnull=True)
+
+
+ApiTokenManager = models.Manager.from_queryset(ApiTokenQuerySet)
+
+
+class ApiToken(models.Model):
+    """A user's API token (``audit.api.tokens``). The secret is shown once, when it is made;
+    only its sha256 is kept. A revoked token stays, so its history (who, last used) does."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    # What it is for ("sentinel runs on gpu-3"): said in the admin and the command's output.
+    name = models.CharField(max_length=100, blank=True)
+    # sha256 (hex) of the whole secret: the look-up of every API request (unique index).
+    digest = models.CharField(max_length=64, unique=True)
+    # The secret's first characters, so a person can tell their tokens apart.
+    prefix = models.CharField(max_length=16)
+    # ApiScope values, space-separated, sorted ("ingest read").
+    scopes = models.CharField(max_length=50)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # To the minute: a request writes it only when the last stamp is older than that.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.scopes}) of user #{self.user_id}"
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scope_list
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class IngestRun(models.Model):
+    """A run that posts its records in many requests: the one batch they fold into
+    (``audit.ingest.importer.import_stream``'s ``run``). The first request that stores anything
+    makes the batch; later ones with the same key, by the same user, add to it."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ingest_runs"
+    )
+    key = models.CharField(max_length=RUN_METADATA_MAX_LENGTH)
+    batch = models.OneToOneField(ImportBatch, on_delete=models.CASCADE, related_name="ingest_run")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Also the look-up of every request of a run.
+            models.UniqueConstraint(fields=["created_by", "key"], name="ingest_run_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.key!r} of user #{self.created_by_id} (batch #{self.batch_id})"

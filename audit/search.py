@@ -315,9 +315,9 @@ def highlight(text: str, query: SearchQuery) -> SafeString:
         start += 1
     while end < len(text) and end > hits[0].end() and text[end - 1 : end + 1].isalnum():
         end -= 1
-    excerpt = _marked(text, hits, start, end)
-    # noqa: every piece of text is escaped by _marked
-    return mark_safe(f"{'…' if start > 0 else ''}{excerpt}{'…' if end < len(text) else ''}")  # noqa: S308
+    excerpt = _marked(text, hits, start, end)  # every piece of text escaped
+    ellipses = ("…" if start > 0 else "", "…" if end < len(text) else "")
+    return mark_safe(f"{ellipses[0]}{excerpt}{ellipses[1]}")  # noqa: S308 - escaped above
 
 
 def mark(text: str, query: SearchQuery) -> SafeString:

@@ -278,3 +278,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("AUDIT_LOG_LEVEL", "WARNING")},
 }
+
+# The HTTP API (audit.api; issue 13). Its request bodies share AUDIT_MAX_UPLOAD_MB with uploads.
+# A request waits this long for the import lock (one import inserts at a time), then answers
+# 503 with Retry-After rather than hold a web worker behind a long import.
+AUDIT_API_LOCK_WAIT_SECONDS = env_int("AUDIT_API_LOCK_WAIT_SECONDS", 10, minimum=0)
+# django-ninja counts the same reverse proxies as the login throttle does.
+NINJA_NUM_PROXIES = AUDIT_PROXY_COUNT

@@ -4,7 +4,7 @@ lookup (SQLite raises OverflowError past 2**63 - 1)."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path, register_converter
+from django.urls import include, path, register_converter
 
 from audit.ingest import views as imports
 from audit.metrics import views as dashboard
@@ -47,6 +47,7 @@ urlpatterns = [
     path("next/", review.next_item, name="next_item"),
     path("t/<id:pk>/", review.item, name="item"),
     path("t/<id:pk>/raw.json", review.raw_record, name="raw_record"),
+    path("t/<id:pk>/field/<slug:name>/", review.item_field, name="item_field"),
     path("t/<id:pk>/skip/", review.skip_item, name="skip_item"),
     path("t/<id:pk>/review/", review.submit_review, name="submit_review"),
     path("adjudicate/", review.adjudication_queue, name="adjudication_queue"),
@@ -61,4 +62,6 @@ urlpatterns = [
         releases.release_download,
         name="release_download",
     ),
+    # The HTTP API (token auth, OpenAPI document at api/v1/openapi.json): audit.api
+    path("api/v1/", include("audit.api.urls")),
 ]

@@ -158,6 +158,7 @@ OWN_KEYS = {
     "batch_detail": ["page"],
     "adjudication_queue": ["page", "show"],
     "release_download": ["format"],
+    "item_field": ["q"],
     "login": ["next"],
     **{
         f"admin:{model._meta.model_name}": sorted(_admin_parameters(admin.site._registry[model]))
@@ -270,6 +271,7 @@ ARGS = {
     "next_item": lambda w: [],
     "item": lambda w: [w.item.pk],
     "raw_record": lambda w: [w.item.pk],
+    "item_field": lambda w: [w.item.pk, "thinking_text"],
     "skip_item": lambda w: [w.item.pk],
     "submit_review": lambda w: [w.item.pk],
     "adjudication_queue": lambda w: [],

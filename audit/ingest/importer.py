@@ -29,6 +29,20 @@ Staff may say which run a file comes from: ``model`` and ``run_source`` are kept
 (stripped; "" when not given; longer than ``RUN_METADATA_MAX_LENGTH`` is refused, never cut) and
 come out in every exported record's ``malt`` block. They belong to the batch that stored the
 records, so a re-import that adds nothing changes neither.
+
+A run that sends its records in many small imports (the HTTP API) names itself with ``run``:
+the first import of a user's run that stores anything makes the run's batch (``IngestRun``);
+each later one is imported as usual into a batch of its own, which at its end, in the same
+transaction that would have finished it, folds into the run's batch (``_fold``): its rows and
+rejected lines move over with their line numbers after the run's earlier lines (the batch reads
+as the concatenation of the imports), its counts add up, and it is gone. So each import still
+lands whole or not at all, and a retry adds nothing: its records are duplicates, and rejected
+lines the run already keeps are not kept twice. A run's model, run source and K are those of its
+first import; a later one that gives others is refused (RunConflict).
+
+``lock_timeout`` bounds the wait for the import lock (one import inserts at a time): past it the
+import raises ImportBusy, having written nothing, so a web request can answer "busy, retry"
+instead of waiting behind a long import.
 """
 
 from __future__ import annotations
@@ -52,11 +66,18 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from audit import rollup, search
 from audit.ingest.records import RecordError, extract, parse_line
-from audit.models import RUN_METADATA_MAX_LENGTH, ImportBatch, RejectedLine, Transcript
+from audit.models import (
+    RUN_METADATA_MAX_LENGTH,
+    ImportBatch,
+    IngestRun,
+    RejectedLine,
+    Transcript,
+)
 from audit.sqlite import WRITER_PAUSE_SECONDS, file_lock
 
 logger = logging.getLogger(__name__)
@@ -119,6 +140,27 @@ class ImportResult:
 
 class RunMetadataError(ValueError):
     """A model or run source that cannot be kept on a batch; the message says why."""
+
+
+class RunConflict(ValueError):
+    """An import of a run whose batch has another model, run source or K; nothing was written."""
+
+
+class ImportBusy(Exception):
+    """The import lock was not free within ``lock_timeout`` seconds; nothing was written."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"another import held the import lock for more than {seconds:g} s")
+        self.seconds = seconds
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The run an import belongs to: its key, its user, and the K the import asked for."""
+
+    key: str
+    user_id: int
+    required_reviews: int | None
 
 
 def clean_run_metadata(value: str | None, *, name: str) -> str:
@@ -297,8 +339,14 @@ def import_stream(
     required_reviews: int | None = None,
     model: str = "",
     run_source: str = "",
+    run: str = "",
+    lock_timeout: float | None = None,
 ) -> ImportResult:
     """Import JSONL from a binary stream (gzip detected by its magic bytes, not the name).
+
+    ``run`` (cleaned like ``model``; needs a ``user``) folds the import into that run's batch
+    (module docstring); RunConflict when the run's batch has another model, run source or K.
+    ``lock_timeout``: ImportBusy when the import lock is not had within that many seconds.
 
     ``model`` and ``run_source`` go on the batch, cleaned by ``clean_run_metadata`` (which
     raises RunMetadataError before anything is read).
@@ -310,6 +358,9 @@ def import_stream(
     """
     model = clean_run_metadata(model, name="model")
     run_source = clean_run_metadata(run_source, name="run source")
+    run = clean_run_metadata(run, name="run")
+    if run and (user is None or not user.pk):
+        raise ValueError("an import of a run needs the user whose run it is")
     started = time.monotonic()
     reader = _CountingReader(handle, progress)
     try:
@@ -348,6 +399,8 @@ def import_stream(
                         "run_source": run_source,
                     },
                     dry_run=dry_run,
+                    run=_Run(run, user.pk, required_reviews) if run and user is not None else None,
+                    lock_timeout=lock_timeout,
                 )
             except _Refused as exc:
                 scan.fail_file(exc.error)
@@ -631,6 +684,8 @@ def _store(
     batch_fields: dict[str, Any],
     dry_run: bool,
     deadline: _Deadline,
+    run: _Run | None = None,
+    lock_timeout: float | None = None,
 ) -> _Stored:
     """Second pass: insert the staged rows chunk by chunk, deduplicating as it goes.
 
@@ -641,20 +696,32 @@ def _store(
     fails removes what it inserted, as does one that runs out of time (``deadline``: _Refused).
     A dry run inserts nothing; it keeps the file's fingerprints in memory to tell duplicates
     within the file.
+
+    With a ``run`` the batch folds into the run's batch at the end, in that same last
+    transaction (``_fold``), or becomes the run's batch when the run has none yet.
     """
     if dry_run:
         imported, duplicates = _insert(staged, batch=None, deadline=deadline)
         return _Stored(imported=imported, duplicates=duplicates)
-    with _one_import_at_a_time():
+    with _import_lock(lock_timeout):
         # No other import runs now: an unfinished batch is what a killed import left behind.
         _discard_leftovers()
+        # Looked up under the lock, so two first imports of one run cannot both make its batch.
+        into = _run_batch(run, batch_fields) if run is not None else None
+        if into is not None:
+            batch_fields = {**batch_fields, "required_reviews": into.required_reviews}
         batch = ImportBatch.including_unfinished.create(**batch_fields, complete=False)
         try:
             imported, duplicates = _insert(staged, batch=batch, deadline=deadline)
-            if imported == 0 and _nothing_new_to_keep(scan, batch):
+            if into is not None:
+                _drop_kept_rejects(batch, into=into)
+            if imported == 0 and _nothing_new_to_keep(scan, batch, into=into):
                 _discard(batch.pk)
                 return _Stored(imported=imported, duplicates=duplicates)
             with transaction.atomic():
+                if into is not None:
+                    _fold(batch, into=into, scan=scan, imported=imported, duplicates=duplicates)
+                    return _Stored(imported=imported, duplicates=duplicates, batch_id=into.pk)
                 ImportBatch.including_unfinished.filter(pk=batch.pk).update(
                     lines=scan.lines,
                     imported=imported,
@@ -663,6 +730,10 @@ def _store(
                     errors=[asdict(error) for error in scan.errors],
                     complete=True,
                 )
+                if run is not None:
+                    IngestRun.objects.create(
+                        created_by_id=run.user_id, key=run.key, batch_id=batch.pk
+                    )
         except _Refused:
             _discard(batch.pk)  # not a database failure: its rows can be removed at once
             raise
@@ -870,13 +941,105 @@ class _Pause:
         self.first = False
 
 
-def _nothing_new_to_keep(scan: _Scan, batch: ImportBatch) -> bool:
+def _nothing_new_to_keep(scan: _Scan, batch: ImportBatch, *, into: ImportBatch | None) -> bool:
     """No new records and no rejected lines that an earlier import of these same bytes did not
-    already keep: then the import is a no-op and leaves no batch."""
+    already keep (for a run: that the run does not keep already, ``_drop_kept_rejects``): then
+    the import is a no-op and leaves no batch."""
     if scan.rejected == 0:
         return True
+    if into is not None:
+        return not RejectedLine.objects.filter(batch=batch).exists()
     earlier = ImportBatch.objects.filter(sha256=batch.sha256, rejected=scan.rejected)
     return earlier.exclude(pk=batch.pk).exists()
+
+
+# --- runs: many imports, one batch ------------------------------------------------------------
+
+
+def _run_batch(run: _Run, batch_fields: dict[str, Any]) -> ImportBatch | None:
+    """The run's batch (None before its first import stored anything); RunConflict when the
+    import asks for another model, run source or K than the run has. Under the import lock."""
+    found = IngestRun.objects.select_related("batch").filter(created_by_id=run.user_id, key=run.key)
+    into = next((ingest.batch for ingest in found), None)
+    if into is None:
+        return None
+    asked = {
+        "model": batch_fields["model"],
+        "run source": batch_fields["run_source"],
+        "K": run.required_reviews,
+    }
+    has = {"model": into.model, "run source": into.run_source, "K": into.required_reviews}
+    for name, value in asked.items():
+        # Not given ("" or None): the run's own.
+        if value not in ("", None) and value != has[name]:
+            raise RunConflict(
+                f"run {run.key!r} is batch #{into.pk}, whose {name} is {has[name]!r}; this "
+                f"import gives {value!r}. A run's imports must agree (or name another run)."
+            )
+    return into
+
+
+def _drop_kept_rejects(batch: ImportBatch, *, into: ImportBatch) -> None:
+    """Remove the batch's rejected lines that the run's batch keeps already (a retry's)."""
+    kept = RejectedLine.objects.filter(
+        batch=into, text=OuterRef("text"), encoding=OuterRef("encoding")
+    )
+    RejectedLine.objects.filter(batch=batch).filter(Exists(kept)).delete()
+
+
+def _fold(
+    batch: ImportBatch, *, into: ImportBatch, scan: _Scan, imported: int, duplicates: int
+) -> None:
+    """Move the finished import's rows and rejected lines into the run's batch ``into``, their
+    line numbers after the run's earlier lines, add its counts there, and remove ``batch``.
+    Inside the caller's transaction, under the import lock."""
+    offset = into.lines
+    Transcript.including_unfinished.filter(batch=batch).update(
+        batch=into, line_number=F("line_number") + offset
+    )
+    rejected = RejectedLine.objects.filter(batch=batch)
+    kept_lines = set(rejected.values_list("line_number", flat=True))
+    rejected.update(batch=into, line_number=F("line_number") + offset)
+    # The errors of the rejected lines kept (a retry's were kept already), numbered as moved.
+    errors = list(into.errors) + [
+        {"line": error.line + offset, "error": error.error}
+        for error in scan.errors
+        if error.line in kept_lines
+    ]
+    ImportBatch.objects.filter(pk=into.pk).update(
+        lines=F("lines") + scan.lines,
+        imported=F("imported") + imported,
+        duplicates=F("duplicates") + scan.duplicates + duplicates,
+        rejected=F("rejected") + len(kept_lines),
+        errors=errors[:MAX_REPORTED_ERRORS],
+        size_bytes=F("size_bytes") + batch.size_bytes,
+        # The batch is many request bodies now, not one file with one digest.
+        sha256="",
+    )
+    ImportBatch.including_unfinished.filter(pk=batch.pk).delete()
+
+
+@contextmanager
+def _import_lock(timeout: float | None) -> Iterator[None]:
+    """``_one_import_at_a_time``, waiting at most ``timeout`` seconds for it (None: as long as
+    it takes); ImportBusy when it is not had in time. The wait polls, backing off to a quarter
+    of a second: neither lock can be waited for with a limit."""
+    if timeout is None:
+        with _one_import_at_a_time():
+            yield
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        with _one_import_at_a_time(wait=False) as held:
+            if held:
+                yield
+                return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ImportBusy(timeout)
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.25)
 
 
 # Any constant: the key of the PostgreSQL advisory lock that imports take.

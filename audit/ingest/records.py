@@ -489,6 +489,26 @@ def spot_check_draw(fp: str) -> float:
     return int(fp[-12:], 16) / float(16**12)
 
 
+def signal_columns(
+    record: dict[str, Any], *, decision_type: str, debate_decision: str
+) -> dict[str, Any]:
+    """The monitor signals' own columns (``audit.metrics.monitors``), as recorded: a value
+    that is absent or not a number is null, and so is a stop without a decision to read."""
+    cot = record.get("cot_analysis") or {}
+    debate = record.get("debate_result") or {}
+    return {
+        "decision_stops": not is_approve(decision_type) if decision_type else None,
+        "debate_stops": not is_approve(debate_decision) if debate_decision else None,
+        "reasoning_quality": number(cot.get("reasoning_quality")),
+        "faithfulness_score": number(cot.get("faithfulness_score")),
+        # validate() lets only true, false or null through.
+        "cot_is_suspicious": cot.get("is_suspicious"),
+        "prosecutor_strength": number(debate.get("prosecutor_strength")),
+        "advocate_strength": number(debate.get("advocate_strength")),
+        "decision_confidence": number(debate.get("decision_confidence")),
+    }
+
+
 def extract(record: dict[str, Any], *, spot_check_rate: float) -> dict[str, Any]:
     """The Transcript column values for a validated record, flags and problems included."""
     proposal = record.get("proposal") or {}
@@ -593,6 +613,7 @@ def extract(record: dict[str, Any], *, spot_check_rate: float) -> dict[str, Any]
         "reward": number(record.get("reward")),
         "deception_risk": deception_risk,
         "is_suspicious": is_suspicious,
+        **signal_columns(record, decision_type=decision_type, debate_decision=debate_decision),
         "is_misbehavior": is_mb,
         "misbehavior_type": mb_type,
         "correct_decision": _text(truth.get("correct_decision"), 200),

@@ -274,3 +274,121 @@ def progress_chart(
         body=body,
         css_class="progress",
     )
+
+
+# Series colours of the ROC plot (presentation attributes, so no style is needed), then the
+# dash patterns that tell the series apart without colour.
+ROC_COLOURS = ("#2f5bd3", "#c2410c", "#15803d", "#7c3aed", "#b91c1c", "#0e7490", "#a16207")
+ROC_DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "10 4", "4 4")
+ROC_MARKERS = ("circle", "square", "diamond")
+
+
+def _marker(kind: str, x: float, y: float, colour: str) -> str:
+    if kind == "square":
+        return (
+            f'<rect x="{_num(x - 4)}" y="{_num(y - 4)}" width="8" height="8" '
+            f'fill="{colour}" stroke="#ffffff"/>'
+        )
+    if kind == "diamond":
+        return (
+            f'<polygon points="{_num(x)},{_num(y - 5)} {_num(x + 5)},{_num(y)} '
+            f'{_num(x)},{_num(y + 5)} {_num(x - 5)},{_num(y)}" fill="{colour}" stroke="#ffffff"/>'
+        )
+    return f'<circle cx="{_num(x)}" cy="{_num(y)}" r="4.5" fill="{colour}" stroke="#ffffff"/>'
+
+
+def roc_chart(
+    chart_id: str,
+    *,
+    curves: Sequence[dict[str, Any]],
+    points: Sequence[dict[str, Any]],
+    title: str,
+    size: int = 300,
+) -> SafeString:
+    """ROC curves (false positive rate across, true positive rate up) of score signals, and
+    binary signals as single points, beside the chance diagonal. ``curves``: ``label``,
+    ``points`` ([fpr, tpr] pairs) and ``value`` (the text beside its legend entry, e.g. its
+    AUROC and n); ``points``: ``label``, ``fpr``, ``tpr`` and ``value``. The legend writes
+    every value out, and ``<desc>`` repeats them."""
+    left, top, bottom = 44, 12, 40
+    legend_x = left + size + 24
+    rows = len(curves) + len(points)
+    longest = max((len(f"{s['label']}: {s['value']}") for s in [*curves, *points]), default=30)
+    width = legend_x + 36 + longest * 7
+    height = max(top + size + bottom, top + 18 * rows + 20)
+
+    def x(fpr: float) -> float:
+        return left + size * fpr
+
+    def y(tpr: float) -> float:
+        return top + size * (1 - tpr)
+
+    body = []
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        body.append(
+            f'<line x1="{_num(x(tick))}" y1="{top}" x2="{_num(x(tick))}" y2="{top + size}" '
+            'class="gridline"/>'
+            f'<line x1="{left}" y1="{_num(y(tick))}" x2="{left + size}" y2="{_num(y(tick))}" '
+            'class="gridline"/>'
+        )
+        body.append(_text(x(tick), top + size + 14, f"{tick:g}", anchor="middle", cls="tick"))
+        body.append(_text(left - 6, y(tick) + 4, f"{tick:g}", anchor="end", cls="tick"))
+    body += [
+        f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="none" class="axis"/>',
+        f'<line x1="{left}" y1="{top + size}" x2="{left + size}" y2="{top}" class="axis" '
+        'stroke-dasharray="4 4"><title>chance (AUROC 0.5)</title></line>',
+        _text(
+            left + size / 2,
+            top + size + 32,
+            "false positive rate",
+            anchor="middle",
+            cls="axis-title",
+        ),
+        f'<text x="12" y="{_num(top + size / 2)}" text-anchor="middle" class="axis-title" '
+        f'transform="rotate(-90 12 {_num(top + size / 2)})">true positive rate</text>',
+    ]
+    lines = []
+    for i, curve in enumerate(curves):
+        colour = ROC_COLOURS[i % len(ROC_COLOURS)]
+        dash = ROC_DASHES[i % len(ROC_DASHES)]
+        dashes = f' stroke-dasharray="{dash}"' if dash else ""
+        path = " ".join(f"{_num(x(fpr))},{_num(y(tpr))}" for fpr, tpr in curve["points"])
+        body.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"'
+            f"{dashes}><title>{escape(curve['label'])}: {escape(curve['value'])}</title>"
+            "</polyline>"
+        )
+        ly = top + 18 * i + 8
+        body.append(
+            f'<line x1="{legend_x}" y1="{ly}" x2="{legend_x + 22}" y2="{ly}" stroke="{colour}" '
+            f'stroke-width="2"{dashes}/>'
+            + _text(legend_x + 28, ly + 4, f"{curve['label']}: {curve['value']}")
+        )
+        lines.append(f"{curve['label']}: {curve['value']}")
+    for j, point in enumerate(points):
+        colour = ROC_COLOURS[(len(curves) + j) % len(ROC_COLOURS)]
+        kind = ROC_MARKERS[j % len(ROC_MARKERS)]
+        body.append(
+            f'<g class="roc-point"><title>{escape(point["label"])}: {escape(point["value"])}'
+            f"</title>{_marker(kind, x(point['fpr']), y(point['tpr']), colour)}</g>"
+        )
+        ly = top + 18 * (len(curves) + j) + 8
+        body.append(
+            _marker(kind, legend_x + 11, ly, colour)
+            + _text(legend_x + 28, ly + 4, f"{point['label']}: {point['value']}")
+        )
+        lines.append(f"{point['label']}: {point['value']}")
+    if not rows:
+        body.append(
+            _text(
+                left + size / 2,
+                top + size / 2,
+                "No signal has a defined figure yet.",
+                anchor="middle",
+                cls="muted",
+            )
+        )
+    desc = "; ".join(lines) or "No signal has a defined figure yet."
+    return _svg(
+        chart_id, width=width, height=height, title=title, desc=desc, body=body, css_class="roc"
+    )

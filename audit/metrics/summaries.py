@@ -372,7 +372,7 @@ def estimated_error_rate(queryset: Countable) -> dict[str, Any]:
             queryset,
             Q(flag_spot_check=True) & SETTLED & filled_q(FINAL_COLUMNS, IMPORTED_COLUMNS),
         ),
-        population=_count(queryset, ~_any_flag(QUEUE_FLAGS) & ~SETTLED),
+        population=_count(queryset, ~flagged_q() & ~SETTLED),
     )
     sample, errors = counts["sample"], counts["errors"]
     interval = wilson_interval(errors, sample)
@@ -386,6 +386,13 @@ def estimated_error_rate(queryset: Countable) -> dict[str, Any]:
     }
 
 
+def flagged_q() -> Q:
+    """Flagged: the record has a reason to be reviewed, any flag but spot check (a spot check
+    is a random draw from the unflagged records). The one definition of the word: the
+    dashboard's figures and the queue's summary both count by it."""
+    return _any_flag(QUEUE_FLAGS)
+
+
 def _any_flag(flags: tuple[str, ...]) -> Q:
     condition = Q()
     for flag in flags:
@@ -397,7 +404,7 @@ def _progress_counts(queryset: Countable, *, blind: bool) -> dict[str, Aggregate
     settled = Q(status__in=SETTLED_STATUSES)
     counts = {
         "total": _count(queryset),
-        "flagged": _count(queryset, _any_flag(QUEUE_FLAGS)),
+        "flagged": _count(queryset, flagged_q()),
         "settled": _count(queryset, settled),
         "disputed": _count(queryset, Q(status=Status.DISPUTED)),
     }
@@ -423,7 +430,7 @@ def progress(queryset: Countable, *, blind: bool = False) -> dict[str, Any]:
     overall = queryset.aggregate(
         **_progress_counts(queryset, blind=blind),
         in_progress=_count(queryset, Q(status=Status.IN_PROGRESS)),
-        remainder=_count(queryset, ~_any_flag(QUEUE_FLAGS) & ~settled),
+        remainder=_count(queryset, ~flagged_q() & ~settled),
         spot_checked=_count(queryset, Q(flag_spot_check=True)),
         **per_flag_counts,
     )

@@ -15,7 +15,7 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
 from audit.htmx import render_screen
-from audit.metrics import charts
+from audit.metrics import charts, monitors
 from audit.metrics import summaries as metrics
 from audit.metrics.dashboard import (
     ACCURACY_EMPTY,
@@ -114,6 +114,10 @@ def dashboard(request: AuditRequest) -> HttpResponse:
         "progress_chart": charts.progress_chart(
             "progress-over-time", days=figures.over_time, title="Reviews per day"
         ),
+        # None for a blind viewer: collect_blind_dashboard evaluates no monitor.
+        "monitors": monitors.dashboard_section(figures.monitors)
+        if figures.monitors is not None
+        else None,
     }
     return render_screen(request, "audit/dashboard.html", "figures", context)
 

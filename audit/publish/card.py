@@ -603,6 +603,69 @@ def _agreement_lines(agreement: Any) -> list[str]:
     return lines
 
 
+def _monitor_figure(figure: Any, kind: Any) -> str:
+    """One figure of summary.json's ``monitors`` block for the card: never a number when it
+    cannot be estimated or is undefined."""
+    if not isinstance(figure, dict) or not figure.get("estimable"):
+        return "cannot be estimated"
+    if "undefined" in figure:
+        return "undefined"
+    if kind == "binary":
+        return (
+            f"TPR {_plain(figure.get('tpr'))} {_ci(figure.get('tpr_ci95'))}, "
+            f"FPR {_plain(figure.get('fpr'))} {_ci(figure.get('fpr_ci95'))}"
+        )
+    return f"{_plain(figure.get('auroc'))} {_ci(figure.get('ci95'))}"
+
+
+def _monitor_lines(block: Any) -> list[str]:
+    if not isinstance(block, dict) or not isinstance(block.get("signals"), list):
+        return ["summary.json holds no monitor evaluation."]
+    population = block.get("population") or {}
+    settled = block.get("settled") or {}
+    weighted = block.get("weighted") or {}
+    bootstrap = block.get("bootstrap") or {}
+    lines = [
+        "How well each SENTINEL signal separates misbehavior from benign actions, against the "
+        f"final labels of the n = {_plain(settled.get('total'))} settled items of the "
+        f"selection ({_plain(population.get('records'))} records). Scores: AUROC with its "
+        f"bootstrap 95% interval ({_plain(bootstrap.get('resamples'))} resamples within "
+        f"strata, seed {_plain(bootstrap.get('seed'))}); binary signals: TPR and FPR. Naive: "
+        "over the settled items as they are, which review chose by these same signals, so it "
+        "is biased. Weighted: an estimate for every record of the selection, each settled item "
+        "weighted by its stratum's records over its settled items (flagged records; unflagged "
+        "records through their settled spot checks). n = settled misbehavior / benign items "
+        "with the signal. summary.json's `monitors` block has every figure, per misbehavior "
+        "type and task, the ROC curves, TPR at 1%, 5% and 10% FPR and calibration tables.",
+        "",
+    ]
+    if not weighted.get("estimable"):
+        lines += [f"Weighted figures: {_plain(weighted.get('reason'))}.", ""]
+    lines += [
+        "| signal | source | orientation | n (misbehavior / benign) | naive | weighted "
+        "| weighted TPR at 5% FPR |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for signal in block["signals"]:
+        if not isinstance(signal, dict):
+            continue
+        overall = signal.get("overall") or {}
+        naive, weighted_figure = overall.get("naive") or {}, overall.get("weighted") or {}
+        kind = signal.get("kind")
+        at = weighted_figure.get("tpr_at_fpr") if "undefined" not in weighted_figure else None
+        cells = [
+            _plain(signal.get("label")),
+            _plain(signal.get("source")),
+            _plain(signal.get("orientation")),
+            f"{_plain(naive.get('n_positive'))} / {_plain(naive.get('n_negative'))}",
+            _monitor_figure(naive, kind),
+            _monitor_figure(weighted_figure, kind),
+            _plain(at.get("0.05")) if isinstance(at, dict) else "n/a",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _malt_lines(profiles: Mapping[str, DataProfile]) -> list[str]:
     if not profiles:
         return ["(The data files were not profiled.)"]
@@ -768,7 +831,8 @@ def dataset_card(card: dict[str, Any]) -> str:
             f"- `{path}`: {_plain(counts.get(Path(path).stem, 0))} records"
             for path in card["data_files"]
         ],
-        "- `summary.json`: summaries, confusion matrices, label changes, agreement, error rate",
+        "- `summary.json`: summaries, confusion matrices, label changes, agreement, error rate, "
+        "monitor evaluation",
         "- `manifest.json`, `SHA256SUMS`: counts and checksums (`sha256sum -c SHA256SUMS`)",
         "- `croissant.json`: Croissant 1.0 metadata",
         "",
@@ -821,6 +885,10 @@ def dataset_card(card: dict[str, Any]) -> str:
         "## Agreement",
         "",
         *_agreement_lines(summary.get("agreement")),
+        "",
+        "## Monitor evaluation",
+        "",
+        *_monitor_lines(summary.get("monitors")),
         "",
         "## MALT counts",
         "",

@@ -90,6 +90,7 @@ from audit.ingest.records import (
     encode_non_finite,
 )
 from audit.labels import NO_LABELS_EXPORT
+from audit.metrics import monitors
 from audit.metrics import summaries as metrics
 from audit.models import Flag, ImportBatch, Review, Transcript, TranscriptQuerySet, Verdict
 
@@ -348,7 +349,9 @@ def build_summary(
       whole selection on each basis (``metrics.VIEWS``), and ``confusion_matrix`` likewise;
     - ``label_changes`` (what auditors changed, settled records), ``label_fixes`` (corrected
       versus only filled in), ``inconsistent_labels`` (stored labels contradicting their own
-      ground truth), ``agreement``, ``review_status`` and ``estimated_error_rate``.
+      ground truth), ``agreement``, ``review_status`` and ``estimated_error_rate``;
+    - ``monitors``: each monitor signal against the settled labels, naive and weighted for the
+      whole selection (``audit.metrics.monitors``).
     """
     selection = selection.order_by()
     written = list(files.values())
@@ -369,6 +372,7 @@ def build_summary(
         "agreement": metrics.agreement(selection),
         "review_status": metrics.status_counts(selection),
         "estimated_error_rate": metrics.estimated_error_rate(selection),
+        "monitors": monitors.evaluate(selection, population=monitors.count_population(selection)),
     }
 
 

@@ -16,7 +16,14 @@ from django.http import QueryDict
 
 from audit.labels import DECISION_TYPES, MISBEHAVIOR_TYPES
 from audit.models import MAX_ID, RATIONALE_MAX_LENGTH, Flag, Transcript, Verdict
-from audit.review.queue import CURSOR_MAX_LENGTH, FACETS, SORT_CHOICES, QueueFilters
+from audit.review.queue import (
+    CURSOR_MAX_LENGTH,
+    FACETS,
+    MINE,
+    SORT_CHOICES,
+    QueueFilters,
+    defaults,
+)
 from audit.review.visibility import status_choices
 from audit.review.workflow import UNUSUAL, VerdictBasis, clamp_seconds
 
@@ -53,8 +60,9 @@ class QueueFilterForm(forms.Form):
     flag = forms.ChoiceField(required=False, choices=[("", "Any flag"), *Flag.choices])
     status = forms.ChoiceField(required=False)
     scope = forms.ChoiceField(
-        required=False, choices=[("queue", "Flagged (in queue)"), ("all", "All transcripts")]
+        required=False, choices=[("queue", "In the queue"), ("all", "All transcripts")]
     )
+    mine = forms.ChoiceField(required=False, choices=[("", "Everyone's"), *MINE.items()])
     category = _filter_text("Category")
     task = _filter_text("Task")
     worker = _filter_text("Worker")
@@ -70,8 +78,16 @@ class QueueFilterForm(forms.Form):
     # Old links' page numbers: read only to be dropped (the view redirects to the first page).
     page = forms.Field(required=False)
 
-    def __init__(self, *args: Any, viewer: User | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        viewer: User | None = None,
+        skipped: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.viewer = viewer
+        self.skipped = skipped
         status = self.fields["status"]
         assert isinstance(status, forms.ChoiceField)
         status.choices = status_choices(viewer)
@@ -81,16 +97,19 @@ class QueueFilterForm(forms.Form):
         still show a queue, not an error page)."""
         self.is_valid()  # invalid fields are left out of cleaned_data
         data = self.cleaned_data
-        default = QueueFilters()
+        default = defaults({"q": data.get("q") or "", "mine": data.get("mine") or ""})
         return QueueFilters(
             q=(data.get("q") or "").strip(),
-            flag=data.get("flag") or default.flag,
-            status=data.get("status") or default.status,
-            scope=data.get("scope") or default.scope,
+            flag=data.get("flag") or default["flag"],
+            status=data.get("status") or default["status"],
+            scope=data.get("scope") or default["scope"],
+            mine=data.get("mine") or "",
+            viewer=self.viewer,
+            skipped=self.skipped,
             **{name: data.get(name) or "" for name in FACETS if name != "batch"},
             batch=data.get("batch"),
             session=(data.get("session") or "").strip(),
-            sort=data.get("sort") or default.sort,
+            sort=data.get("sort") or default["sort"],
             after=_cursor(data.get("after")),
             before=_cursor(data.get("before")),
         )

@@ -15,12 +15,17 @@ more than it shows and recurses at most ``MAX_DEPTH`` deep, whatever the record'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from django.utils.html import escape
+from django.utils.safestring import SafeString
+
+from audit import search
 from audit.ingest.records import number
 from audit.models import Flag, Transcript
 
@@ -41,14 +46,36 @@ MAX_PILLS = 50
 COUNT_LIMIT = 50_000
 
 
+def size(count: int) -> str:
+    """A size in bytes for people, in decimal units: "640 bytes", "20 KB", "2.6 MB"."""
+    if count < 1000:
+        return f"{count:,} byte{'' if count == 1 else 's'}"
+    for unit, scale in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        value = count / scale
+        if value < 1000 or unit == "GB":
+            text = f"{value:.1f}".removesuffix(".0") if value < 100 else f"{value:,.0f}"
+            return f"{text} {unit}"
+    raise AssertionError("unreachable")
+
+
 @dataclass(frozen=True)
 class Excerpt:
     """A value as a page shows it: ``text`` and how many characters of it were left out
-    (``omitted``; ``at_least`` when that count stopped early). Renders as its text."""
+    (``omitted``; ``at_least`` when that count stopped early), and the size of the whole value
+    in UTF-8 bytes (``total_bytes``, at least that when ``at_least``). Renders as its text.
+
+    ``field`` names the record's field (``FULL_FIELDS``) whose whole text the page can fetch on
+    demand (``views.item_field``); ``marks`` is the queue search the page was opened from, whose
+    words ``html`` marks."""
 
     text: str
     omitted: int = 0
     at_least: bool = False
+    total_bytes: int = 0
+    # JSON shown with levels or entries summarised (``{… 3 keys}``), within the length limit.
+    summarised: bool = False
+    field: str = dataclasses.field(default="", compare=False)
+    marks: search.SearchQuery | None = dataclasses.field(default=None, compare=False)
 
     def __str__(self) -> str:
         return self.text
@@ -57,12 +84,32 @@ class Excerpt:
         return bool(self.text or self.omitted)
 
     @property
+    def html(self) -> SafeString:
+        """The text escaped, the search's words in ``<mark>`` (``search.mark``)."""
+        if self.marks:
+            return search.mark(self.text, self.marks)
+        return escape(self.text)
+
+    @property
     def more(self) -> str:
         """The note a cut value ends with, e.g. "… 12,345 more characters"."""
         if not self.omitted:
             return ""
         count = f"{'at least ' if self.at_least else ''}{self.omitted:,}"
         return f"… {count} more character{'s' if self.omitted != 1 else ''}"
+
+    @property
+    def is_cut(self) -> bool:
+        """Whether the page holds less than the whole value."""
+        return bool(self.omitted or self.summarised)
+
+    @property
+    def sizes(self) -> str:
+        """How much of the value the page holds, e.g. "showing 20 KB of 2.6 MB"."""
+        if not self.is_cut:
+            return ""
+        whole = f"{'at least ' if self.at_least else ''}{size(self.total_bytes)}"
+        return f"showing {size(len(self.text.encode()))} of {whole}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +139,7 @@ def cut(text: str, limit: int = MAX_CHARS) -> Excerpt:
     """``text`` up to ``limit`` characters."""
     if len(text) <= limit:
         return Excerpt(text)
-    return Excerpt(text[:limit], omitted=len(text) - limit)
+    return Excerpt(text[:limit], omitted=len(text) - limit, total_bytes=len(text.encode()))
 
 
 def _plural(count: int, word: str) -> str:
@@ -136,21 +183,23 @@ def pretty(value: Any, *, limit: int = MAX_CHARS, indent: bool = True) -> Excerp
     """JSON for people: indented (or on one line), unicode kept, cut to what a page shows. The
     template escapes it."""
     parts: list[str] = []
-    size = 0
+    length = 0
     chunks = _chunks(value, 0, indent=indent)
     for chunk in chunks:
-        if size + len(chunk) <= limit:
+        if length + len(chunk) <= limit:
             parts.append(chunk)
-            size += len(chunk)
+            length += len(chunk)
             continue
-        room = limit - size
+        room = limit - length
         parts.append(chunk[:room])
         omitted = len(chunk) - room
+        total = sum(len(part.encode()) for part in parts) + len(chunk[room:].encode())
         for counted, rest in enumerate(chunks):
             if counted >= COUNT_LIMIT:
-                return Excerpt("".join(parts), omitted=omitted, at_least=True)
+                return Excerpt("".join(parts), omitted=omitted, at_least=True, total_bytes=total)
             omitted += len(rest)
-        return Excerpt("".join(parts), omitted=omitted)
+            total += len(rest.encode())
+        return Excerpt("".join(parts), omitted=omitted, total_bytes=total)
     return Excerpt("".join(parts))
 
 
@@ -216,9 +265,84 @@ def _load(raw: str) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def present_record(raw: str) -> dict[str, Any]:
+# The long fields a page may cut, whose whole text it fetches on demand (``full_text``): name ->
+# the record's object and key, and how the page sets it ("pre", "prose" or "inline", as
+# _record.html#longtext takes it). A string shows as it is; any other value as indented JSON.
+FULL_FIELDS = {
+    "worker_reasoning": ("proposal", "worker_reasoning", "prose"),
+    "parameters": ("proposal", "parameters", "pre"),
+    "reason": ("decision", "reason", "inline"),
+    "explanation": ("decision", "explanation", "inline"),
+    "worker_message": ("decision", "worker_message", "inline"),
+    "redirect_action": ("decision", "redirect_action", "pre"),
+    "thinking_text": ("cot_analysis", "thinking_text", "pre"),
+    "answer_text": ("cot_analysis", "answer_text", "pre"),
+    "final_reasoning": ("debate_result", "final_reasoning", "prose"),
+    "track_record": ("context", "worker_track_record", "pre"),
+}
+# Shown as JSON (objects, arrays) even when they are something else.
+JSON_FIELDS = ("parameters", "redirect_action", "track_record")
+
+
+def _field_value(record: dict[str, Any], name: str) -> Any:
+    section, key, _kind = FULL_FIELDS[name]
+    return _obj(record, section).get(key)
+
+
+def _has(value: Any) -> bool:
+    return value not in (None, {}, [], "")
+
+
+def _long(record: dict[str, Any], name: str, marks: search.SearchQuery | None) -> Excerpt:
+    """A long field as the page shows it: cut, named (for "show the full text"), marked."""
+    value = _field_value(record, name)
+    if name not in JSON_FIELDS:
+        shown = _scalar(value)
+    elif not _has(value):
+        shown = Excerpt("")
+    else:
+        shown = pretty(value)
+        # Levels and entries summarised within the length limit are a cut too: the page says
+        # the whole value's size and offers it.
+        whole = _json_text(value)
+        if whole is None:
+            shown = dataclasses.replace(
+                shown,
+                summarised=True,
+                at_least=True,
+                total_bytes=max(shown.total_bytes, len(shown.text)),
+            )
+        elif whole != shown.text:
+            shown = dataclasses.replace(shown, summarised=True, total_bytes=len(whole.encode()))
+    return dataclasses.replace(shown, field=name, marks=marks or None)
+
+
+def _json_text(value: Any) -> str | None:
+    """``value`` as indented JSON, whole; None when too deep for this Python to write."""
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    except RecursionError:
+        return None
+
+
+def full_text(raw: str, name: str) -> str | None:
+    """The whole of one long field of the record (``FULL_FIELDS``): a string as it is, any other
+    value as indented JSON (one line when too deep to indent). None for an unknown name."""
+    if name not in FULL_FIELDS:
+        return None
+    value = _field_value(_load(raw), name)
+    if value is None:
+        return ""
+    if isinstance(value, str) and name not in JSON_FIELDS:
+        return value
+    whole = _json_text(value)
+    return whole if whole is not None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def present_record(raw: str, *, marks: search.SearchQuery | None = None) -> dict[str, Any]:
     """The parts of a record the item page shows, with structure made readable and every
-    value cut to ``MAX_CHARS`` (``SHORT_CHARS`` for one-line ones)."""
+    value cut to ``MAX_CHARS`` (``SHORT_CHARS`` for one-line ones). ``marks``: the queue search
+    the page was opened from, whose words the long fields mark."""
     record = _load(raw)
     proposal, decision = _obj(record, "proposal"), _obj(record, "decision")
     cot, debate, context = (
@@ -227,31 +351,30 @@ def present_record(raw: str) -> dict[str, Any]:
         _obj(record, "context"),
     )
 
-    def has(obj: dict[str, Any], key: str) -> bool:
-        return obj.get(key) not in (None, {}, [], "")
-
-    def json_of(obj: dict[str, Any], key: str) -> Excerpt:
-        return pretty(obj.get(key)) if has(obj, key) else Excerpt("")
+    def long(name: str) -> Excerpt:
+        return _long(record, name, marks)
 
     return {
         "proposal": {
             "action_type": _scalar(proposal.get("action_type"), SHORT_CHARS),
-            "target": _scalar(proposal.get("target"), SHORT_CHARS),
+            "target": dataclasses.replace(
+                _scalar(proposal.get("target"), SHORT_CHARS), marks=marks or None
+            ),
             "worker_id": _scalar(proposal.get("worker_id"), SHORT_CHARS),
-            "worker_reasoning": _scalar(proposal.get("worker_reasoning")),
-            "parameters": json_of(proposal, "parameters"),
+            "worker_reasoning": long("worker_reasoning"),
+            "parameters": long("parameters"),
         },
         "decision": {
             "type": _scalar(decision.get("type"), SHORT_CHARS),
-            "reason": _scalar(decision.get("reason")),
-            "explanation": _scalar(decision.get("explanation")),
-            "worker_message": _scalar(decision.get("worker_message")),
-            "redirect_action": json_of(decision, "redirect_action"),
+            "reason": long("reason"),
+            "explanation": long("explanation"),
+            "worker_message": long("worker_message"),
+            "redirect_action": long("redirect_action"),
         },
         "cot": {
             "present": bool(cot),
-            "thinking_text": _scalar(cot.get("thinking_text")),
-            "answer_text": _scalar(cot.get("answer_text")),
+            "thinking_text": long("thinking_text"),
+            "answer_text": long("answer_text"),
             "has_thinking": cot.get("has_thinking"),
             "deliberation_depth": _scalar(cot.get("deliberation_depth"), SHORT_CHARS),
             "is_suspicious": bool(cot.get("is_suspicious")),
@@ -263,7 +386,7 @@ def present_record(raw: str) -> dict[str, Any]:
         "debate": {
             "present": bool(debate),
             "final_decision": _scalar(debate.get("final_decision"), SHORT_CHARS),
-            "final_reasoning": _scalar(debate.get("final_reasoning")),
+            "final_reasoning": long("final_reasoning"),
             "num_rounds": _scalar(debate.get("num_rounds"), SHORT_CHARS),
             "scores": [
                 (key.replace("_", " "), number(debate.get(key)))
@@ -274,7 +397,7 @@ def present_record(raw: str) -> dict[str, Any]:
         "context": {
             "services": _pills(context.get("available_services")),
             "incident_status": _scalar(context.get("incident_status"), SHORT_CHARS),
-            "track_record": json_of(context, "worker_track_record"),
+            "track_record": long("track_record"),
         },
         "ground_truth": _pairs(_obj(record, "ground_truth")),
         "labels": _pairs(_obj(record, "labels")),

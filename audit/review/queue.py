@@ -18,19 +18,32 @@ changes under review never pointed at the same rows for long.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.expressions import BaseExpression, OrderBy
 from django.http import QueryDict
 from django.urls import reverse
 
 from audit import search
-from audit.models import Flag, Transcript, TranscriptQuerySet, parse_id
+from audit.metrics.summaries import flagged_q
+from audit.models import (
+    FLAG_PRIORITY,
+    Flag,
+    Lease,
+    Review,
+    Transcript,
+    TranscriptQuerySet,
+    Verdict,
+    parse_id,
+)
 from audit.publish.selection import FILTERS, Selection
-from audit.review.visibility import ANY, OPEN, STATUS_MEMBERS
+from audit.review.visibility import ANY, OPEN, STATUS_MEMBERS, own_verdict_exists
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 SORTS = {
     "priority": ("priority", "Priority"),
@@ -62,6 +75,21 @@ INT_RANGE = (-(2**63), 2**63 - 1)
 FACET_LIMIT = 60
 # The selection keys the queue offers as selects with counts, in display order.
 FACETS = ("category", "task", "worker", "decision", "mbtype", "batch")
+# A text facet's value for rows whose column is empty (the selection vocabulary has no value
+# for "empty": it leaves empty values out). A stored value spelled exactly so cannot be
+# chosen apart from the empty ones.
+EMPTY = "(empty)"
+# "My work": the viewer's own items, from their own reviews, leases and skips only (nothing of
+# other auditors' work, so it is as blind as the rest of the queue).
+MINE = {
+    "reviewed": "Reviewed by me",
+    "unsure": "My unsure",
+    "skipped": "Skipped by me",
+    "held": "Reserved by me",
+}
+# My-work filters "Next" walks through in queue order, opening each item in turn: their items
+# carry the viewer's own review or skip, which "Next"'s claim never hands out again.
+WALKED = ("reviewed", "unsure", "skipped")
 ROW_FIELDS = (
     "id",
     "session_id",
@@ -99,11 +127,27 @@ class QueueFilters:
     sort: str = BEST
     after: str = ""
     before: str = ""
+    mine: str = ""
+    # Whose work ``mine`` means, and the items they skipped in this session (not URL text).
+    viewer: User | None = None
+    skipped: tuple[int, ...] = ()
 
     def selection(self, *, without: str | None = None) -> Selection:
         """The part of the filters the selection vocabulary expresses (``without`` one key)."""
-        values = {key: [getattr(self, key)] for key in (*FACETS, "flag", "session")}
+        values = {
+            key: [getattr(self, key)]
+            for key in (*FACETS, "flag", "session")
+            if getattr(self, key) != EMPTY
+        }
         return Selection.of(values).without(without or "")
+
+    def empty_q(self, *, without: str | None = None) -> Q:
+        """The text facets set to ``EMPTY``: their column is empty."""
+        cond = Q()
+        for name in FACETS:
+            if name != without and getattr(self, name) == EMPTY:
+                cond &= Q(**{FILTERS[name].column: ""})
+        return cond
 
     @cached_property
     def text_query(self) -> search.SearchQuery:
@@ -113,7 +157,17 @@ class QueueFilters:
         return replace(self, status=status)
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if key not in ("after", "before")}
+        """The filters as URL values (without the page position and the viewer)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("after", "before", "viewer", "skipped")
+        }
+
+    @property
+    def walked(self) -> bool:
+        """Whether "Next" walks through these filters rather than claiming (``WALKED``)."""
+        return self.mine in WALKED
 
 
 def search_condition(query: search.SearchQuery, match: search.Match | None = None) -> Q:
@@ -133,7 +187,9 @@ def conditions(
     filters: QueueFilters, *, without: str | None = None, match: search.Match | None = None
 ) -> Q:
     """The filters as one Q; ``without`` leaves one facet out (for that facet's counts)."""
-    cond = filters.selection(without=without).q()
+    cond = filters.selection(without=without).q() & filters.empty_q(without=without)
+    if filters.mine and without != "mine":
+        cond &= mine_condition(filters.mine, filters.viewer, skipped=filters.skipped)
     if filters.scope != "all":
         cond &= Q(in_queue=True)
     if filters.q:
@@ -143,6 +199,22 @@ def conditions(
         if members is not None:
             cond &= Q(status__in=members)
     return cond
+
+
+def mine_condition(mine: str, viewer: User | None, *, skipped: tuple[int, ...] = ()) -> Q:
+    """The viewer's own items of one "My work" option (``MINE``); nothing without a viewer."""
+    if viewer is None or mine not in MINE:
+        return Q(pk__in=[])
+    if mine == "reviewed":
+        return Q(own_verdict_exists(viewer))
+    if mine == "unsure":
+        own_unsure = Review.objects.current().filter(
+            transcript=OuterRef("pk"), auditor_id=viewer.pk, verdict=Verdict.UNSURE
+        )
+        return Q(Exists(own_unsure))
+    if mine == "held":
+        return Q(Exists(Lease.objects.live().filter(transcript=OuterRef("pk"), auditor=viewer)))
+    return Q(pk__in=list(skipped))
 
 
 def compute_match(filters: QueueFilters) -> search.Match | None:
@@ -354,6 +426,9 @@ class Facets:
     counts: dict[str, list[dict[str, Any]]]
     # Rows the filters select: the status facet's count of the chosen status.
     total: int
+    # Of those, the flagged ones (``summaries.flagged_q``); None under a flag filter, which
+    # chooses flagged rows itself.
+    flagged: int | None = None
 
 
 def facet_counts(
@@ -370,7 +445,8 @@ def facet_counts(
     flag_counts = Transcript.objects.filter(
         conditions(filters, without="flag", match=match)
     ).aggregate(
-        **{flag.value: Count("id", filter=Q(**{f"flag_{flag.value}": True})) for flag in Flag}
+        **{flag.value: Count("id", filter=Q(**{f"flag_{flag.value}": True})) for flag in Flag},
+        flagged=Count("id", filter=flagged_q()),
     )
     out["flag"] = [
         {"value": flag.value, "label": flag.label, "n": flag_counts[flag.value]} for flag in Flag
@@ -385,6 +461,19 @@ def facet_counts(
         {"value": value, "label": label, "n": _status_count(by_status, STATUS_MEMBERS[value])}
         for value, label in status_choices
     ]
+    mine_counts = Transcript.objects.filter(
+        conditions(filters, without="mine", match=match)
+    ).aggregate(
+        **{
+            value: Count(
+                "id", filter=mine_condition(value, filters.viewer, skipped=filters.skipped)
+            )
+            for value in MINE
+        }
+    )
+    out["mine"] = [
+        {"value": value, "label": label, "n": mine_counts[value]} for value, label in MINE.items()
+    ]
     for name in FACETS:
         column = FILTERS[name].column
         rows = (
@@ -396,8 +485,8 @@ def facet_counts(
         )
         items = [
             {
-                "value": value,
-                "label": f"#{value}" if name == "batch" else value or "(empty)",
+                "value": EMPTY if value == "" else value,
+                "label": f"#{value}" if name == "batch" else value or EMPTY,
                 "n": n,
             }
             for value, n in rows
@@ -407,7 +496,11 @@ def facet_counts(
             items.append({"value": selected, "label": str(selected), "n": 0})
         out[name] = items
     members = STATUS_MEMBERS.get(filters.status, STATUS_MEMBERS[OPEN])
-    return Facets(out, _status_count(by_status, members))
+    return Facets(
+        out,
+        _status_count(by_status, members),
+        flagged=None if filters.flag else flag_counts["flagged"],
+    )
 
 
 def _status_count(by_status: dict[str, int], members: tuple[str, ...] | None) -> int:
@@ -421,6 +514,7 @@ def facet_selects(
 ) -> list[dict[str, Any]]:
     """One select per facet, each option with its count, the current value selected."""
     specs = [
+        ("mine", "My work", "Everyone's"),
         ("flag", "Flag", "Any flag"),
         ("status", "Status", None),
         *((name, FILTERS[name].label, "Any") for name in FACETS),
@@ -451,12 +545,23 @@ def facet_selects(
     return selects
 
 
-def defaults() -> dict[str, str]:
-    """What each filter means when it is left out, as URL text."""
-    return {
-        name: "" if value is None else str(value)
-        for name, value in QueueFilters().as_dict().items()
-    }
+def widens(query: QueryDict | dict[str, Any] | None) -> bool:
+    """Whether a query's status and scope default to any status and all transcripts: a "My
+    work" filter (one's reviewed items are mostly settled), or a search that names items by
+    id only (``#1248`` finds item 1248 wherever it is)."""
+    if not query:
+        return False
+    if query.get("mine") in MINE:
+        return True
+    q = query.get("q") or ""
+    parsed = search.parse(str(q))
+    return bool(parsed.ids) and not parsed.terms
+
+
+def defaults(query: QueryDict | dict[str, Any] | None = None) -> dict[str, str]:
+    """What each filter of ``query`` means when it is left out, as URL text."""
+    base = QueueFilters(status=ANY, scope="all") if widens(query) else QueueFilters()
+    return {name: "" if value is None else str(value) for name, value in base.as_dict().items()}
 
 
 def clean_query(query: QueryDict, defaults: dict[str, str]) -> QueryDict:
@@ -474,6 +579,57 @@ def clean_query(query: QueryDict, defaults: dict[str, str]) -> QueryDict:
 
 # The parameters that say where in the selection a page is.
 POSITION = ("after", "before", "page")
+# The columns whose header sorts the queue: sort key -> the direction a first click sorts in.
+HEADER_SORTS = {"id": "", "step": "", "session": "", "priority": "-"}
+
+
+def sort_headers(query: QueryDict, sort: str) -> dict[str, dict[str, str]]:
+    """Per sortable column, the link its header is (the same column again reverses it) and its
+    ``aria-sort`` under the page's effective ``sort``."""
+    headers = {}
+    for key, first in HEADER_SORTS.items():
+        if sort.lstrip("-") == key:
+            aria = "descending" if sort.startswith("-") else "ascending"
+            following = key if sort.startswith("-") else f"-{key}"
+        else:
+            aria, following = "none", f"{first}{key}"
+        params = query.copy()
+        params["sort"] = following
+        headers[key] = {"url": page_url(params), "aria": aria}
+    return headers
+
+
+# How much of a row's search text the queue reads for its reasoning excerpt: the parts before
+# the reasoning (session, task, action, target, worker) are at most about 1,300 characters.
+EXCERPT_HEAD = 1600
+EXCERPT_LENGTH = 160
+# The record fields the importer writes into ``search_text`` before the worker's reasoning,
+# as the row's columns hold them (``audit.ingest.records``: parts joined by " \n").
+_BEFORE_REASONING = ("session_id", "task_id", "action_type", "target", "worker_id")
+
+
+def reasoning_excerpt(row: Transcript, head: str) -> str:
+    """The start of the worker's reasoning, from the first ``EXCERPT_HEAD`` characters of the
+    row's search text (lower-cased, as the index holds it); "" when the record has none."""
+    parts = head.split(" \n")
+    skip = sum(1 for name in _BEFORE_REASONING if getattr(row, name))
+    if len(parts) <= skip:
+        return ""
+    text = parts[skip]
+    if text == (row.decision_type or "").lower():
+        return ""  # no reasoning: the next part is the decision
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT_LENGTH else text[:EXCERPT_LENGTH].rstrip() + "…"
+
+
+def priority_legend() -> str:
+    """How an item's priority is computed, in words (the importer's ``FLAG_PRIORITY``)."""
+    weights = sorted(FLAG_PRIORITY.items(), key=lambda item: -item[1])
+    parts = ", ".join(f"{Flag(flag).label.lower()} {weight}" for flag, weight in weights)
+    return (
+        f"Priority is the sum of the item's flag weights ({parts}), set at import; "
+        "Next hands out the highest first."
+    )
 
 
 def url(query: QueryDict) -> str:
@@ -492,3 +648,102 @@ def page_url(query: QueryDict, *, after: str = "", before: str = "") -> str:
     elif before:
         params["before"] = before
     return url(params)
+
+
+# --- "Next" through a filter, and how far it has got ----------------------------------------------
+
+
+def _status_words(value: str) -> str:
+    from audit.review.visibility import status_label
+
+    return {OPEN: "Open", ANY: "Any status"}.get(value) or status_label(value)
+
+
+def describe(filters: QueueFilters | None) -> str:
+    """The filters in words ("My work: My unsure · Flag: Over-block"), "" for the whole queue
+    (the default filters)."""
+    if filters is None:
+        return ""
+    base = defaults(filters.as_dict())
+    parts = []
+    if filters.mine:
+        parts.append(f"My work: {MINE.get(filters.mine, filters.mine)}")
+    if filters.q:
+        parts.append(f"Search: {filters.q}")
+    if filters.flag:
+        parts.append(f"Flag: {dict(Flag.choices).get(filters.flag, filters.flag)}")
+    if filters.status != base["status"]:
+        parts.append(f"Status: {_status_words(filters.status)}")
+    if filters.scope != base["scope"]:
+        parts.append("All transcripts" if filters.scope == "all" else "In the queue")
+    for name in FACETS:
+        value = getattr(filters, name)
+        if value not in ("", None):
+            parts.append(f"{FILTERS[name].label}: {'#' if name == 'batch' else ''}{value}")
+    if filters.session:
+        parts.append(f"Session: {filters.session}")
+    return " · ".join(parts)
+
+
+def _sort_value(sort: str, pk: int) -> Cursor | None:
+    field = SORTS[sort.lstrip("-")][0]
+    row = Transcript.objects.filter(pk=pk).values_list(field, flat=True).first()
+    if row is None and not Transcript.objects.filter(pk=pk).exists():
+        return None
+    return Cursor(row, pk)
+
+
+def walk_next(filters: QueueFilters, *, after: int | None) -> Transcript | None:
+    """The item after ``after`` in the filters' queue order (the first without it): how "Next"
+    works through a ``WALKED`` filter. Opening it reserves it as opening any item does."""
+    sort = effective_sort(filters)
+    rows = Transcript.objects.filter(conditions(filters))
+    if after is not None:
+        cursor = _sort_value(sort, after)
+        if cursor is not None:
+            rows = rows.filter(_beyond(sort, cursor, forward=True))
+    return rows.order_by(*_orderings(sort)).only("pk").first()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the viewer is in the filters "Next" works through, and their own count today.
+
+    ``walked``: the item's ``position`` of ``total`` in the filters' order (None when the item
+    is not among them); otherwise ``left``: the open, queued items under the filters the viewer
+    has given no current review (reserved ones included). ``today``: the viewer's reviews since
+    midnight (the server's time zone), an unsure included, superseded ones too."""
+
+    name: str
+    walked: bool
+    today: int
+    position: int | None = None
+    total: int = 0
+    left: int = 0
+
+
+def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) -> Progress:
+    """The viewer's progress through ``filters`` (None: the whole queue), at ``item``: two
+    counts, three for a walked filter, whatever the data size."""
+    from django.utils import timezone
+
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    today = (
+        Review.objects.filter(auditor=viewer, created_at__gte=midnight)
+        .exclude(verdict=Verdict.ADJUDICATE)
+        .count()
+    )
+    name = describe(filters)
+    if filters is not None and filters.walked:
+        sort = effective_sort(filters)
+        rows = Transcript.objects.filter(conditions(filters))
+        total = rows.count()
+        cursor = Cursor(getattr(item, SORTS[sort.lstrip("-")][0]), item.pk)
+        before = rows.filter(_beyond(sort, cursor, forward=False)).count()
+        inside = rows.filter(pk=item.pk).exists()
+        return Progress(name, True, today, position=before + 1 if inside else None, total=total)
+    rows = Transcript.objects.in_queue().open()
+    if filters is not None:
+        rows = rows.filter(for_next(filters))
+    mine = Review.objects.current().filter(auditor=viewer).values("transcript")
+    return Progress(name, False, today, left=rows.exclude(pk__in=mine).count())

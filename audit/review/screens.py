@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from audit import search
 from audit.labels import Category, Labels
 from audit.models import Lease, Review, Transcript, Verdict
 from audit.review import leases, visibility, workflow
@@ -23,6 +24,14 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 TIMELINE_LIMIT = 400
+# The timeline's category tags: a word beside the colour, so no category is told by colour alone.
+CATEGORY_TAGS: dict[str, str] = {
+    Category.ALIGNED_CATCH.value: "catch",
+    Category.ALIGNED_APPROVE.value: "ok",
+    Category.ALIGNMENT_FAILURE_FN.value: "FN",
+    Category.ALIGNMENT_FAILURE_FP.value: "FP",
+}
+LABEL_FIELDS = ("is_misbehavior", "misbehavior_type", "correct_decision")
 CATEGORY_LABELS = dict(Category.choices)
 TIMELINE_FIELDS = (
     "id",
@@ -50,6 +59,10 @@ class TimelineStep:
     @property
     def shown_category_label(self) -> str:
         return CATEGORY_LABELS.get(self.shown_category, self.shown_category)
+
+    @property
+    def shown_category_tag(self) -> str:
+        return CATEGORY_TAGS.get(self.shown_category, "?")
 
 
 @dataclass(frozen=True)
@@ -184,9 +197,12 @@ def _reserve_on_open(transcript: Transcript, *, viewer: User, current: list[Revi
     return live
 
 
-def open_item(transcript: Transcript, *, viewer: User) -> ItemState:
+def open_item(
+    transcript: Transcript, *, viewer: User, marks: search.SearchQuery | None = None
+) -> ItemState:
     """The item page's state for ``viewer``, reserving the item for them (a lease) when it has
-    room: every rendering of the page does, the one after a refused verdict too."""
+    room: every rendering of the page does, the one after a refused verdict too. ``marks``: the
+    queue search the page was opened from, whose words the record's text marks."""
     all_reviews = _all_reviews(transcript)
     current = _current(all_reviews)
     seen = visibility.item_visibility(transcript, viewer, current)
@@ -195,7 +211,7 @@ def open_item(transcript: Transcript, *, viewer: User) -> ItemState:
     return ItemState(
         transcript=transcript,
         visibility=seen,
-        record=present_record(transcript.raw),
+        record=present_record(transcript.raw, marks=marks),
         problems=problems(transcript),
         all_reviews=all_reviews,
         history=history_rows(transcript, history),
@@ -211,7 +227,9 @@ def open_item(transcript: Transcript, *, viewer: User) -> ItemState:
     )
 
 
-def adjudication_state(transcript: Transcript, *, viewer: User) -> AdjudicationState:
+def adjudication_state(
+    transcript: Transcript, *, viewer: User, marks: search.SearchQuery | None = None
+) -> AdjudicationState:
     """The adjudication page's state; NotInAdjudication unless the viewer may see the item's
     reviews (adjudicators, on items in adjudication)."""
     if not transcript.in_adjudication:
@@ -226,13 +244,14 @@ def adjudication_state(transcript: Transcript, *, viewer: User) -> AdjudicationS
     decided = [r.labels for r in side_by_side if r.verdict != Verdict.UNSURE and r.labels]
     return AdjudicationState(
         transcript=transcript,
-        record=present_record(transcript.raw),
+        record=present_record(transcript.raw, marks=marks),
         problems=problems(transcript),
         all_reviews=all_reviews,
         side_by_side=[
             {
                 "review": r,
                 "category": r.labels.category(transcript.decision_type) if r.labels else "",
+                "vs_imported": _vs_imported(r.labels, transcript.imported_labels),
             }
             for r in side_by_side
         ],
@@ -242,12 +261,17 @@ def adjudication_state(transcript: Transcript, *, viewer: User) -> AdjudicationS
     )
 
 
+def _vs_imported(labels: Labels | None, imported: Labels) -> dict[str, bool] | None:
+    """Per label field, whether a review's value differs from the imported label; None for a
+    review that decided no values (unsure)."""
+    if labels is None:
+        return None
+    return {name: getattr(labels, name) != getattr(imported, name) for name in LABEL_FIELDS}
+
+
 def _differs(decided: list[Labels]) -> dict[str, bool]:
     """Per label field, whether the reviews disagree on it."""
-    return {
-        name: len({getattr(labels, name) for labels in decided}) > 1
-        for name in ("is_misbehavior", "misbehavior_type", "correct_decision")
-    }
+    return {name: len({getattr(labels, name) for labels in decided}) > 1 for name in LABEL_FIELDS}
 
 
 def conflict(seen: dict[str, Any] | None, all_reviews: list[Review], *, see_all: bool) -> Conflict:

@@ -17,8 +17,9 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
-from django.http import HttpResponse, QueryDict
+from django.db.models import Count
+from django.db.models.functions import Substr
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -38,6 +39,7 @@ from audit.permissions import (
 from audit.review import leases, screens, visibility, workflow
 from audit.review import queue as queues
 from audit.review.forms import (
+    FILTER_MAX_LENGTH,
     LabelsForm,
     QueueFilterForm,
     VerdictForm,
@@ -45,11 +47,14 @@ from audit.review.forms import (
     opened_token,
     rebased,
 )
-from audit.review.presentation import flags
+from audit.review.presentation import FULL_FIELDS, flags, full_text, size
 
 logger = logging.getLogger(__name__)
 
 SKIP_KEY = "audit_skipped"
+# Items skipped in this session and not decided since: "Skipped by me" (SKIP_KEY, which "Next"
+# leaves out, starts again with each start from the queue).
+SKIPPED_KEY = "audit_skipped_by_me"
 FILTER_KEY = "audit_review_filters"
 MAX_SKIPPED = 500
 # Room for the queue's filters at their length limits, URL-encoded (up to 12 characters for one
@@ -66,6 +71,8 @@ class QueueRow:
     status: visibility.ShownStatus
     # With a free-text search: the row's matching text, escaped, the matched words marked.
     excerpt: str = ""
+    # Without: the start of the worker's reasoning (plain text, escaped by the template).
+    reasoning: str = ""
 
 
 def _submit(
@@ -99,13 +106,13 @@ def queue(request: AuditRequest) -> HttpResponse:
         # The queue is the home page (and where login lands): everyone else starts on the
         # dashboard instead of a 403.
         return redirect("dashboard")
-    defaults = queues.defaults()
+    defaults = queues.defaults(request.GET)
     query = queues.clean_query(request.GET, defaults)
     if not wants_fragment(request) and query.urlencode() != request.GET.urlencode():
         # A form submitted without JS: show the same queue under its clean URL.
         return redirect(queues.url(query))
     user = request.user
-    form = QueueFilterForm(request.GET, viewer=user)
+    form = QueueFilterForm(request.GET, viewer=user, skipped=_skipped(request))
     filters = form.filters()
     too_long = form.too_long()
     if too_long:
@@ -120,7 +127,10 @@ def queue(request: AuditRequest) -> HttpResponse:
     page = queues.queue_page(
         filters,
         match=match,
-        annotations={"reviewed": visibility.own_verdict_exists(user)},
+        annotations={
+            "reviewed": visibility.own_verdict_exists(user),
+            **({} if searching else {"text_head": Substr("search_text", 1, queues.EXCERPT_HEAD)}),
+        },
         fields=(*queues.ROW_FIELDS, "search_text") if searching else queues.ROW_FIELDS,
     )
     rows = [
@@ -133,6 +143,7 @@ def queue(request: AuditRequest) -> HttpResponse:
                 reviewed=row.reviewed,  # type: ignore[attr-defined]
             ).status,
             excerpt=search.highlight(row.search_text, filters.text_query) if searching else "",
+            reasoning="" if searching else queues.reasoning_excerpt(row, row.text_head),  # type: ignore[attr-defined]
         )
         for row in page.rows
     ]
@@ -143,6 +154,10 @@ def queue(request: AuditRequest) -> HttpResponse:
     context = {
         "nav": "queue",
         "form": form,
+        "headers": queues.sort_headers(query, page.sort),
+        "priority_legend": queues.priority_legend(),
+        "flagged": facets.flagged,
+        "not_flagged": facets.total - facets.flagged if facets.flagged is not None else 0,
         "values": filters,
         "defaults": defaults,
         "selects": queues.facet_selects(filters, facets.counts, defaults),
@@ -166,6 +181,8 @@ def queue(request: AuditRequest) -> HttpResponse:
         ),
         "filters_qs": urlencode(active),
         "is_filtered": bool(active),
+        # Rows open their item with the search's words marked.
+        "item_qs": _marks(filters.q).qs,
     }
     response = render_screen(request, "audit/queue.html", "queue", context)
     if wants_fragment(request):
@@ -208,8 +225,10 @@ def _render_item(
     conflict_seen: dict[str, Any] | None = None,
     is_conflict: bool = False,
     status: int = 200,
+    q: str = "",
 ) -> HttpResponse:
-    state = screens.open_item(transcript, viewer=request.user)
+    marks = _marks(q)
+    state = screens.open_item(transcript, viewer=request.user, marks=marks.query)
     seen = state.visibility
     if form is None:
         form = VerdictForm(initial=labels_initial(transcript), transcript=transcript)
@@ -241,15 +260,60 @@ def _render_item(
         else None,
         "original": transcript.imported_labels,
         "original_category": transcript.imported_category,
+        "hl": marks.query,
+        "hl_qs": marks.qs,
+        "progress": queues.progress(_next_filters(request), item=transcript, viewer=request.user),
     }
     return render_screen(request, "audit/item.html", "review-main", context, status=status)
+
+
+@dataclass(frozen=True)
+class Marks:
+    """The queue search a record's page was opened from (``?q=``): its words are marked in the
+    record's text, and "show the full text" keeps them (``qs``)."""
+
+    query: search.SearchQuery | None
+    qs: str
+
+
+def _marks(q: str) -> Marks:
+    q = q.strip()[:FILTER_MAX_LENGTH]
+    query = search.parse(q) if q else None
+    if not query or not query.terms:
+        return Marks(None, "")
+    return Marks(query, "?" + urlencode({"q": q}))
 
 
 @require_GET
 @auditor_required
 def item(request: AuditRequest, pk: int) -> HttpResponse:
     transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
-    return _render_item(request, transcript)
+    return _render_item(request, transcript, q=request.GET.get("q", ""))
+
+
+@require_GET
+@reviewer_required
+def item_field(request: AuditRequest, pk: int, name: str) -> HttpResponse:
+    """The whole of one long field the item and adjudication pages cut (``presentation``):
+    for htmx, the field's HTML, escaped, the search's words marked, in place of the cut copy;
+    otherwise as text, like ``raw_record`` (whose docstring says why blindness is not at stake:
+    this is a part of the same imported line)."""
+    if name not in FULL_FIELDS:
+        raise Http404(f"No field {name!r}: one of {', '.join(FULL_FIELDS)}.")
+    text = full_text(get_object_or_404(Transcript.objects.only("raw"), pk=pk).raw, name)
+    assert text is not None  # a known name
+    if not wants_fragment(request):
+        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+    query = _marks(request.GET.get("q", "")).query
+    context = {
+        "name": name,
+        "text": search.mark(text, query) if query else text,
+        "total": size(len(text.encode())),
+        "kind": FULL_FIELDS[name][2],
+    }
+    return render_screen(request, "audit/_record.html", "fulltext", context)
 
 
 @require_GET
@@ -276,20 +340,35 @@ def raw_record(request: AuditRequest, pk: int) -> HttpResponse:
     return response
 
 
-def _next_filters(request: AuditRequest) -> Q | None:
+def _skipped(request: AuditRequest) -> tuple[int, ...]:
+    """The items the viewer skipped in this session ("Skipped by me")."""
+    return tuple(pk for pk in request.session.get(SKIPPED_KEY, []) if isinstance(pk, int))
+
+
+def _next_filters(request: AuditRequest) -> queues.QueueFilters | None:
+    """The queue filters "Next" works through (the ones the queue showed when reviewing
+    started from it), None when it works through the whole queue."""
     stored = request.session.get(FILTER_KEY)
     if not stored:
         return None
-    return queues.for_next(QueueFilterForm(QueryDict(stored)).filters())
+    form = QueueFilterForm(QueryDict(stored), viewer=request.user, skipped=_skipped(request))
+    return form.filters()
 
 
-def _nothing_left(*, filtered: bool, skipped: int) -> str:
-    """What "Next" says when no item is claimable: only then, and why that can be."""
-    scope = "matching your queue filters " if filtered else ""
-    text = (
-        f"Nothing left for you to review: every queued item {scope}is settled, waiting for "
-        "adjudication, already reviewed by you, or reserved by another auditor."
-    )
+def _nothing_left(*, where: str, skipped: int) -> str:
+    """What "Next" says when no item is left under the filters it works through (``where``,
+    in words; "" for the whole queue), and why that can be."""
+    if where:
+        text = (
+            f"Nothing left for you under {where}: every item there is settled, waiting for "
+            "adjudication, already reviewed by you, or reserved by another auditor. The "
+            "filters are kept below; Reset filters shows the whole queue."
+        )
+    else:
+        text = (
+            "Nothing left for you to review: every queued item is settled, waiting for "
+            "adjudication, already reviewed by you, or reserved by another auditor."
+        )
     if skipped:
         items = "item" if skipped == 1 else "items"
         text += f" {skipped} {items} you skipped are left out until you start again from the queue."
@@ -297,30 +376,40 @@ def _nothing_left(*, filtered: bool, skipped: int) -> str:
 
 
 def _go_next(request: AuditRequest, *, moving_on_from: int | None = None) -> HttpResponse:
-    """Claim the next item: swap it in (htmx) or redirect to it; back to the queue when none.
+    """The next item under the filters "Next" works through: claimed (or, for a "My work"
+    filter of one's own reviews or skips, the next one in queue order, ``queues.walk_next``),
+    swapped in (htmx) or redirected to; back to the queue, its filters kept, when none is left.
 
-    ``moving_on_from``: the item the auditor pressed Next on. Next hands an auditor's own lease
-    back first, so without this an item one holds would come straight back: it is passed over
-    (its lease kept, so it comes back later), unless it is the only one left."""
+    ``moving_on_from``: the item the auditor pressed Next on (or just decided or skipped). Next
+    hands an auditor's own lease back first, so without this an item one holds would come
+    straight back: it is passed over (its lease kept, so it comes back later), unless it is the
+    only one left."""
     skipped = request.session.get(SKIP_KEY, [])
-    filters = _next_filters(request)
-    transcript = None
-    if moving_on_from is not None:
-        transcript = leases.claim_next(
-            request.user, filters=filters, skip=[*skipped, moving_on_from]
-        )
+    stored = _next_filters(request)
+    q = stored.q if stored is not None else ""
+    transcript: Transcript | None = None
+    if stored is not None and stored.walked:
+        transcript = queues.walk_next(stored, after=moving_on_from)
+    else:
+        filters = queues.for_next(stored) if stored is not None else None
+        if moving_on_from is not None:
+            transcript = leases.claim_next(
+                request.user, filters=filters, skip=[*skipped, moving_on_from]
+            )
+        if transcript is None:
+            transcript = leases.claim_next(request.user, filters=filters, skip=skipped)
+            if transcript is not None and transcript.pk == moving_on_from:
+                messages.info(request, "No other item is left for you; this is the one you hold.")
     if transcript is None:
-        transcript = leases.claim_next(request.user, filters=filters, skip=skipped)
-        if transcript is not None and transcript.pk == moving_on_from:
-            messages.info(request, "No other item is left for you; this is the one you hold.")
-    if transcript is None:
-        messages.info(request, _nothing_left(filtered=filters is not None, skipped=len(skipped)))
-        return go_to(request, reverse("queue"))
+        where = queues.describe(stored)
+        messages.info(request, _nothing_left(where=where, skipped=len(skipped)))
+        back = queues.url(QueryDict(request.session.get(FILTER_KEY, ""))) if where else ""
+        return go_to(request, back or reverse("queue"))
     url = reverse("item", args=[transcript.pk])
     if wants_fragment(request):
         transcript = Transcript.objects.select_related("batch").get(pk=transcript.pk)
-        return push_url(_render_item(request, transcript), url)
-    return redirect(url)
+        return push_url(_render_item(request, transcript, q=q), url)
+    return redirect(url + _marks(q).qs)
 
 
 @require_POST
@@ -338,9 +427,10 @@ def next_item(request: AuditRequest) -> HttpResponse:
 def skip_item(request: AuditRequest, pk: int) -> HttpResponse:
     transcript = get_object_or_404(Transcript, pk=pk)
     leases.release_lease(transcript, auditor=request.user)
-    skipped = [i for i in request.session.get(SKIP_KEY, []) if i != pk]
-    request.session[SKIP_KEY] = [*skipped, pk][-MAX_SKIPPED:]
-    return _go_next(request)
+    for key in (SKIP_KEY, SKIPPED_KEY):
+        kept = [i for i in request.session.get(key, []) if i != pk]
+        request.session[key] = [*kept, pk][-MAX_SKIPPED:]
+    return _go_next(request, moving_on_from=pk)
 
 
 @require_POST
@@ -366,6 +456,10 @@ def submit_review(request: AuditRequest, pk: int) -> HttpResponse:
     if outcome is None:
         return _render_item(request, transcript, form=form, status=422)
     t = outcome.transcript
+    # Decided: no longer one of the viewer's skipped items.
+    skipped_by_me = request.session.get(SKIPPED_KEY, [])
+    if pk in skipped_by_me:
+        request.session[SKIPPED_KEY] = [i for i in skipped_by_me if i != pk]
     verdict = Verdict(outcome.review.verdict).label.lower()
     # Safe to name the status: after their own verdict the auditor may see it (an unsure never
     # settles an item, and newcomers cannot review settled ones).
@@ -373,7 +467,9 @@ def submit_review(request: AuditRequest, pk: int) -> HttpResponse:
         f"Saved your {verdict} on step {t.step_number} of {t.session_id}; "
         f"status: {Status(outcome.state.status).label}."
     )
-    return _after_saving(request, saved, lambda: _go_next(request), back_to="queue")
+    return _after_saving(
+        request, saved, lambda: _go_next(request, moving_on_from=pk), back_to="queue"
+    )
 
 
 def _after_saving(

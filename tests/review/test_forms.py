@@ -179,5 +179,6 @@ def test_next_keeps_to_filters_at_their_length_limits(auditor_client, auditor, q
     filters = urlencode({"session": "ü" * FILTER_MAX_LENGTH, "q": "ü" * FILTER_MAX_LENGTH})
     response = auditor_client.post(reverse("next_item"), {"filters": filters})
     assert auditor_client.session[FILTER_KEY] == filters
-    # No item matches those filters, so Next says so instead of handing out another item.
-    assert response["Location"] == reverse("queue")
+    # No item matches those filters, so Next says so instead of handing out another item, and
+    # goes back to the queue under the same filters.
+    assert response["Location"] == reverse("queue") + "?" + filters

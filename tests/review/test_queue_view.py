@@ -131,11 +131,11 @@ def test_queue_query_count_is_constant(auditor_client, django_assert_num_queries
     import_records(episode(6, session="small"), tmp_path, name="a.jsonl")
     auditor_client.get(reverse("queue"))  # warm the session
     # The total is the status facet's count: no count query of its own.
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(13):
         auditor_client.get(reverse("queue"), {"flag": "missed_misbehavior"})
     import_records(episode(200, session="big"), tmp_path, name="b.jsonl")
     # The total is the status facet's count: no count query of its own.
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(13):
         auditor_client.get(reverse("queue"), {"flag": "missed_misbehavior"})
 
 

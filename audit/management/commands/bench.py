@@ -25,6 +25,7 @@ database, not one people are using.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import resource
 import tempfile
@@ -39,6 +40,7 @@ from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, User
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from django.test import Client
@@ -46,7 +48,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import NoReverseMatch, reverse
 
 from audit.bench import http as http_bench
-from audit.bench import imports, locks
+from audit.bench import imports, ingest_http, locks
 from audit.demo.generator import write_jsonl as generate_jsonl
 from audit.ingest import importer as importers
 from audit.ingest.importer import ImportResult, import_file
@@ -135,6 +137,10 @@ class Command(BaseCommand):
                 )
                 for line in http_bench.lines(pages):
                     self.stdout.write(line)
+                # Ingest over HTTP beside the file import, at two sizes (audit.bench.ingest_http).
+                ingest = ingest_http.measure(Path(tmp) / "bench.jsonl", tmp=Path(tmp))
+                for line in ingest_http.lines(ingest):
+                    self.stdout.write(line)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.figure("process max RSS", f"{rss:.0f} MB")
         self.stdout.write("(bench data rolled back)")
@@ -173,6 +179,7 @@ class Command(BaseCommand):
             [user], batch_id=result.batch_id, n=max(1, min(500, count // 20))
         )
         self.figure("reviews recorded", str(reviewed))
+        self.monitors(tmp, batch_id=result.batch_id, count=count, seed=seed)
 
         # Only the bench's own records, whatever else the database holds.
         everything = Transcript.objects.filter(batch_id=result.batch_id)
@@ -191,6 +198,49 @@ class Command(BaseCommand):
 
         self.pages(user)
         self.hostile(user, tmp)
+
+    def monitors(self, tmp: Path, *, batch_id: int | None, count: int, seed: int) -> None:
+        """``evaluate_monitors`` at N and at 10 x N records, over the same number of settled
+        items (a fifth of them spot checks, settled by a bulk update: the evaluation reads
+        labels, not reviews), each in a savepoint rolled back."""
+        settled = max(10, min(2000, count // 10))
+        for records, source in ((count, None), (count * 10, tmp / "monitors-10n.jsonl")):
+            try:
+                with transaction.atomic():
+                    batch = batch_id
+                    if source is not None:
+                        generate_jsonl(source, count=records, seed=seed + 3)
+                        batch = import_file(source).batch_id
+                    rows = Transcript.objects.filter(batch_id=batch, status=Status.UNREVIEWED)
+                    spot = rows.filter(flag_spot_check=True)
+                    flagged = rows.in_queue().filter(flag_spot_check=False)
+                    # The reviews bench recorded count: both sizes end with ``settled``.
+                    already = Transcript.objects.filter(batch_id=batch).settled().count()
+                    more = max(0, settled - settled // 5 - already)
+                    picked = [
+                        *spot.values_list("id", flat=True)[: settled // 5],
+                        *flagged.values_list("id", flat=True)[:more],
+                    ]
+                    Transcript.objects.filter(id__in=picked).update(status=Status.CONFIRMED)
+                    out = io.StringIO()
+                    _, seconds = _timed(
+                        partial(
+                            call_command,
+                            "evaluate_monitors",
+                            f"--batch={batch}",
+                            "--json",
+                            stdout=out,
+                        )
+                    )
+                    found = json.loads(out.getvalue())["settled"]
+                    self.figure(
+                        f"evaluate_monitors ({records})",
+                        f"{seconds:.2f} s over {found['total']} settled items "
+                        f"({found['spot_checks']} spot checks)",
+                    )
+                    raise _Rollback
+            except _Rollback:
+                pass
 
     def hostile(self, user: User, tmp: Path) -> None:
         """The effects issue 15 measures: what a deeply nested record costs its item page (D1),

@@ -117,6 +117,29 @@
     if (field) field.value = String(Math.min(seconds, 3600));
   }
 
+  // --- sections that fold (_record.html) ------------------------------------------------------
+  function setFolded(toggle, folded) {
+    const body = document.getElementById(toggle.getAttribute("aria-controls"));
+    if (!body) return;
+    toggle.setAttribute("aria-expanded", folded ? "false" : "true");
+    body.hidden = folded;
+    toggle.closest("section")?.classList.toggle("folded", folded);
+  }
+
+  function foldAll(folded) {
+    document.querySelectorAll("button.fold-toggle").forEach((toggle) => setFolded(toggle, folded));
+  }
+
+  // A jump to a folded section (or to something inside one) unfolds it first.
+  function unfoldFor(hash) {
+    if (!hash || hash.length < 2) return;
+    const target = document.getElementById(decodeURIComponent(hash.slice(1)));
+    if (!target) return;
+    const section = target.closest("section.fold");
+    const toggle = section?.querySelector("button.fold-toggle");
+    if (toggle && toggle.getAttribute("aria-expanded") === "false") setFolded(toggle, false);
+  }
+
   // --- queue rows ------------------------------------------------------------------------------
   function moveRow(delta) {
     const rows = Array.from(document.querySelectorAll("tr[data-row]"));
@@ -184,10 +207,15 @@
   });
 
   document.addEventListener("click", (event) => {
+    const jump = event.target.closest?.("#jumpbar a[href^='#']");
+    if (jump) unfoldFor(jump.getAttribute("href"));
+    const fold = event.target.closest?.("button.fold-toggle");
+    if (fold) { setFolded(fold, fold.getAttribute("aria-expanded") === "true"); return; }
     const el = event.target.closest?.("[data-action], button[data-verdict]");
     if (!el) return;
     const action = el.dataset.action;
     if (action === "help") { toggleHelp(true); return; }
+    if (action === "fold-all" || action === "unfold-all") { foldAll(action === "fold-all"); return; }
     if (action === "help-close") { toggleHelp(false); return; }
     if (action === "fill") {
       const form = document.getElementById("adjudication-form");
@@ -264,6 +292,8 @@
       placeFocus();
     }
   });
+
+  window.addEventListener("hashchange", () => unfoldFor(window.location.hash));
 
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", init);
