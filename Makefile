@@ -19,6 +19,10 @@ help:
 	@echo "make bench   run the benchmark command"
 	@echo "make lock    regenerate requirements.lock from pyproject.toml with uv"
 	@echo "make clean   remove caches and test artifacts (distclean also removes .venv)"
+	@echo
+	@echo "Serve elsewhere:  make run HOST=0.0.0.0 PORT=8080   (defaults HOST=127.0.0.1 PORT=8000)"
+	@echo "Import a file:    .venv/bin/python manage.py import_transcripts FILE.jsonl [--skip-invalid]"
+	@echo "                  (or staff: Imports -> Upload in the app; README, Import)"
 
 # Venv + locked dependencies + migrations; a no-op when everything is current.
 bootstrap:

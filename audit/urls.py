@@ -56,6 +56,7 @@ urlpatterns = [
     # Dashboard
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("dashboard/auditors/", dashboard.auditors, name="auditors"),
+    path("dashboard/monitors/", dashboard.dashboard_monitors, name="dashboard_monitors"),
     # Releases
     path(
         "releases/<str:version>/download/",

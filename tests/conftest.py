@@ -98,6 +98,15 @@ def browser_login(page, live_server) -> Callable:
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache():
+    # Cached figures (audit.metrics.monitors.evaluate_cached) are keyed by the data's state,
+    # and ids repeat across tests that roll back: each test starts with an empty cache.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # The default PBKDF2 hasher is deliberately slow; tests log users in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

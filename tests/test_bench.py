@@ -20,6 +20,9 @@ FIGURES = (
     "queue page",
     "item page",
     "nested record page (62 levels)",
+    "2.6 MB record page",
+    "ordinary record page",
+    "evaluate_monitors (",
     "claim next item",
     "gzip bomb refused",
     "verdicts during an import",
@@ -28,6 +31,9 @@ FIGURES = (
     "import vs floor",
     "re-import (all duplicates)",
     "gunicorn",
+    "dashboard monitors",
+    "ingest, file import (",
+    "ingest, HTTP, 1 request (",
     "process max RSS",
 )
 

@@ -154,6 +154,7 @@ OWN_KEYS = {
     "queue": sorted(QueueFilterForm.base_fields),
     "dashboard": sorted(DashboardFilterForm.base_fields),
     "auditors": sorted(DashboardFilterForm.base_fields),
+    "dashboard_monitors": sorted(DashboardFilterForm.base_fields),
     "batch_list": ["page"],
     "batch_detail": ["page"],
     "adjudication_queue": ["page", "show"],
@@ -279,6 +280,7 @@ ARGS = {
     "submit_adjudication": lambda w: [w.disputed.pk],
     "dashboard": lambda w: [],
     "auditors": lambda w: [],
+    "dashboard_monitors": lambda w: [],
     "release_download": lambda w: [w.release.version],
 }
 

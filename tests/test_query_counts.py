@@ -89,6 +89,7 @@ def _urls(data: dict[str, Any]) -> dict[str, str]:
         "dashboard_session": reverse("dashboard") + f"?session={data['item'].session_id}",
         "dashboard_dates": reverse("dashboard")
         + f"?date_from=2000-01-01&date_to={today.isoformat()}",
+        "dashboard_monitors": reverse("dashboard_monitors") + f"?batch={data['batch'].pk}",
         "auditors": reverse("auditors"),
         "auditors_batch": reverse("auditors") + f"?batch={data['batch'].pk}",
         "batch_list": reverse("batch_list"),
@@ -109,12 +110,14 @@ STAFF = {
     "item": 9,
     "adjudication_queue": 6,
     "adjudicate_item": 5,
-    # One of them reads the settled rows for the monitor evaluation (staff only).
-    "dashboard": 34,
-    "dashboard_batch": 34,
-    "dashboard_task_batch": 34,
-    "dashboard_session": 32,
-    "dashboard_dates": 34,
+    "dashboard": 33,
+    "dashboard_batch": 33,
+    "dashboard_task_batch": 33,
+    "dashboard_session": 31,
+    "dashboard_dates": 33,
+    # The filter choices, the record counts, the two of the cache key (settled items, newest
+    # review) and, the first time for this state, the read of the settled rows.
+    "dashboard_monitors": 8,
     "auditors": 7,
     "auditors_batch": 7,
     "batch_list": 7,

@@ -87,6 +87,7 @@ PAGES = (
     "item page",
     "dashboard",
     "dashboard auditors",
+    "dashboard monitors",
     "admin changelist",
 )
 
@@ -758,6 +759,8 @@ def _serve_and_measure(
             "queue, deep page": deep,
             "dashboard": first.resolve("/dashboard/"),
             "dashboard auditors": first.resolve("/dashboard/auditors/"),
+            # Computed by the first request, then from the cache until the data changes.
+            "dashboard monitors": first.resolve("/dashboard/monitors/"),
             "admin changelist": first.resolve("/admin/audit/transcript/"),
         }
         urls: dict[str, Callable[[int], str]] = {

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.labels import Category
-from audit.metrics import monitors
 from audit.metrics import summaries as metrics
 from audit.models import Status
 from audit.rollup import Scope
@@ -68,18 +67,15 @@ class Dashboard:
     error_rate: dict[str, Any]
     accuracy: dict[str, list[dict[str, Any]]]
     over_time: list[dict[str, Any]]
-    # Monitor evaluation (``audit.metrics.monitors``): after review, so never for a blind viewer.
-    monitors: dict[str, Any] | None = None
 
 
 def collect_dashboard(scope: Scope, *, session_id: str | None = None) -> Dashboard:
     """The dashboard's figures: a fixed number of aggregate queries (about thirty), whatever
     the size of the selection."""
     counts = scope.counts
-    progress = metrics.progress(counts)
     return Dashboard(
         summary=metrics.summaries(counts, session_id=session_id, records=scope.records),
-        progress=progress,
+        progress=metrics.progress(counts),
         status=metrics.status_counts(counts),
         confusion=metrics.confusion_matrices(counts),
         label_changes=metrics.label_change_matrix(counts),
@@ -89,10 +85,6 @@ def collect_dashboard(scope: Scope, *, session_id: str | None = None) -> Dashboa
         error_rate=metrics.estimated_error_rate(counts),
         accuracy={field: metrics.accuracy_by(counts, field) for field in metrics.ACCURACY_FIELDS},
         over_time=metrics.reviews_over_time(scope.reviews),
-        # The record counts per task and stratum are progress's: one more query, not two.
-        monitors=monitors.evaluate(
-            scope.records, population=monitors.Population.of_rows(progress["per_task"])
-        ),
     )
 
 

@@ -46,27 +46,31 @@ into arrays of settled items): never the raw records, and nothing per record of 
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import BooleanField, ExpressionWrapper, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Max, QuerySet
 from django.db.models.expressions import RawSQL
 from scipy import sparse  # type: ignore[import-untyped]
 from sklearn.metrics import auc, roc_curve  # type: ignore[import-untyped]
 
 from audit.metrics import charts
 from audit.metrics.summaries import QUEUE_FLAGS, Countable, _any_flag, _count
-from audit.models import SETTLED_STATUSES, Transcript, TranscriptQuerySet
+from audit.models import SETTLED_STATUSES, Review, Transcript, TranscriptQuerySet
 
 SCORE = "score"
 BINARY = "binary"
 RESAMPLES = 1000
 SEED = 12
 FPR_TARGETS = (0.01, 0.05, 0.10)
+# Points of a reported ROC curve, at most (``_point``).
+ROC_POINTS = 201
 CALIBRATION_BINS = 10
 # Settled rows read per fetch; resamples per block of the bootstrap (memory: block x items).
 CHUNK = 2000
@@ -689,6 +693,12 @@ def _point(
     out["tpr_at_fpr"] = {str(t): _round(tpr_at_fpr(fpr, tpr, t)) for t in FPR_TARGETS}
     if curve:
         corners_fpr, corners_tpr, _ = roc_curve(positive, score, sample_weight=weight)
+        if len(corners_fpr) > ROC_POINTS:
+            # Continuous scores over tens of thousands of settled items have as many corners:
+            # past ROC_POINTS the curve is kept at evenly spaced FPRs, each TPR read off the
+            # same curve as the TPR at a fixed FPR, so summary.json and the plot stay small.
+            corners_fpr = np.linspace(0.0, 1.0, ROC_POINTS)
+            corners_tpr = np.array([tpr_at_fpr(fpr, tpr, x) for x in corners_fpr])
         out["roc"] = [[_round(x), _round(y)] for x, y in zip(corners_fpr, corners_tpr, strict=True)]
 
 
@@ -736,6 +746,35 @@ def evaluate(
     """Every figure of every signal over the settled items of ``records`` (JSON-ready), for the
     selection whose record counts are ``population``."""
     return evaluate_sample(read_settled(records), population, resamples=resamples, seed=seed)
+
+
+CACHE_SECONDS = 3600
+
+
+def evaluate_cached(records: TranscriptQuerySet, *, population: Population) -> dict[str, Any]:
+    """``evaluate``, kept in Django's cache (``CACHES``; per process by default) until what it
+    reads changes, for the dashboard: the bootstrap takes seconds once tens of thousands of
+    items are settled, and the figures change only with the data.
+
+    The key is the selection (its SQL), its record counts (``population``), its number of
+    settled items and the newest review: a label or a settled set changes with a review, or
+    with K (which moves the settled count). Two cheap queries, whatever the size."""
+    sql, params = records.query.sql_with_params()
+    state = (
+        sql,
+        repr(params),
+        repr(sorted(population.per_task.items())),
+        records.settled().count(),
+        Review.objects.aggregate(newest=Max("id"))["newest"],
+        RESAMPLES,
+        SEED,
+    )
+    key = "audit.monitors:" + hashlib.sha256(repr(state).encode()).hexdigest()
+    report = cache.get(key)
+    if report is None:
+        report = evaluate(records, population=population)
+        cache.set(key, report, CACHE_SECONDS)
+    return report
 
 
 def evaluate_sample(

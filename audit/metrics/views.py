@@ -11,6 +11,7 @@ verdict on an item that raising K can later reopen for their own review.
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
@@ -114,12 +115,30 @@ def dashboard(request: AuditRequest) -> HttpResponse:
         "progress_chart": charts.progress_chart(
             "progress-over-time", days=figures.over_time, title="Reviews per day"
         ),
-        # None for a blind viewer: collect_blind_dashboard evaluates no monitor.
-        "monitors": monitors.dashboard_section(figures.monitors)
-        if figures.monitors is not None
-        else None,
     }
     return render_screen(request, "audit/dashboard.html", "figures", context)
+
+
+@require_GET
+def dashboard_monitors(request: AuditRequest) -> HttpResponse:
+    """The dashboard's monitor evaluation (``audit.metrics.monitors``) for the same filters, on
+    its own: the dashboard fetches it once it has loaded (htmx, on load), since it reads every
+    settled item's signals and bootstraps them, seconds once tens of thousands are settled, and
+    the rest of the dashboard should not wait for that. Kept in the cache until what it reads
+    changes (``monitors.evaluate_cached``). After review, so not for a blind viewer (403)."""
+    if blind_on_dashboard(request.user):
+        raise PermissionDenied("The monitor evaluation is after review: blind auditors see none.")
+    form, selected = _filters(request)
+    report = monitors.evaluate_cached(
+        selected.records, population=monitors.count_population(selected.counts)
+    )
+    context = {
+        "nav": "dashboard",
+        "form": form,
+        "query": request.GET.urlencode(),
+        "monitors": monitors.dashboard_section(report),
+    }
+    return render_screen(request, "audit/monitors.html", "section", context)
 
 
 @require_GET

@@ -54,6 +54,8 @@ def test_the_roc_plot_and_table_show_the_command_s_figures_as_text(
     page = browser_login("carol")
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(live_server.url + "/dashboard/")
+    # The section comes after the rest of the dashboard (htmx, on load).
+    page.locator("#monitors-naive-warning").wait_for()
     title = f"ROC curves, weighted: estimated for all {expected['population']['records']} records"
     plot = page.get_by_role("img", name=title, exact=True)
     assert plot.count() == 1

@@ -332,6 +332,23 @@ def test_the_weighted_estimate_lands_on_the_population_auroc_and_the_naive_one_d
     assert overall["weighted"]["estimated_positive"] == pytest.approx(positive.sum(), rel=0.1)
 
 
+def test_a_curve_of_many_corners_is_kept_at_evenly_spaced_fprs_on_the_same_curve():
+    rng = np.random.default_rng(7)
+    positive = rng.random(5000) < 0.3
+    score = rng.random(5000) + 0.3 * positive
+    report = evaluate_sample(sample(positive, deception_risk=score), Population({}), resamples=0)
+    naive = signal(report, "deception_risk")["overall"]["naive"]
+    points = naive["roc"]
+    assert len(points) == monitors.ROC_POINTS
+    assert points[0][0] == 0.0 and points[-1] == [1.0, 1.0]
+    fpr, tpr = monitors.roc(positive, score)
+    for x, y in points:
+        assert y == pytest.approx(monitors.tpr_at_fpr(fpr, tpr, x), abs=1e-4)
+    # The same curve the figures are read from: its area is the AUROC, near enough.
+    xs, ys = np.array(points).T
+    assert np.trapezoid(ys, xs) == pytest.approx(naive["auroc"], abs=0.005)
+
+
 # --- what cannot be estimated -------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from tests.factories import confirm, import_records, make_misbehavior, make_reco
 pytestmark = pytest.mark.django_db
 
 DASHBOARD = reverse("dashboard")
+MONITORS = reverse("dashboard_monitors")
 
 
 def _records():
@@ -214,7 +215,11 @@ def test_staff_and_adjudicators_see_the_monitor_section_with_its_figures(
 ):
     expected = _json("--resamples", str(monitors.RESAMPLES))
     for client in (staff_client, adjudicator_client):
-        html = client.get(DASHBOARD).content.decode()
+        # The dashboard fetches the section once it has loaded, with its own filters.
+        page = client.get(DASHBOARD, {"task": "basic_oversight"}).content.decode()
+        assert f'hx-get="{MONITORS}?task=basic_oversight"' in page
+        assert 'id="monitors-loading"' in page
+        html = client.get(MONITORS, HTTP_HX_REQUEST="true").content.decode()
         assert 'id="monitors"' in html and "Monitor evaluation" in html
         assert 'id="monitors-naive-warning"' in html
         for basis in ("naive", "weighted"):
@@ -226,14 +231,41 @@ def test_staff_and_adjudicators_see_the_monitor_section_with_its_figures(
         assert "monitors.css" in html
 
 
+def test_the_section_is_computed_once_until_a_review_or_an_import_changes_it(
+    data, tmp_path, staff_client, auditor, monkeypatch
+):
+    calls = []
+    real = monitors.evaluate
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(monitors, "evaluate", counted)
+    first = staff_client.get(MONITORS, HTTP_HX_REQUEST="true").content.decode()
+    again = staff_client.get(MONITORS, HTTP_HX_REQUEST="true").content.decode()
+    assert len(calls) == 1 and again == first
+    staff_client.get(MONITORS, {"task": "basic_oversight"})
+    assert len(calls) == 2  # another selection
+    item = Transcript.objects.open().filter(in_queue=True).order_by("id").first()
+    confirm(item, auditor)
+    staff_client.get(MONITORS)
+    assert len(calls) == 3  # a review
+    import_records([make_record(session_id="s_more", step_number=1)], tmp_path, name="m.jsonl")
+    staff_client.get(MONITORS)
+    assert len(calls) == 4  # more records
+
+
 def test_a_plain_auditor_sees_no_monitor_figure(data, auditor2_client):
     for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
         response = auditor2_client.get(DASHBOARD, **headers)
         html = response.content.decode()
         assert response.status_code == 200
         assert "monitor" not in html.lower() and "AUROC" not in html
-        assert response.context["monitors"] is None
-        assert response.context["figures"].monitors is None
+        assert "monitors" not in response.context
+        refused = auditor2_client.get(MONITORS, **headers)
+        assert refused.status_code == 403
+        assert "AUROC" not in refused.content.decode()
 
 
 def test_the_dashboard_says_when_the_weighted_figures_cannot_be_estimated(
@@ -243,7 +275,7 @@ def test_the_dashboard_says_when_the_weighted_figures_cannot_be_estimated(
     items = import_records(_records(), tmp_path)
     for item in [t for t in items if t.in_queue and not t.flag_spot_check][:6]:
         confirm(item, auditor)
-    html = staff_client.get(DASHBOARD).content.decode()
+    html = staff_client.get(MONITORS).content.decode()
     assert 'id="monitors-not-estimable"' in html
     shown = re.search(r'data-testid="monitor-deception_risk-weighted"[^>]*>([^<]*)<', html)
     assert shown.group(1) == "cannot be estimated"

@@ -32,11 +32,11 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 # imported, current, settled before and after) of two queries each plus two session lookups (all
 # records, settled ones), progress 3, status 1,
 # confusion 4, label changes 1, label fixes 1, inconsistent labels 1, agreement 1, error rate 1,
-# accuracy 4, reviews per day 1, monitor evaluation 1 (the settled rows' signals). Fixed
-# whatever the data size, settled records or none.
-DASHBOARD_QUERIES = 34  # includes the nav's one role lookup
+# accuracy 4, reviews per day 1. Fixed whatever the data size, settled records or none. The
+# monitor evaluation comes on its own (dashboard_monitors), fetched once the page has loaded.
+DASHBOARD_QUERIES = 33  # includes the nav's one role lookup
 # A session filter names the summary's session, so the summaries skip their session lookup.
-DASHBOARD_QUERIES_ONE_SESSION = 32
+DASHBOARD_QUERIES_ONE_SESSION = 31
 # A blind auditor's dashboard queries only what it shows: session and user, the role lookup, the
 # filter options, the as-imported summary 3, progress 3, the as-imported confusion 1, accuracy 4
 # (per misbehavior type, one query per basis), inconsistent labels 1 and reviews per day 1.

@@ -267,6 +267,7 @@ class Command(BaseCommand):
                 f"{len(response.content) / 1024:.0f} KB in {seconds * 1000:.0f} ms, "
                 f"HTTP {response.status_code}",
             )
+        self.long_record_page(user, tmp)
         timings = []
         for _ in range(self.runs):
             claimed, seconds = _timed(partial(leases.claim_next, user))
@@ -285,6 +286,40 @@ class Command(BaseCommand):
             f"{bomb.stat().st_size / 1024:.0f} KB of gzip (256 MB inflated) in {seconds:.2f} s, "
             f"{'refused' if refused.failed else 'NOT refused'}",
         )
+
+    def long_record_page(self, user: User, tmp: Path) -> None:
+        """The item page of a record whose CoT thinking text is 2.6 MB (issue 10), beside an
+        ordinary record's: the page cuts long fields on the server, so both should cost alike.
+        """
+        record = json.loads(self.sample_raw())
+        record["session_id"] = "bench-long-record"
+        record["cot_analysis"]["thinking_text"] = "Checking the rollback plan again. " * 80_000
+        long_file = tmp / "long.jsonl"
+        long_file.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        result = import_file(long_file)
+        if result.batch_id is None:
+            self.figure("2.6 MB record page", "not imported: " + "; ".join(result.report_lines()))
+            return
+        long_item = Transcript.objects.get(batch_id=result.batch_id)
+        ordinary = Transcript.objects.exclude(batch_id=result.batch_id).order_by("pk").first()
+        client = Client(SERVER_NAME="localhost")
+        client.force_login(user)
+        for name, item in (("2.6 MB record page", long_item), ("ordinary record page", ordinary)):
+            if item is None:
+                continue
+            timings, size = [], 0
+            for _ in range(self.runs):
+                response, seconds = _timed(
+                    partial(client.get, reverse("item", args=[item.pk]), secure=True)
+                )
+                timings.append(seconds)
+                size = len(response.content)
+            timings.sort()
+            self.figure(
+                name,
+                f"{size / 1024:.0f} KB in {timings[len(timings) // 2] * 1000:.0f} ms median "
+                f"of {len(timings)}, HTTP {response.status_code}",
+            )
 
     def against_floor(self, tmp: Path) -> None:
         """Import CPU against the floor (``audit.bench.imports``), each in its own process on a
