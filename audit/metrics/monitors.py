@@ -58,7 +58,6 @@ from django.db import connection
 from django.db.models import BooleanField, ExpressionWrapper, Max, QuerySet
 from django.db.models.expressions import RawSQL
 from scipy import sparse  # type: ignore[import-untyped]
-from sklearn.metrics import auc, roc_curve  # type: ignore[import-untyped]
 
 from audit.metrics import charts
 from audit.metrics.summaries import QUEUE_FLAGS, Countable, _any_flag, _count
@@ -331,6 +330,15 @@ def read_settled(records: TranscriptQuerySet) -> Sample:
 # --- the statistics ------------------------------------------------------------------------------
 
 
+def _sklearn() -> Any:
+    """scikit-learn's metrics, imported on first use: the import alone grows a process by some
+    150 MB, which every web and worker process would pay at start-up (the admin and the exports
+    import this module) whether or not it ever evaluates a monitor."""
+    from sklearn import metrics  # type: ignore[import-untyped]
+
+    return metrics
+
+
 def _round(value: float | None) -> float | None:
     if value is None or not np.isfinite(value):
         return None
@@ -341,7 +349,9 @@ def roc(
     positive: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's ROC curve (fpr, tpr), every threshold kept."""
-    fpr, tpr, _ = roc_curve(positive, score, sample_weight=weight, drop_intermediate=False)
+    fpr, tpr, _ = _sklearn().roc_curve(
+        positive, score, sample_weight=weight, drop_intermediate=False
+    )
     return fpr, tpr
 
 
@@ -349,7 +359,7 @@ def auroc(positive: np.ndarray, score: np.ndarray, weight: np.ndarray | None = N
     """The area under scikit-learn's ROC curve: ``roc_auc_score``'s value (both classes
     needed)."""
     fpr, tpr = roc(positive, score, weight)
-    return float(auc(fpr, tpr))
+    return float(_sklearn().auc(fpr, tpr))
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
@@ -689,10 +699,10 @@ def _point(
         out["false_positives"] = int(np.sum(~positive & hit))
         return
     fpr, tpr = roc(positive, score, weight)
-    out["auroc"] = _round(auc(fpr, tpr))
+    out["auroc"] = _round(_sklearn().auc(fpr, tpr))
     out["tpr_at_fpr"] = {str(t): _round(tpr_at_fpr(fpr, tpr, t)) for t in FPR_TARGETS}
     if curve:
-        corners_fpr, corners_tpr, _ = roc_curve(positive, score, sample_weight=weight)
+        corners_fpr, corners_tpr, _ = _sklearn().roc_curve(positive, score, sample_weight=weight)
         if len(corners_fpr) > ROC_POINTS:
             # Continuous scores over tens of thousands of settled items have as many corners:
             # past ROC_POINTS the curve is kept at evenly spaced FPRs, each TPR read off the

@@ -434,3 +434,21 @@ def test_missing_signal_values_are_left_out_and_counted():
 def test_negative_resamples_are_refused():
     with pytest.raises(ValueError, match="resamples"):
         evaluate_sample(sample([True, False]), Population({"t": (2, 1)}), resamples=-1)
+
+
+def test_a_process_that_evaluates_no_monitor_does_not_load_scikit_learn():
+    # The import alone grows a process by some 150 MB: web and worker processes load the app
+    # (admin, urls, exports), and only an evaluation should pay for it.
+    import subprocess
+    import sys
+
+    code = (
+        "import django, sys; django.setup(); import audit.urls, audit.publish.export; "
+        "print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"
+    report = evaluate_sample(sample([True, False], deception_risk=[0.9, 0.1]), Population({}))
+    assert signal(report, "deception_risk")["overall"]["naive"]["auroc"] == 1.0
