@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, F, Q
 from django.db.models.expressions import BaseExpression, OrderBy
 from django.http import QueryDict
 from django.urls import reverse
@@ -40,7 +40,7 @@ from audit.models import (
     parse_id,
 )
 from audit.publish.selection import FILTERS, Selection
-from audit.review.visibility import ANY, OPEN, STATUS_MEMBERS, own_verdict_exists
+from audit.review.visibility import ANY, OPEN, STATUS_MEMBERS, own_verdict_items
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -205,15 +205,16 @@ def mine_condition(mine: str, viewer: User | None, *, skipped: tuple[int, ...] =
     """The viewer's own items of one "My work" option (``MINE``); nothing without a viewer."""
     if viewer is None or mine not in MINE:
         return Q(pk__in=[])
+    # Each an id subquery driven by the viewer's own rows (reviews, leases, skips), never an
+    # EXISTS probed for every row of the queue: the counts of ``facet_counts`` stay as cheap
+    # as the viewer's own work whatever the table's size (issue 14).
     if mine == "reviewed":
-        return Q(own_verdict_exists(viewer))
+        return Q(pk__in=own_verdict_items(viewer))
     if mine == "unsure":
-        own_unsure = Review.objects.current().filter(
-            transcript=OuterRef("pk"), auditor_id=viewer.pk, verdict=Verdict.UNSURE
-        )
-        return Q(Exists(own_unsure))
+        own_unsure = Review.objects.current().filter(auditor_id=viewer.pk, verdict=Verdict.UNSURE)
+        return Q(pk__in=own_unsure.values("transcript_id"))
     if mine == "held":
-        return Q(Exists(Lease.objects.live().filter(transcript=OuterRef("pk"), auditor=viewer)))
+        return Q(pk__in=Lease.objects.live().filter(auditor=viewer).values("transcript_id"))
     return Q(pk__in=list(skipped))
 
 
@@ -461,16 +462,13 @@ def facet_counts(
         {"value": value, "label": label, "n": _status_count(by_status, STATUS_MEMBERS[value])}
         for value, label in status_choices
     ]
-    mine_counts = Transcript.objects.filter(
-        conditions(filters, without="mine", match=match)
-    ).aggregate(
-        **{
-            value: Count(
-                "id", filter=mine_condition(value, filters.viewer, skipped=filters.skipped)
-            )
-            for value in MINE
-        }
-    )
+    # One count per option, each from the viewer's own rows (``mine_condition``); an option
+    # with none (no skips) costs no query.
+    others = Transcript.objects.filter(conditions(filters, without="mine", match=match))
+    mine_counts = {
+        value: others.filter(mine_condition(value, filters.viewer, skipped=filters.skipped)).count()
+        for value in MINE
+    }
     out["mine"] = [
         {"value": value, "label": label, "n": mine_counts[value]} for value, label in MINE.items()
     ]

@@ -12,9 +12,10 @@ from tests.review.pages import HTMX, episode
 
 pytestmark = pytest.mark.django_db
 
-# page + flag counts + status counts + "My work" counts + six facets (the total is the status
-# facet's count)
-PAGE = 3 + 1 + 1 + 1 + 1 + 6
+# page + flag counts + status counts + "My work" counts (one per option with rows of the
+# viewer's own to count: reviewed, unsure, reserved; no skips here) + six facets (the total is
+# the status facet's count)
+PAGE = 3 + 1 + 1 + 1 + 3 + 6
 # the match, once: create the temporary table if needed, empty it, fill it, score it, read
 # back its ids (a small match)
 SEARCH = 5
