@@ -43,3 +43,21 @@ def test_lines_say_when_the_measure_failed():
     assert http.lines({"error": "gunicorn did not start"}) == [
         f"{'pages through gunicorn':<34} not measured: gunicorn did not start"
     ]
+
+
+def test_a_page_that_fails_while_resolving_is_counted_not_fatal(monkeypatch):
+    from types import SimpleNamespace
+
+    from audit.bench import http
+
+    tally = http.Tally()
+    client = http.Client("http://127.0.0.1:9", tally)
+
+    def failing(method, url, *, expected=(200,), **kwargs):
+        tally.note(f"{method} {url}", 500, expected=expected)
+        return SimpleNamespace(status_code=500, headers={}), 0.01
+
+    monkeypatch.setattr(client, "request", failing)
+    assert client.resolve("/dashboard/") == "/dashboard/"
+    assert tally.figures()["server_errors"] == 1
+    assert tally.figures()["first_error"] == "GET /dashboard/: 500"

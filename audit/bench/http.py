@@ -382,9 +382,12 @@ class Client:
         """Where ``url`` lands after its redirects (the queue redirects to its clean URL)."""
         for _ in range(5):
             response, _ = self.request("GET", url, expected=(200, 301, 302))
-            if response is None or response.status_code == 200:
+            location = response.headers.get("Location") if response is not None else None
+            if response is None or response.status_code not in (301, 302) or not location:
+                # 200, or an error the tally counts (the measure of the page then says so):
+                # a 5xx at a million rows stopped the whole run with a KeyError here.
                 return url
-            url = urljoin(urljoin(self.base + "/", url), response.headers["Location"])
+            url = urljoin(urljoin(self.base + "/", url), location)
         return url
 
 
