@@ -1,7 +1,8 @@
 # ruff: noqa
 # fmt: off
-# A verbatim copy of the seed exporter (shared/seed/transcript_export.py): the tests must not
-# read ../shared, and the client hooks exactly this class. Not linted or formatted: it is theirs.
+# A verbatim copy of the SENTINEL seed exporter (transcript_export.py), kept in the tests'
+# own tree so they need nothing outside the repository; the client hooks exactly this class.
+# Not linted or formatted: it is the exporter's code, not ours.
 # -*- coding: utf-8 -*-
 """MALT-style Transcript Export for SENTINEL Oversight Decisions.
 Exports labeled oversight decision transcripts in a format inspired by
