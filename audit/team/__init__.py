@@ -1,0 +1,2 @@
+"""The team's side of the workflow (issue 11): guidelines, discussion, assignments, saved views
+and the queue's bulk actions."""
