@@ -30,6 +30,8 @@ FIGURES = (
     "import CPU, app",
     "import vs floor",
     "re-import (all duplicates)",
+    "import peak RSS",
+    "export, child (",
     "gunicorn",
     "dashboard monitors",
     "ingest, file import (",
@@ -84,3 +86,25 @@ def test_bench_rejects_a_zero_count():
 
     with pytest.raises(CommandError, match="at least 1"):
         call_command("bench", "--count", "0")
+
+
+@pytest.mark.django_db
+def test_bench_past_the_traced_size_imports_once_and_leaves_memory_to_the_children(
+    capsys, monkeypatch
+):
+    # At a million records tracemalloc would take hours: past TRACED_MAX the in-process import
+    # is timed once and kept (rolled back with the rest), and memory comes from child RSS.
+    from audit.management.commands import bench
+
+    monkeypatch.setattr(bench, "TRACED_MAX", 30)
+    imports = []
+    real = bench.import_file
+    monkeypatch.setattr(bench, "import_file", lambda *a, **k: imports.append(a) or real(*a, **k))
+    call_command("bench", "--count", "40", "--quick", "--no-scratch")
+    out = capsys.readouterr().out
+    assert re.search(r"import peak memory\s+past 30 records, measured as child", out), out
+    assert re.search(r"export peak memory\s+past 30 records, measured as child", out), out
+    assert "MB (tracemalloc)" not in out
+    # The bench file once, then the monitors' 10 x N file, and the 62-level hostile record.
+    assert [a[0].name for a in imports][:2] == ["bench.jsonl", "monitors-10n.jsonl"], imports
+    assert not Transcript.objects.exists()

@@ -61,3 +61,20 @@ def test_a_page_that_fails_while_resolving_is_counted_not_fatal(monkeypatch):
     assert client.resolve("/dashboard/") == "/dashboard/"
     assert tally.figures()["server_errors"] == 1
     assert tally.figures()["first_error"] == "GET /dashboard/: 500"
+
+
+def test_measure_on_a_database_an_earlier_child_filled_reviews_its_records(tmp_path):
+    # bench imports N once, in the import child, and measures pages on that same database:
+    # the pages child finds every line stored and reviews 5% of the records already there.
+    from audit.bench import imports, scratch
+
+    source = tmp_path / "records.jsonl"
+    generate(source, count=300, seed=1)
+    with scratch.database(tmp_path) as shared:
+        found = imports.measure(source, tmp=tmp_path, env=shared)
+        assert found["app"]["records"] == 300, found
+        figures = http.measure(source, tmp=tmp_path, clients=2, requests_per_page=2, env=shared)
+    assert "error" not in figures, figures.get("error")
+    assert (figures["records"], figures["reviewed"]) == (300, 15)
+    assert figures["requests"]["server_errors"] == 0
+    assert not list(tmp_path.glob("scratch-*"))

@@ -99,11 +99,14 @@ def measure(
     clients: int = 4,
     requests_per_page: int = 30,
     budget_seconds: float = 30.0,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The figures of ``_run`` for the records of ``source`` (JSONL), from a child process on a
-    scratch database; ``{"error": ...}`` when the child failed."""
+    scratch database (``env``'s, when given: one an earlier child imported ``source`` into, so
+    the import here finds every line stored and costs a re-import); ``{"error": ...}`` when the
+    child failed."""
     args = [str(source), str(tmp), str(clients), str(requests_per_page), str(budget_seconds)]
-    return scratch.run("http", args, tmp=tmp)
+    return scratch.run("http", args, tmp=tmp, env=env)
 
 
 def lines(figures: dict[str, Any]) -> list[str]:
@@ -610,16 +613,19 @@ def _users(auditors: int) -> tuple[Any, list[Any]]:
 
 
 def review_share(reviewers: list[Any], *, batch_id: int | None, n: int) -> int:
-    """Confirm ``n`` queued items of the batch in the order Next hands them out, the reviewers
-    taking turns, so the dashboard and the auditors page have reviews to count (``bench`` does
-    the same with one reviewer); items whose imported label cannot be confirmed are passed."""
+    """Confirm ``n`` queued items of the batch (None: of every batch) in the order Next hands
+    them out, the reviewers taking turns, so the dashboard and the auditors page have reviews
+    to count (``bench`` does the same with one reviewer); items whose imported label cannot be
+    confirmed are passed."""
     from django.core.exceptions import ValidationError
 
     from audit.models import Transcript, Verdict
     from audit.review.workflow import submit_review
 
     done = 0
-    queued = Transcript.objects.filter(batch_id=batch_id).in_queue()
+    queued = Transcript.objects.in_queue()
+    if batch_id is not None:
+        queued = queued.filter(batch_id=batch_id)
     for transcript in queued.order_by("-priority", "id").iterator():
         if done >= n:
             break
@@ -703,15 +709,17 @@ def _run(
     source: Path, *, tmp: Path, clients: int, requests_per_page: int, budget: float
 ) -> dict[str, Any]:
     from audit.ingest.importer import import_file
+    from audit.models import Transcript
 
     result = import_file(source)
     if result.failed:
         raise SystemExit("the file did not import: " + "; ".join(result.report_lines()))
+    # Stored already by an earlier child on this database (``measure``): review over them all.
+    batch_id = result.batch_id if result.imported else None
+    records = Transcript.objects.count()
     staff, auditors = _users(clients)
     reviewed = review_share(
-        [staff, *auditors],
-        batch_id=result.batch_id,
-        n=max(1, round(result.imported * REVIEWED_SHARE)),
+        [staff, *auditors], batch_id=batch_id, n=max(1, round(records * REVIEWED_SHARE))
     )
     items = _item_ids()
     word = common_word(source)
@@ -727,7 +735,7 @@ def _run(
             clients=clients,
             requests_per_page=requests_per_page,
             budget=budget,
-        ) | {"records": result.imported, "reviewed": reviewed}
+        ) | {"records": records, "reviewed": reviewed}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

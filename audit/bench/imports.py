@@ -25,14 +25,21 @@ FLOOR_TABLE = "bench_floor"
 FLOOR_CHUNK = 1000
 
 
-def measure(source: Path, *, tmp: Path) -> dict[str, Any]:
-    """``{"floor": figures, "app": figures}`` for importing ``source``; each figures dict has
-    wall/cpu/db_cpu seconds, records and peak_rss_mb (the app's also ``reimport``), or is
-    ``{"error": ...}``."""
-    return {
+def measure(
+    source: Path, *, tmp: Path, env: dict[str, str] | None = None, part: Path | None = None
+) -> dict[str, Any]:
+    """``{"floor": figures, "app": figures}`` for importing ``source`` (and ``"app_part"`` for
+    the smaller file ``part``, on a scratch database of its own: the peak RSS at two sizes);
+    each figures dict has wall/cpu/db_cpu seconds, records and peak_rss_mb (the app's also
+    ``reimport``), or is ``{"error": ...}``. The app imports into ``env``'s database when
+    given (``scratch.database``), where the records stay for the children after it."""
+    found = {
         "floor": scratch.run("imports", ["floor", str(source)], tmp=tmp),
-        "app": scratch.run("imports", ["app", str(source)], tmp=tmp),
+        "app": scratch.run("imports", ["app", str(source)], tmp=tmp, env=env),
     }
+    if part is not None:
+        found["app_part"] = scratch.run("imports", ["app", str(part)], tmp=tmp)
+    return found
 
 
 def _floor_table() -> list[tuple[str, Any]]:

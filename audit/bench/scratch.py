@@ -16,7 +16,8 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,11 +27,16 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(module: str, args: list[str], *, tmp: Path) -> dict[str, Any]:
-    """The child's JSON result, or ``{"error": its last line of stderr}`` when it failed."""
+@contextmanager
+def database(tmp: Path) -> Iterator[dict[str, str]]:
+    """A scratch database like the current one (a SQLite file in ``tmp``, or a PostgreSQL
+    database created here), dropped at the end: the child environment that points at it, with
+    production settings. Several children may use it in turn (``run(..., env=...)``), so
+    that one imports N records and the next measures pages over them, instead of importing N
+    again (at a million records an import takes half an hour)."""
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     env["AUDIT_DEBUG"] = "false"
-    # Production settings need keys; they sign nothing that outlives the child.
+    # Production settings need keys; they sign nothing that outlives the database.
     for key in ("AUDIT_SECRET_KEY", "AUDIT_PSEUDONYM_KEY"):
         env.setdefault(key, secrets.token_urlsafe(50))
     scratch_pg = None
@@ -40,23 +46,35 @@ def run(module: str, args: list[str], *, tmp: Path) -> dict[str, Any]:
         env["DATABASE_URL"] = urlunsplit(url._replace(path=f"/{scratch_pg}"))
         _admin_sql(f'CREATE DATABASE "{scratch_pg}"')
     else:
-        database = tmp / f"scratch-{secrets.token_hex(3)}.sqlite3"
-        env["AUDIT_SQLITE_PATH"] = str(database)
+        sqlite_file = tmp / f"scratch-{secrets.token_hex(3)}.sqlite3"
+        env["AUDIT_SQLITE_PATH"] = str(sqlite_file)
     try:
-        child = subprocess.run(
-            [sys.executable, "-m", f"audit.bench.{module}", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=ROOT,
-        )
+        yield env
     finally:
         if scratch_pg is not None:
             _admin_sql(f'DROP DATABASE IF EXISTS "{scratch_pg}"')
         else:
-            for path in tmp.glob(f"{database.name}*"):
+            for path in tmp.glob(f"{sqlite_file.name}*"):
                 path.unlink(missing_ok=True)
+
+
+def run(
+    module: str, args: list[str], *, tmp: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The child's JSON result, or ``{"error": its last line of stderr}`` when it failed. The
+    child runs with ``env`` (a shared scratch database's, from ``database()``), or else on a
+    scratch database of its own."""
+    if env is None:
+        with database(tmp) as own:
+            return run(module, args, tmp=tmp, env=own)
+    child = subprocess.run(
+        [sys.executable, "-m", f"audit.bench.{module}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     if child.returncode != 0:
         return {"error": (child.stderr.strip().splitlines() or ["no output"])[-1]}
     result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
@@ -128,4 +146,13 @@ def measured[T](clock: CpuClock, work: Callable[[], T]) -> tuple[T, dict[str, fl
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: ``VmHWM`` of /proc/self/status, which is of
+    this program alone, where ``ru_maxrss`` survives ``exec`` and so reports a child started by
+    a large parent (``bench`` at some 250 MB) as at least that large."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -47,8 +47,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import NoReverseMatch, reverse
 
+from audit.bench import exports, imports, ingest_http, locks, scratch
 from audit.bench import http as http_bench
-from audit.bench import imports, ingest_http, locks
 from audit.demo.generator import write_jsonl as generate_jsonl
 from audit.ingest import importer as importers
 from audit.ingest.importer import ImportResult, import_file
@@ -58,6 +58,16 @@ from audit.publish import export as exporters
 from audit.review import leases
 
 MB = 1024 * 1024
+# Up to this N, import and export memory are measured in this process under tracemalloc (which
+# slows Python code several times: hours at a million records); past it, as the peak RSS of
+# the child processes that import and export N/10 and N records.
+TRACED_MAX = 200_000
+
+
+def _by_rss(what: str) -> str:
+    return f"past {TRACED_MAX:,} records, measured as child processes' peak RSS (see '{what}')"
+
+
 PAGE_RUNS = 5
 # The lock-wait measure (D2): auditors giving verdicts on the items of a seed import of a tenth
 # of N (within these bounds), so they do not run out of items while the N records go in.
@@ -126,17 +136,22 @@ class Command(BaseCommand):
             except _Rollback:
                 pass
             if not options["no_scratch"]:
-                self.against_floor(Path(tmp))
-                self.lock_waits(Path(tmp), count=count, seed=options["seed"])
-                # Pages and verdicts over HTTP, through gunicorn (audit.bench.http).
-                pages = http_bench.measure(
-                    Path(tmp) / "bench.jsonl",
-                    tmp=Path(tmp),
-                    requests_per_page=5 if options["quick"] else 30,
-                    budget_seconds=5.0 if options["quick"] else 30.0,
-                )
-                for line in http_bench.lines(pages):
-                    self.stdout.write(line)
+                # One scratch database for the app's import, then the pages over those
+                # records, then exports of them: N is imported once for the three.
+                with scratch.database(Path(tmp)) as shared:
+                    self.against_floor(Path(tmp), count=count, env=shared)
+                    self.lock_waits(Path(tmp), count=count, seed=options["seed"])
+                    # Pages and verdicts over HTTP, through gunicorn (audit.bench.http).
+                    pages = http_bench.measure(
+                        Path(tmp) / "bench.jsonl",
+                        tmp=Path(tmp),
+                        requests_per_page=5 if options["quick"] else 30,
+                        budget_seconds=5.0 if options["quick"] else 30.0,
+                        env=shared,
+                    )
+                    for line in http_bench.lines(pages):
+                        self.stdout.write(line)
+                    self.export_children(Path(tmp), count=count, env=shared)
                 # Ingest over HTTP beside the file import, at two sizes (audit.bench.ingest_http).
                 ingest = ingest_http.measure(Path(tmp) / "bench.jsonl", tmp=Path(tmp))
                 for line in ingest_http.lines(ingest):
@@ -155,12 +170,15 @@ class Command(BaseCommand):
         size = source.stat().st_size
         self.figure("generate", f"{seconds:.2f} s ({size / MB:.1f} MB of JSONL)")
 
+        traced = count <= TRACED_MAX
         # Timed without tracemalloc (which slows Python code several times), in a savepoint
-        # rolled back; then imported again under tracemalloc for the memory figure.
+        # rolled back; then imported again under tracemalloc for the memory figure. Past
+        # TRACED_MAX the timed import is kept, and memory is the child processes' peak RSS.
         try:
             with transaction.atomic():
                 result, seconds = _timed(lambda: import_file(source))
-                raise _Rollback
+                if traced:
+                    raise _Rollback
         except _Rollback:
             pass
         if result.failed:
@@ -172,7 +190,10 @@ class Command(BaseCommand):
             f"{seconds:.2f} s, {result.imported / seconds:.0f} records/s, "
             f"{size / MB / seconds:.1f} MB/s",
         )
-        result = self.import_memory(source, tmp, count=count)
+        if traced:
+            result = self.import_memory(source, tmp, count=count)
+        else:
+            self.figure("import peak memory", _by_rss("import peak RSS"))
 
         user = self.bench_user()
         reviewed = http_bench.review_share(
@@ -189,7 +210,10 @@ class Command(BaseCommand):
             f"{seconds:.2f} s, {written.records / seconds:.0f} records/s, "
             f"{written.size / MB / seconds:.1f} MB/s",
         )
-        self.export_memory(everything, tmp, count=written.records)
+        if traced:
+            self.export_memory(everything, tmp, count=written.records)
+        else:
+            self.figure("export peak memory", _by_rss("export, child"))
 
         _, seconds = _timed(
             lambda: exporters.build_summary(everything, files={"all.jsonl": everything})
@@ -321,11 +345,16 @@ class Command(BaseCommand):
                 f"of {len(timings)}, HTTP {response.status_code}",
             )
 
-    def against_floor(self, tmp: Path) -> None:
+    def against_floor(self, tmp: Path, *, count: int, env: dict[str, str]) -> None:
         """Import CPU against the floor (``audit.bench.imports``), each in its own process on a
-        scratch database: records per CPU-second (client, plus the server's on PostgreSQL),
-        the ratio, a re-import's share, and the import process's peak RSS."""
-        found = imports.measure(tmp / "bench.jsonl", tmp=tmp)
+        scratch database (the app's is ``env``'s, kept for the pages): records per CPU-second
+        (client, plus the server's on PostgreSQL), the ratio, a re-import's share, and the
+        import process's peak RSS at N/10 and N."""
+        source = tmp / "bench.jsonl"
+        part = tmp / "bench-rss-part.jsonl"
+        with source.open("rb") as whole, part.open("wb") as out:
+            out.writelines(islice(whole, max(1, count // 10)))
+        found = imports.measure(source, tmp=tmp, env=env, part=part)
         floor, app = found["floor"], found["app"]
         for name, figures in (("floor", floor), ("app", app)):
             if "error" in figures:
@@ -352,6 +381,31 @@ class Command(BaseCommand):
             "re-import (all duplicates)",
             f"{cpu(app['reimport']) / cpu(app):.1%} of the import's CPU (goal: at most 10%)",
         )
+        smaller = found["app_part"]
+        if "error" in smaller:
+            self.figure("import peak RSS", f"not measured at N/10: {smaller['error']}")
+        else:
+            self.figure(
+                "import peak RSS",
+                f"{smaller['peak_rss_mb']:.0f} MB at {smaller['records']:,} records, "
+                f"{app['peak_rss_mb']:.0f} MB at {app['records']:,} (a process each, "
+                "production settings)",
+            )
+
+    def export_children(self, tmp: Path, *, count: int, env: dict[str, str]) -> None:
+        """Export throughput and peak RSS in processes of their own, over the records the
+        import child stored and the pages child reviewed (``audit.bench.exports``)."""
+        for figures in exports.measure(tmp, env=env, limits=[max(1, count // 10), None]):
+            if "error" in figures:
+                self.figure("export, child", f"not measured: {figures['error']}")
+                continue
+            cpu = figures["cpu"] + figures["db_cpu"]
+            self.figure(
+                f"export, child ({figures['records']})",
+                f"{figures['records'] / figures['wall']:,.0f} records/s wall, "
+                f"{figures['records'] / cpu:,.0f} per CPU-s, {figures['mb'] / figures['wall']:.1f}"
+                f" MB/s, peak RSS {figures['peak_rss_mb']:.0f} MB ({figures['reviews']} reviews)",
+            )
 
     def lock_waits(self, tmp: Path, *, count: int, seed: int) -> None:
         """D2: verdicts of LOCK_AUDITORS auditors while an import of ``count`` records inserts,
