@@ -452,3 +452,50 @@ def test_a_process_that_evaluates_no_monitor_does_not_load_scikit_learn():
     assert out.stdout.strip() == "False"
     report = evaluate_sample(sample([True, False], deception_risk=[0.9, 0.1]), Population({}))
     assert signal(report, "deception_risk")["overall"]["naive"]["auroc"] == 1.0
+
+
+# --- the bootstrap's cost bound -----------------------------------------------------------------
+
+
+def test_rank_levels_keep_ties_together_and_order_and_leave_few_scores_alone():
+    rng = np.random.default_rng(3)
+    score = np.round(rng.random(5000), 4)
+    levelled = monitors.rank_levels(score, 64)
+    assert len(np.unique(levelled)) <= 64
+    order = np.argsort(score, kind="stable")
+    assert np.all(np.diff(levelled[order]) >= 0)  # a higher score never gets a lower level
+    for value in np.unique(score)[:50]:
+        assert len(np.unique(levelled[score == value])) == 1
+    few = np.array([0.1, 0.5, 0.5, 0.9])
+    assert monitors.rank_levels(few, 64) is few
+
+
+def test_past_the_level_bound_the_interval_matches_the_one_from_exact_scores(monkeypatch):
+    # Continuous scores: 4,000 distinct values. The resamples read 4 rank levels (a bound far
+    # below the real one: so coarse that the AUROC at those levels is 0.018 lower), shifted by
+    # the exact figure's difference; the interval lands on the exact bootstrap's (within 0.003,
+    # of a width of 0.035), and the figure itself is the exact one.
+    rng = np.random.default_rng(5)
+    n = 4000
+    positive = rng.random(n) < 0.3
+    score = np.clip(rng.normal(0.4 + 0.15 * positive, 0.2), 0, 1)
+    stratum = rng.choice([FLAGGED, SPOT_CHECK], size=n, p=[0.7, 0.3])
+    s = sample(positive, stratum=stratum, deception_risk=score)
+    population = Population({"t": (20000, 12000)})
+    monkeypatch.setattr(monitors, "INTERVAL_LEVELS", 10**9)
+    exact = signal(evaluate_sample(s, population, resamples=300), "deception_risk")["overall"]
+    monkeypatch.setattr(monitors, "INTERVAL_LEVELS", 4)
+    built = []
+    real_build = monitors.Family.build
+    monkeypatch.setattr(
+        monitors.Family,
+        "build",
+        classmethod(lambda cls, *a: built.append(len(np.unique(a[4]))) or real_build(*a)),
+    )
+    coarse = signal(evaluate_sample(s, population, resamples=300), "deception_risk")["overall"]
+    assert built and max(built) <= 4
+    for basis in ("weighted", "naive"):
+        assert coarse[basis]["auroc"] == exact[basis]["auroc"]
+        assert coarse[basis]["auroc"] == pytest.approx(roc_auc_score(positive, score), abs=0.02)
+        for ours, theirs in zip(coarse[basis]["ci95"], exact[basis]["ci95"], strict=True):
+            assert ours == pytest.approx(theirs, abs=0.003), (basis, coarse, exact)
