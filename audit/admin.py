@@ -43,7 +43,7 @@ from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from audit import rollup
 from audit.api import tokens as api_tokens
@@ -51,13 +51,20 @@ from audit.labels import Category
 from audit.models import (
     ApiScope,
     ApiToken,
+    Assignment,
+    AssignmentTask,
+    Comment,
+    CommentRevision,
+    DiscussionMark,
     Flag,
+    GuidelineVersion,
     ImportBatch,
     ImportJob,
     Lease,
     RejectedLine,
     Release,
     Review,
+    SavedView,
     Transcript,
     TranscriptQuerySet,
     parse_id,
@@ -718,3 +725,162 @@ class ApiTokenAdmin(StaffReadOnly):
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         count = api_tokens.revoke(queryset)
         self.message_user(request, f"Revoked {count} token{'s' if count != 1 else ''}.")
+
+
+# Issue 11: guidelines ----------------------------------------------------------------------------
+# Read-only here: a version is edited (as a new one) on the guidelines page, which checks for
+# concurrent edits and gaps (audit.team.guidelines.save_version).
+
+
+@admin.register(GuidelineVersion)
+class GuidelineVersionAdmin(StaffReadOnly):
+    list_display = ("number", "created_at", "created_by", "note")
+    list_select_related = ("created_by",)
+    search_fields = ("note", "text")
+    fields = ("number", "created_at", "created_by", "note", "text")
+    readonly_fields = fields
+
+
+# Issue 11: assignments ---------------------------------------------------------------------------
+# Made here by the same form as the assignments page (which calls audit.team.assignments.assign);
+# never changed or deleted: its tasks were fixed when it was made.
+
+
+class AssignmentTaskInline(admin.TabularInline):
+    model = AssignmentTask
+    fields = ("transcript", "auditor")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AssignmentTask]:
+        return super().get_queryset(request).select_related("transcript", "auditor")
+
+    # Read-only: no field to edit, no row to add or delete, and the assignment's change view
+    # refuses every POST (StaffReadOnly).
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_staff(request.user)
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(StaffReadOnly):
+    list_display = ("name", "created_at", "created_by", "k", "items", "progress")
+    list_select_related = ("created_by",)
+    search_fields = ("name",)
+    fields = (
+        "name",
+        "created_at",
+        "created_by",
+        "selection",
+        "sample",
+        "seed",
+        "k",
+        "items",
+        "progress_per_auditor",
+    )
+    readonly_fields = fields
+    inlines = (AssignmentTaskInline,)
+
+    @admin.display(description="tasks finished (n = tasks)")
+    def progress(self, assignment: Assignment) -> str:
+        from audit.team import assignments
+
+        counts = assignments.total(assignments.progress([assignment])[assignment.pk])
+        return (
+            f"{counts.finished} of {counts.total} ({counts.done} done, "
+            f"{counts.settled_without} settled without their auditor)"
+        )
+
+    @admin.display(description="progress per auditor (n = their tasks)")
+    def progress_per_auditor(self, assignment: Assignment) -> str:
+        from audit.team import assignments
+
+        (entry,) = assignments.report([assignment])
+        return "; ".join(assignments.report_lines(entry)[1:]).strip() or "no tasks"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_staff(request.user)
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        from django.core.exceptions import PermissionDenied
+        from django.shortcuts import redirect
+
+        from audit.team.assignment_views import AssignmentForm
+
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        user: Any = request.user  # staff: a real user (has_add_permission)
+        form = AssignmentForm(request.POST or None, viewer=user)
+        status = 200
+        if request.method == "POST":
+            result = form.save(by=user) if form.is_valid() else None
+            if result is not None:
+                self.log_addition(request, result.assignment, "made by the assignment form")
+                self.message_user(request, result.describe(), messages.SUCCESS)
+                return redirect("admin:audit_assignment_change", result.assignment.pk)
+            status = 422
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Add assignment",
+            "form": form,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "audit/assignments_admin_add.html", context, status=status)
+
+
+# Issue 11: discussion ----------------------------------------------------------------------------
+# Read-only: comments and marks are append-only history (audit.team.discussion). Blind like the
+# reviews: the admin shows the discussion of settled items only, whoever the staff member is (an
+# open item's thread is read on its item page, under visibility.may_read_discussion).
+
+
+def _settled_items() -> QuerySet:
+    """The ids of the settled items, as the admin's blind rule (``visibility.settled_only``)."""
+    return visibility.settled_only(Transcript.objects.all()).values("pk")
+
+
+@admin.register(Comment)
+class CommentAdmin(StaffReadOnly):
+    list_display = ("id", "transcript", "author", "created_at")
+    list_filter = (("created_at", DateFilter),)
+    list_select_related = ("transcript", "author")
+    fields = ("transcript", "author", "created_at", "revisions")
+    readonly_fields = fields
+
+    @admin.display(description="texts (oldest first; the last is current)")
+    def revisions(self, comment: Comment) -> str:
+        rows = CommentRevision.objects.filter(comment=comment).order_by("number")
+        return format_html_join(
+            "", "<p>{}. {}: {}</p>", ((r.number, r.created_at, r.text) for r in rows)
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(transcript__in=_settled_items())
+
+
+@admin.register(DiscussionMark)
+class DiscussionMarkAdmin(StaffReadOnly):
+    list_display = ("transcript", "set_by", "set_at", "cleared_by", "cleared_at")
+    list_filter = (("set_at", DateFilter),)
+    list_select_related = ("transcript", "set_by", "cleared_by")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(transcript__in=_settled_items())
+
+
+# Issue 11: views ---------------------------------------------------------------------------------
+
+
+@admin.register(SavedView)
+class SavedViewAdmin(StaffReadOnly):
+    """Saved views hold filters only; owners delete theirs on /views/ (staff, shared ones)."""
+
+    list_display = ("name", "screen", "owner", "shared", "created_at")
+    list_filter = ("screen", "shared")
+    list_select_related = ("owner",)
+    fields = ("name", "screen", "owner", "shared", "query", "created_at")
+    readonly_fields = fields

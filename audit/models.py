@@ -498,6 +498,10 @@ class Review(models.Model):
     rationale = models.TextField(blank=True)
     seconds_spent = models.PositiveIntegerField(default=0)
     based_on_version = models.PositiveIntegerField()
+    # The guidelines the auditor's page showed (issue 11); null: made before they were versioned.
+    guideline_version = models.ForeignKey(
+        "GuidelineVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     superseded_by = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="supersedes"
     )
@@ -743,3 +747,311 @@ class IngestRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.key!r} of user #{self.created_by_id} (batch #{self.batch_id})"
+
+
+# Issue 11: discussion ----------------------------------------------------------------------------
+
+# A comment is shown in full in its item's thread (and in exports): longer is refused, never cut.
+COMMENT_MAX_LENGTH = 5000
+
+
+class Comment(models.Model):
+    """A comment in an item's discussion thread (``audit.team.discussion``). Append-only: the
+    row itself never changes and is never deleted; its text lives in its revisions, the first
+    written with it, each edit adding the next (the earlier texts stay, as its history). Who may
+    read it is ``audit.review.visibility.may_read_discussion``."""
+
+    # No index of its own: cm_thread starts with it.
+    transcript = models.ForeignKey(
+        Transcript, on_delete=models.PROTECT, related_name="comments", db_index=False
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # An item's thread in time order (the item and adjudication screens), and the
+            # export's read of one chunk's comments (transcript IN the chunk's ids).
+            models.Index(fields=["transcript", "created_at", "id"], name="cm_thread"),
+        ]
+
+    def __str__(self) -> str:
+        return f"comment #{self.pk} on transcript #{self.transcript_id} by user #{self.author_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("Comments are append-only; edit by adding a revision.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("Comments are append-only and cannot be deleted.")
+
+
+class CommentRevision(models.Model):
+    """One text of a comment: number 1 is the text it was written with, each edit adds the
+    next; the highest number is its current text. Append-only, like the comment."""
+
+    # No index of its own: cm_revision_once starts with it.
+    comment = models.ForeignKey(
+        Comment, on_delete=models.PROTECT, related_name="revisions", db_index=False
+    )
+    number = models.PositiveIntegerField()
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["comment", "number"]
+        constraints = [
+            # Two edits made against the same revision cannot both land (the later one is
+            # refused as stale); also the index of a comment's revisions, in order.
+            models.UniqueConstraint(fields=["comment", "number"], name="cm_revision_once"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="cm_revision_number"),
+            models.CheckConstraint(condition=~Q(text=""), name="cm_revision_text"),
+        ]
+
+    def __str__(self) -> str:
+        return f"revision {self.number} of comment #{self.comment_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("Comment revisions are append-only; add a new revision.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("Comment revisions are append-only and cannot be deleted.")
+
+
+class DiscussionMarkQuerySet(models.QuerySet["DiscussionMark"]):
+    def open(self) -> DiscussionMarkQuerySet:
+        """Marks not cleared: the items that need discussion now."""
+        return self.filter(cleared_at__isnull=True)
+
+
+DiscussionMarkManager = models.Manager.from_queryset(DiscussionMarkQuerySet)
+
+
+class DiscussionMark(models.Model):
+    """A "needs discussion" mark on an item: who set it and when, and, once cleared, who cleared
+    it and when. Clearing fills in ``cleared_*`` of the open mark (the row stays, as the mark's
+    history); marking again adds a new row. At most one open mark per item. Never deleted."""
+
+    # No index of its own: dm_history starts with it.
+    transcript = models.ForeignKey(
+        Transcript, on_delete=models.PROTECT, related_name="discussion_marks", db_index=False
+    )
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    set_at = models.DateTimeField(default=timezone.now)
+    cleared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DiscussionMarkManager()
+
+    class Meta:
+        ordering = ["set_at", "id"]
+        constraints = [
+            # One open mark per item. Partial, so it holds the open marks only: it is the index
+            # ``needs_discussion_q()`` reads (the open marks' transcript ids), and the look-up of
+            # an item's open mark when it is set, cleared or shown.
+            models.UniqueConstraint(
+                fields=["transcript"],
+                condition=Q(cleared_at__isnull=True),
+                name="dm_open_once",
+            ),
+            models.CheckConstraint(
+                condition=Q(cleared_at__isnull=True, cleared_by__isnull=True)
+                | Q(cleared_at__isnull=False, cleared_by__isnull=False),
+                name="dm_cleared_both",
+            ),
+        ]
+        indexes = [
+            # An item's mark history, in order (its history on the item page).
+            models.Index(fields=["transcript", "set_at"], name="dm_history"),
+        ]
+
+    def __str__(self) -> str:
+        state = "open" if self.cleared_at is None else "cleared"
+        return f"{state} discussion mark on transcript #{self.transcript_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding and set(kwargs.get("update_fields") or ()) != {
+            "cleared_at",
+            "cleared_by",
+        }:
+            raise AppendOnlyError("A discussion mark is only ever cleared, never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("Discussion marks are history and cannot be deleted; clear it.")
+
+    @property
+    def is_open(self) -> bool:
+        return self.cleared_at is None
+
+
+# Issue 11: assignments ---------------------------------------------------------------------------
+
+
+class Assignment(models.Model):
+    """A selection handed to named auditors with K (``audit.team.assignments``): its tasks, one
+    per item and auditor, are fixed when it is made. ``selection``, ``sample`` and ``seed`` only
+    describe how the items were chosen, for the record; the tasks are what was assigned."""
+
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The selection vocabulary's dict (``audit.publish.selection.Selection.as_dict``).
+    selection = models.JSONField(default=dict, blank=True)
+    sample = models.PositiveIntegerField(null=True, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    k = models.PositiveSmallIntegerField()
+    # How many items it holds (each has min(K, auditors) tasks).
+    items = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="as_name_set"),
+            models.CheckConstraint(condition=Q(k__gte=1), name="as_k_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"
+
+
+class AssignmentTask(models.Model):
+    """One item of an assignment for one of its auditors. Never changed: whether it is done is
+    derived (``audit.team.assignments``: the auditor's own verdict, or the item settled without
+    them)."""
+
+    # No index of their own: each leads one of the indexes below.
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.CASCADE, related_name="tasks", db_index=False
+    )
+    transcript = models.ForeignKey(
+        Transcript, on_delete=models.CASCADE, related_name="assignment_tasks", db_index=False
+    )
+    auditor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="assignment_tasks",
+        db_index=False,
+    )
+
+    class Meta:
+        ordering = ["assignment", "transcript", "auditor"]
+        constraints = [
+            # An item goes to an auditor once per assignment; also the index of an assignment's
+            # tasks, for its progress (assignment = %s, grouped by auditor).
+            models.UniqueConstraint(
+                fields=["assignment", "transcript", "auditor"], name="as_task_once"
+            ),
+        ]
+        indexes = [
+            # "Next" serving an auditor's assignments first (auditor = %s, joined to the items
+            # by id), and "my work" (one auditor's tasks).
+            models.Index(fields=["auditor", "transcript"], name="as_task_auditor"),
+            # "Next" for everyone else: whether another auditor has an open task on the item it
+            # is about to hand out (transcript = outer id, auditor <> %s).
+            models.Index(fields=["transcript", "auditor"], name="as_task_item"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"task of assignment #{self.assignment_id}: transcript #{self.transcript_id} "
+            f"for user #{self.auditor_id}"
+        )
+
+
+# Issue 11: saved views ---------------------------------------------------------------------------
+
+SAVED_VIEW_NAME_MAX_LENGTH = 100
+
+
+class SavedViewScreen(models.TextChoices):
+    """The screens a saved view opens (``audit.team.saved_views``)."""
+
+    QUEUE = "queue", "Review queue"
+    DASHBOARD = "dashboard", "Dashboard"
+
+
+class SavedView(models.Model):
+    """A named filter set of one screen: only filters, as the screen's own filter form cleans
+    them (``query``, URL-encoded, unknown keys and defaults left out), so opening one goes
+    through that form again with the viewer's own choices. Private to its owner, or shared with
+    the team."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=SAVED_VIEW_NAME_MAX_LENGTH)
+    screen = models.CharField(max_length=20, choices=SavedViewScreen.choices)
+    shared = models.BooleanField(default=False)
+    query = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["screen", "name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "screen", "name"], name="saved_view_name_once"
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="saved_view_name_set"),
+        ]
+        indexes = [
+            # The team's shared views of a screen (every viewer's list).
+            models.Index(fields=["screen", "shared"], name="saved_view_shared"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.screen} view {self.name!r} of user #{self.owner_id}"
+
+
+# Issue 11: guidelines ----------------------------------------------------------------------------
+
+
+class GuidelineVersion(models.Model):
+    """One saved version of the review guidelines (``audit.team.guidelines``): the rubric's
+    Markdown as staff wrote it. Append-only: an edit is a new version; the current one is the
+    highest number. The number is the primary key, so a review's ``guideline_version_id`` is
+    the number itself (exports read it with the review, no join), and two editors saving the
+    same next number at once collide on it rather than both winning."""
+
+    number = models.PositiveIntegerField(primary_key=True)
+    text = models.TextField()
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.CheckConstraint(condition=Q(number__gte=1), name="guideline_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"guidelines v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("Guideline versions are append-only; save a new version.")
+        # A number taken already is an IntegrityError, never an update of that version.
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("Guideline versions are append-only and cannot be deleted.")

@@ -11,6 +11,8 @@ from audit.metrics import views as dashboard
 from audit.models import MAX_ID
 from audit.publish import views as releases
 from audit.review import views as review
+from audit.team import assignment_views, discussion_views, guideline_views
+from audit.team import views_views as saved_views
 
 
 class IdConverter:
@@ -65,4 +67,24 @@ urlpatterns = [
     ),
     # The HTTP API (token auth, OpenAPI document at api/v1/openapi.json): audit.api
     path("api/v1/", include("audit.api.urls")),
+    # The team's side (issue 11): discussion
+    path("t/<id:pk>/discussion/", discussion_views.discussion_page, name="discussion"),
+    path("t/<id:pk>/discussion/mark/", discussion_views.toggle_mark, name="discussion_mark"),
+    path("t/<id:pk>/comments/", discussion_views.add_comment, name="add_comment"),
+    path("comments/<id:comment_id>/edit/", discussion_views.edit_comment, name="edit_comment"),
+    # Saved views and the queue's bulk actions
+    path("views/", saved_views.saved_views, name="saved_views"),
+    path("views/menu/", saved_views.saved_views_menu, name="saved_views_menu"),
+    path("views/<id:pk>/delete/", saved_views.delete_saved_view, name="delete_saved_view"),
+    path("queue/bulk/", saved_views.queue_bulk, name="queue_bulk"),
+    # Guidelines (versioned rubric)
+    path("guidelines/", guideline_views.guidelines_page, name="guidelines"),
+    path("guidelines/history/", guideline_views.guideline_history, name="guideline_history"),
+    path("guidelines/v/<id:number>/", guideline_views.guideline_version, name="guideline_version"),
+    path("guidelines/diff/", guideline_views.guideline_diff, name="guideline_diff"),
+    path("guidelines/edit/", guideline_views.guideline_edit, name="guideline_edit"),
+    # Assignments
+    path("assignments/", assignment_views.assignment_list, name="assignments"),
+    path("assignments/<id:pk>/", assignment_views.assignment_detail, name="assignment_detail"),
+    path("my-work/", assignment_views.my_work, name="my_work"),
 ]

@@ -37,6 +37,7 @@ from audit.models import Flag, ImportJob, Release, Status, Transcript, Verdict
 from audit.review.forms import QueueFilterForm, opened_token
 from audit.review.queue import SORT_CHOICES
 from audit.review.workflow import set_required_reviews
+from audit.team import discussion, guidelines
 from tests.factories import confirm, make_misbehavior, make_record, relabel
 
 EXAMPLES = int(os.environ.get("AUDIT_FUZZ_EXAMPLES", "25"))
@@ -161,6 +162,11 @@ OWN_KEYS = {
     "release_download": ["format"],
     "item_field": ["q"],
     "login": ["next"],
+    "assignments": ["page"],  # Issue 11: assignments
+    "my_work": ["page"],  # Issue 11: assignments
+    "saved_views_menu": ["screen"],  # Issue 11: views
+    "guideline_diff": ["from", "to"],
+    "discussion": ["screen"],
     **{
         f"admin:{model._meta.model_name}": sorted(_admin_parameters(admin.site._registry[model]))
         for model in ADMIN_MODELS
@@ -282,7 +288,58 @@ ARGS = {
     "auditors": lambda w: [],
     "dashboard_monitors": lambda w: [],
     "release_download": lambda w: [w.release.version],
+    # Issue 11: assignments
+    "assignments": lambda w: [],
+    "assignment_detail": lambda w: [_an_assignment(w)],
+    "my_work": lambda w: [],
+    # Issue 11: views
+    "saved_views": lambda w: [],
+    "saved_views_menu": lambda w: [],
+    "delete_saved_view": lambda w: [_a_saved_view()],
+    "queue_bulk": lambda w: [],
+    # Discussion
+    "discussion": lambda w: [w.item.pk],
+    "discussion_mark": lambda w: [w.item.pk],
+    "add_comment": lambda w: [w.item.pk],
+    "edit_comment": lambda w: [_a_comment(w)],
+    # Guidelines
+    "guidelines": lambda w: [],
+    "guideline_history": lambda w: [],
+    "guideline_version": lambda w: [guidelines.current_version().number],
+    "guideline_diff": lambda w: [],
+    "guideline_edit": lambda w: [],
 }
+
+
+def _a_comment(w: World) -> int:
+    """A comment of sam's (staff: every role) on the world's item, edited once."""
+    from django.contrib.auth.models import User
+
+    sam = User.objects.get(username="sam")
+    comment = discussion.add_comment(w.item, author=sam, text="first <b>text</b>")
+    discussion.edit_comment(comment, author=sam, text="second text", based_on=1)
+    return comment.pk
+
+
+def _a_saved_view() -> int:
+    """Issue 11: a shared queue view of sam's (made when a test first asks)."""
+    from django.contrib.auth.models import User
+
+    from audit.models import SavedView
+
+    sam = User.objects.get(username="sam")
+    return SavedView.objects.create(owner=sam, screen="queue", name="fuzz", shared=True).pk
+
+
+def _an_assignment(w: World) -> int:
+    """Issue 11: an assignment of the world's item to alice (made when a test first asks)."""
+    from django.contrib.auth.models import User
+
+    from audit.team.assignments import assign
+
+    alice = User.objects.get(username="alice")
+    items = Transcript.objects.filter(pk=w.item.pk)
+    return assign(items, auditors=[alice], k=1, by=None, name="fuzz").assignment.pk
 
 
 def _route_names() -> set[str]:
@@ -380,6 +437,37 @@ def test_no_form_body_gives_a_server_error(world, clients, name):
     fields = _verdict_fields(transcript)
     if name == "login":
         fields = {"username": values(["sam", "alice", ""]), "password": values([]), "next": text}
+
+    @FUZZ
+    @given(role=roles, body=bodies(fields), htmx=st.booleans())
+    def check(role: str, body: list[tuple[str, str]], htmx: bool) -> None:
+        send(
+            clients[role],
+            "post",
+            url,
+            data=urlencode(body),
+            content_type="application/x-www-form-urlencoded",
+            **(HTMX if htmx else {}),
+        )
+
+    check()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "name", ["add_comment", "edit_comment", "discussion_mark", "guideline_edit"]
+)
+def test_no_discussion_or_guideline_form_gives_a_server_error(world, clients, name):
+    url = reverse(name, args=ARGS[name](world))
+    fields = {
+        "text": values(["a comment", " ", "x" * 5001, "## Decisions\n\n### `BLOCK`\n\nStop."]),
+        "based_on": values(["1", "2", "0", "-1", "99999999999999999999999", ""]),
+        "on": values(["1", "0", "2", ""]),
+        "note": values(["why", "x" * 1000]),
+        "accept_gaps": values(["on", ""]),
+        "action": values(["preview", "save", ""]),
+        "screen": values(["item", "adjudication", "page", "nonsense"]),
+    }
 
     @FUZZ
     @given(role=roles, body=bodies(fields), htmx=st.booleans())

@@ -107,9 +107,12 @@ def _urls(data: dict[str, Any]) -> dict[str, str]:
 
 # Pinned: page -> queries, for staff (who sees every figure).
 STAFF = {
-    "item": 9,
+    # Issue 11, discussion: + 2 on the item and adjudication screens (the thread's comments
+    # with their revisions, and the item's marks).
+    # Issue 11, guidelines: + 1 on the same two (the current guidelines version).
+    "item": 9 + 2 + 1,
     "adjudication_queue": 6,
-    "adjudicate_item": 5,
+    "adjudicate_item": 5 + 2 + 1,
     "dashboard": 33,
     "dashboard_batch": 33,
     "dashboard_task_batch": 33,
@@ -132,7 +135,7 @@ STAFF = {
 }
 # A plain auditor: blind figures on the dashboard, own rows on the auditors page.
 AUDITOR = {
-    "item": 9,
+    "item": 9 + 2 + 1,  # Issue 11, discussion: + 2, guidelines: + 1, as for staff
     "dashboard": 18,
     "dashboard_batch": 18,
     "dashboard_dates": 18,

@@ -5,7 +5,8 @@ login redirect (``LoginRequiredMiddleware``): the API authenticates by token
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
-from django.urls import URLPattern, URLResolver
+from django.http import HttpRequest, JsonResponse
+from django.urls import URLPattern, URLResolver, re_path
 
 from audit.api.views import api
 
@@ -19,6 +20,13 @@ def _token_only(patterns: list[URLPattern | URLResolver]) -> list[URLPattern | U
     return patterns
 
 
+def _unmatched(request: HttpRequest) -> JsonResponse:
+    """A path under the API that no route takes: JSON, like every other API answer, not
+    Django's HTML page (a path parameter holding a newline matches no route's pattern)."""
+    return JsonResponse({"detail": "not found"}, status=404)
+
+
 _patterns, _app, _namespace = api.urls
 app_name = "api"
-urlpatterns = _token_only(_patterns)
+# [\s\S]: any character, the newline included, which "." leaves out.
+urlpatterns = _token_only([*_patterns, re_path(r"^[\s\S]*\Z", _unmatched)])

@@ -12,7 +12,7 @@ verdict on an item that raising K can later reopen for their own review.
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.views.decorators.http import require_GET
 
 from audit.htmx import render_screen
@@ -36,11 +36,17 @@ from audit.review.visibility import blind_on_dashboard
 from audit.rollup import Scope, scope, values
 
 
-def _filters(request: AuditRequest) -> tuple[DashboardFilterForm, Scope]:
+def filter_form(data: QueryDict | None) -> DashboardFilterForm:
+    """The dashboard's filter form for ``data`` (None: unbound), with its choices (two
+    queries); saved views of the dashboard are cleaned by it too (``audit.team.saved_views``)."""
     batches = list(ImportBatch.objects.order_by("-id").values_list("id", "file_name")[:200])
     # The task choices from the rollup: a DISTINCT over the transcripts reads every row.
     tasks = values("task_id", limit=200)
-    form = DashboardFilterForm(request.GET or None, batches=batches, tasks=tasks)
+    return DashboardFilterForm(data or None, batches=batches, tasks=tasks)
+
+
+def _filters(request: AuditRequest) -> tuple[DashboardFilterForm, Scope]:
+    form = filter_form(request.GET)
     return form, scope(form.selection(), narrower=form.dates())
 
 

@@ -603,6 +603,32 @@ def _agreement_lines(agreement: Any) -> list[str]:
     return lines
 
 
+def _guideline_lines(block: Any) -> list[str]:
+    """Which guideline versions the labels followed (summary.json's ``guideline_versions``,
+    issue 11): reviews per version, with n."""
+    if not isinstance(block, dict):
+        return ["summary.json does not say which guideline versions the reviews followed."]
+    n = block.get("n") or 0
+    lines = [
+        "Auditors review with written guidelines (a definition and what to check for each "
+        "misbehavior type, decision and flag), kept in versions; each review records the "
+        "version its page showed. Counted here: the current confirm, relabel and adjudicate "
+        f"reviews of the selection's records (n = {_plain(n)}), per guideline version.",
+        "",
+    ]
+    rows = block.get("versions")
+    if not n or not isinstance(rows, list):
+        return [*lines, "No review of the selection decided labels yet (n = 0)."]
+    lines += ["| guideline version | reviews |", "|---|---|"]
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        version = row.get("version")
+        shown = f"v{_plain(version)}" if version is not None else "before versioning"
+        lines.append(f"| {shown} | {_plain(row.get('reviews'))} |")
+    return lines
+
+
 def _monitor_figure(figure: Any, kind: Any) -> str:
     """One figure of summary.json's ``monitors`` block for the card: never a number when it
     cannot be estimated or is undefined."""
@@ -845,7 +871,10 @@ def dataset_card(card: dict[str, Any]) -> str:
         "A `review` block is added: `manually_reviewed`, `status`, `original_ground_truth`, "
         "`original_labels`, `flags`, `problems`, `required_reviews`, `reviews` (pseudonymous "
         "auditor id, verdict, values before and after, rationale, seconds spent, time, whether "
-        "superseded) and `adjudication`."
+        "superseded, and the guideline version it was made under: `guideline_version`, null "
+        "before guidelines were versioned), `adjudication`, `comments` (the item's discussion "
+        "in time order: pseudonymous author, time, current text, whether edited, and the "
+        "earlier texts) and `needs_discussion` (whether the item is marked for discussion)."
         + (
             " After it, a `malt` block holds MALT's per-run fields under MALT's names: "
             "`run_id`, `manually_reviewed`, `labels` (a list of strings: the misbehavior type, "
@@ -889,6 +918,11 @@ def dataset_card(card: dict[str, Any]) -> str:
         "## Monitor evaluation",
         "",
         *_monitor_lines(summary.get("monitors")),
+        "",
+        # Issue 11: guidelines
+        "## Guidelines",
+        "",
+        *_guideline_lines(summary.get("guideline_versions")),
         "",
         "## MALT counts",
         "",

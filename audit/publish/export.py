@@ -18,6 +18,11 @@ original order, unknown keys included), changed only as follows:
   ``original_labels``, ``flags``, ``problems``, ``required_reviews``, every review in order
   (superseded ones too, marked), and the current adjudication or null. Auditors appear only as
   a stable pseudonym: "auditor-" + 12 hex digits of HMAC-SHA256(AUDIT_PSEUDONYM_KEY, user id).
+  Each review says the ``guideline_version`` (number) it was made under, null for reviews made
+  before guidelines were versioned (issue 11).
+  The block also carries the item's discussion (issue 11): ``comments``, in time order, each
+  ``{author (pseudonym), created_at, text (current), edited, history: [{text, created_at}]}``
+  (the earlier texts, oldest first), and ``needs_discussion`` (whether it is marked now).
 - A ``malt`` block is appended after it, with the per-run fields of METR's MALT under MALT's
   names and types (the exporter's own keys, its ``labels`` dict included, stay as they are):
 
@@ -63,8 +68,8 @@ re-importing an export reads the records exported, with the same fingerprints; a
 ignores the list sees a missing number, which is how pandas and pyarrow, and so datasets and
 mlcroissant, treat NaN anyway. ``summary.json`` is strict JSON as well.
 
-Records stream in chunks, their batches joined and their reviews prefetched per chunk, so
-memory stays flat and the number of queries grows with the number of chunks only.
+Records stream in chunks, their batches joined and their reviews and comments prefetched per
+chunk, so memory stays flat and the number of queries grows with the number of chunks only.
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ from audit.labels import NO_LABELS_EXPORT
 from audit.metrics import monitors
 from audit.metrics import summaries as metrics
 from audit.models import Flag, ImportBatch, Review, Transcript, TranscriptQuerySet, Verdict
+from audit.team import discussion  # Issue 11: discussion
+from audit.team import guidelines as guideline_versions  # Issue 11: guidelines
 
 CHUNK_SIZE = 2000
 EXPORT_ORDER = ("session_id", "task_id", "step_number", "fingerprint")
@@ -135,6 +142,22 @@ def _review_entry(review: Review) -> dict[str, Any]:
         "seconds_spent": review.seconds_spent,
         "created_at": review.created_at.isoformat(),
         "superseded": review.superseded_by_id is not None,
+        # Issue 11: the guidelines version the review was made under (null: before versioning).
+        # The version's number is its primary key, so the review row holds it (no join).
+        "guideline_version": review.guideline_version_id,
+    }
+
+
+def _comment_entry(comment: discussion.ThreadComment) -> dict[str, Any]:
+    """A comment as the review block carries it (issue 11: discussion)."""
+    return {
+        "author": pseudonym(comment.author_id),
+        "created_at": comment.created_at.isoformat(),
+        "text": comment.text,
+        "edited": comment.edited,
+        "history": [
+            {"text": r.text, "created_at": r.created_at.isoformat()} for r in comment.earlier
+        ],
     }
 
 
@@ -170,11 +193,14 @@ def export_record(
     reviews: Iterable[Review] | None = None,
     *,
     batch: ImportBatch | None = None,
+    comments: Iterable[discussion.ThreadComment] | None = None,
+    needs_discussion: bool | None = None,
 ) -> dict[str, Any]:
     """The exported form of one transcript (see the module docstring).
 
     ``reviews`` defaults to ``transcript.reviews.all()``; they must be in (created_at, id)
     order. ``batch`` (its ``run_source`` and ``model``) defaults to ``transcript.batch``.
+    ``comments`` (in time order) and ``needs_discussion`` default to the item's own.
     """
     # A re-imported export's line lists the numbers it wrote as null: the record has them back.
     record = decode_non_finite(json.loads(transcript.raw))
@@ -199,6 +225,14 @@ def export_record(
         "required_reviews": transcript.required_reviews,
         "reviews": [_review_entry(r) for r in rows],
         "adjudication": _review_entry(adjudications[-1]) if adjudications else None,
+        # Issue 11: discussion
+        "comments": [
+            _comment_entry(c)
+            for c in (discussion.thread(transcript) if comments is None else comments)
+        ],
+        "needs_discussion": transcript.discussion_marks.open().exists()
+        if needs_discussion is None
+        else needs_discussion,
     }
     # What the record already held under these keys (an export of an export, or a source's
     # own key of that name) moves into the new review block, whence ``original_record`` puts
@@ -253,8 +287,9 @@ def iter_records(
     queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[dict[str, Any]]:
     """Exported records in export order, streamed: the transcripts in one query read a chunk
-    at a time, and per chunk one query for its reviews and, for batches not seen before, one
-    for their run source and model.
+    at a time (with whether each is marked "needs discussion", an EXISTS in that query), and
+    per chunk one query for its reviews, one for its comments with their revisions and, for
+    batches not seen before, one for their run source and model.
 
     The reviews are grouped by hand rather than with ``prefetch_related`` and the batches kept
     in a dict rather than joined with ``select_related``: both did per-row ORM work (a related
@@ -262,7 +297,12 @@ def iter_records(
     JSON itself (issue 14's export goal). Nothing in a chunk points back at its transcripts,
     so each chunk is freed when it is done and memory stays flat.
     """
-    rows = ordered(queryset).only(*EXPORT_FIELDS).iterator(chunk_size=chunk_size)
+    rows = (
+        ordered(queryset)
+        .only(*EXPORT_FIELDS)
+        .annotate(needs_discussion=discussion.marked_now())
+        .iterator(chunk_size=chunk_size)
+    )
     batches: dict[int, ImportBatch] = {}
     for chunk in batched(rows, chunk_size):
         wanted = {t.batch_id for t in chunk} - batches.keys()
@@ -275,9 +315,14 @@ def iter_records(
             "created_at", "id"
         ):
             reviews.setdefault(review.transcript_id, []).append(review)
+        comments = discussion.threads_for(t.pk for t in chunk)
         for transcript in chunk:
             yield export_record(
-                transcript, reviews.get(transcript.pk, ()), batch=batches[transcript.batch_id]
+                transcript,
+                reviews.get(transcript.pk, ()),
+                batch=batches[transcript.batch_id],
+                comments=comments.get(transcript.pk, ()),
+                needs_discussion=transcript.needs_discussion,
             )
 
 
@@ -352,6 +397,8 @@ def build_summary(
       ground truth), ``agreement``, ``review_status`` and ``estimated_error_rate``;
     - ``monitors``: each monitor signal against the settled labels, naive and weighted for the
       whole selection (``audit.metrics.monitors``).
+    - ``guideline_versions`` (issue 11): which guideline versions the labels followed: the
+      current confirm, relabel and adjudicate reviews of the selection per version, with n.
     """
     selection = selection.order_by()
     written = list(files.values())
@@ -373,6 +420,8 @@ def build_summary(
         "review_status": metrics.status_counts(selection),
         "estimated_error_rate": metrics.estimated_error_rate(selection),
         "monitors": monitors.evaluate(selection, population=monitors.count_population(selection)),
+        # Issue 11: which guideline versions the labels followed (current reviews per version).
+        "guideline_versions": guideline_versions.version_counts(selection),
     }
 
 

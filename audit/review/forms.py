@@ -18,11 +18,13 @@ from audit.labels import DECISION_TYPES, MISBEHAVIOR_TYPES
 from audit.models import MAX_ID, RATIONALE_MAX_LENGTH, Flag, Transcript, Verdict
 from audit.review.queue import (
     CURSOR_MAX_LENGTH,
+    DISCUSSION,
     FACETS,
     MINE,
     SORT_CHOICES,
     QueueFilters,
     defaults,
+    oversees_queue,
 )
 from audit.review.visibility import status_choices
 from audit.review.workflow import UNUSUAL, VerdictBasis, clamp_seconds
@@ -63,6 +65,12 @@ class QueueFilterForm(forms.Form):
         required=False, choices=[("queue", "In the queue"), ("all", "All transcripts")]
     )
     mine = forms.ChoiceField(required=False, choices=[("", "Everyone's"), *MINE.items()])
+    # Only for those who oversee the queue (``queue.oversees_queue``): for everyone else the
+    # field is removed, so a value in their URL (a shared saved view) is dropped like an
+    # unknown parameter.
+    discussion = forms.ChoiceField(
+        required=False, choices=[("", "Any"), *DISCUSSION.items()], label="Discussion"
+    )
     category = _filter_text("Category")
     task = _filter_text("Task")
     worker = _filter_text("Worker")
@@ -91,6 +99,8 @@ class QueueFilterForm(forms.Form):
         status = self.fields["status"]
         assert isinstance(status, forms.ChoiceField)
         status.choices = status_choices(viewer)
+        if not oversees_queue(viewer):
+            del self.fields["discussion"]
 
     def filters(self) -> QueueFilters:
         """Cleaned values, falling back to defaults for invalid ones (a bad bookmark should
@@ -104,6 +114,7 @@ class QueueFilterForm(forms.Form):
             status=data.get("status") or default["status"],
             scope=data.get("scope") or default["scope"],
             mine=data.get("mine") or "",
+            discussion=data.get("discussion") or "",
             viewer=self.viewer,
             skipped=self.skipped,
             **{name: data.get(name) or "" for name in FACETS if name != "batch"},
@@ -219,6 +230,20 @@ class LabelsForm(forms.Form):
     seconds_client = forms.Field(required=False, widget=forms.HiddenInput)
     # The second confirmation of labels that contradict each other (workflow.UNUSUAL).
     confirm_unusual = forms.BooleanField(required=False, label="I mean this combination")
+    # The guidelines version the page showed (audit.team.guidelines), recorded on the review;
+    # absent (an older page), the current version.
+    guideline_version = forms.IntegerField(
+        required=False,
+        widget=forms.HiddenInput,
+        min_value=1,
+        max_value=MAX_VERSION,
+        error_messages=dict.fromkeys(
+            ("invalid", "min_value", "max_value"),
+            "This verdict names no valid guidelines version (guideline_version must be a "
+            f"whole number from 1 to {MAX_VERSION}), so it was not saved. Reload the page "
+            "and decide again.",
+        ),
+    )
 
     def __init__(self, *args: Any, transcript: Transcript, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -256,6 +281,7 @@ class LabelsForm(forms.Form):
             "seconds_spent": self.seconds_spent(),
             "based_on_version": data["based_on_version"],
             "confirm_unusual": data["confirm_unusual"],
+            "guideline_version": data.get("guideline_version"),
         }
 
     @property

@@ -22,11 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audit.models import OPEN_STATUSES, Lease, Review, Transcript, TranscriptQuerySet
+from audit.models import (
+    OPEN_STATUSES,
+    AssignmentTask,
+    Lease,
+    Review,
+    Transcript,
+    TranscriptQuerySet,
+)
+from audit.team import assignments  # Issue 11: assignments
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -72,7 +80,10 @@ def claim_next(
 
     An item is handed out while its live leases plus counting reviews are fewer than K, so two
     auditors get different items with K = 1 and may share one with K = 2. An auditor's own live
-    lease comes back first. ``skip`` holds ids skipped in this session.
+    lease comes back first, then the items of the auditor's assignments they have not reviewed
+    (``audit.team.assignments``), then the rest, where items assigned to another auditor who has
+    not reviewed them yet come after unassigned ones. ``skip`` holds ids skipped in this
+    session; ``filters`` apply to every step.
 
     The search is a plain read, outside any transaction, so it never holds a lock (on SQLite a
     write transaction is the database's one write lock); only taking the lease is a short
@@ -95,6 +106,30 @@ def claim_next(
             claimed = _take(own_pk, auditor=auditor, expires=expires, wait=True)
             if claimed is not None:
                 return claimed
+    # Issue 11: assignments. Then the auditor's assigned items, then everything else, where
+    # items another auditor is assigned to and has not reviewed yet come after the unassigned
+    # ones (ordered after, never reserved: nothing waits on someone who does not come).
+    claimed = _claim_listed(
+        assignments.open_tasks(auditor), candidates, auditor=auditor, expires=expires
+    )
+    if claimed is not None:
+        return claimed
+    claimed = _search(
+        candidates.filter(~assignments.others_open_task(auditor)), auditor=auditor, expires=expires
+    )
+    if claimed is not None:
+        return claimed
+    others = AssignmentTask.objects.filter(
+        transcript__in_queue=True, transcript__status__in=OPEN_STATUSES
+    ).exclude(auditor=auditor)
+    # Every candidate the search above passed over is an item of such a task.
+    return _claim_listed(others, candidates, auditor=auditor, expires=expires)
+
+
+def _search(
+    candidates: TranscriptQuerySet, *, auditor: User, expires: dt.datetime
+) -> Transcript | None:
+    """Claim the first candidate in "Next" order, going on past rows taken meanwhile."""
     # Where the search goes on in each open status: past the (priority, id) last tried.
     after: dict[str, tuple[int, int] | None] = dict.fromkeys(OPEN_STATUSES)
     while True:
@@ -110,6 +145,60 @@ def claim_next(
         if claimed is not None:
             return claimed
         after[status] = (priority, pk)
+
+
+# Assigned items read per query when "Next" looks among them.
+_LISTED_CHUNK = 200
+
+
+def _claim_listed(
+    tasks: QuerySet[AssignmentTask],
+    candidates: TranscriptQuerySet,
+    *,
+    auditor: User,
+    expires: dt.datetime,
+) -> Transcript | None:
+    """Claim the first candidate among the items of ``tasks``, in "Next" order.
+
+    Driven from the tasks (their own indexes, joined to the items by id), never by testing
+    every open row: the tasks' items are read in "Next" order a chunk at a time, past the last
+    (priority, id) read, and each chunk's ids, a short list, go to the candidates' query."""
+    items = (
+        tasks.order_by("-transcript__priority", "transcript_id")
+        .values_list("transcript__priority", "transcript_id")
+        .distinct()
+    )
+    after: tuple[int, int] | None = None
+    while True:
+        rows = items
+        if after is not None:
+            priority, pk = after
+            rows = rows.filter(
+                Q(transcript__priority__lt=priority)
+                | Q(transcript__priority=priority, transcript_id__gt=pk)
+            )
+        chunk = list(rows[:_LISTED_CHUNK])
+        if not chunk:
+            return None
+        ids = [pk for _, pk in chunk]
+        passed: list[int] = []  # taken by someone else since the read
+        while True:
+            first = (
+                candidates.filter(pk__in=ids)
+                .exclude(pk__in=passed)
+                .order_by("-priority", "pk")
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if first is None:
+                break
+            claimed = _take(first, auditor=auditor, expires=expires, wait=False)
+            if claimed is not None:
+                return claimed
+            passed.append(first)
+        if len(chunk) < _LISTED_CHUNK:
+            return None
+        after = chunk[-1]
 
 
 def _first_claimable(
@@ -229,3 +318,14 @@ def reserve(transcript: Transcript, *, auditor: User) -> Lease | None:
             auditor=auditor,
             expires_at=now + timedelta(seconds=settings.AUDIT_LEASE_SECONDS),
         )
+
+
+def release_leases(transcripts: TranscriptQuerySet) -> int:
+    """Give back every live lease on the items of ``transcripts``, whoever holds them (the
+    queue's bulk action, for adjudicators and staff): the items can be handed out again at once.
+    One DELETE with the selection as a subquery, whatever its size; returns how many leases
+    were dropped (expired ones are left: they hold nothing back)."""
+    deleted, _ = (
+        Lease.objects.live().filter(transcript__in=transcripts.order_by().values("pk")).delete()
+    )
+    return deleted

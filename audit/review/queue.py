@@ -39,8 +39,10 @@ from audit.models import (
     Verdict,
     parse_id,
 )
+from audit.permissions import ADJUDICATOR, has_role, is_staff
 from audit.publish.selection import FILTERS, Selection
 from audit.review.visibility import ANY, OPEN, STATUS_MEMBERS, own_verdict_items
+from audit.team.discussion import needs_discussion_q
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -87,6 +89,11 @@ MINE = {
     "skipped": "Skipped by me",
     "held": "Reserved by me",
 }
+# The "needs discussion" filter (``audit.team.discussion``): for those who oversee the queue
+# (``oversees_queue``) only. A mark is not a verdict, but on an item a plain auditor has not
+# reviewed yet it says someone found it contentious: a hint of disagreement they should not get
+# before their own verdict.
+DISCUSSION = {"yes": "Needs discussion", "no": "Not marked"}
 # My-work filters "Next" walks through in queue order, opening each item in turn: their items
 # carry the viewer's own review or skip, which "Next"'s claim never hands out again.
 WALKED = ("reviewed", "unsure", "skipped")
@@ -128,6 +135,7 @@ class QueueFilters:
     after: str = ""
     before: str = ""
     mine: str = ""
+    discussion: str = ""
     # Whose work ``mine`` means, and the items they skipped in this session (not URL text).
     viewer: User | None = None
     skipped: tuple[int, ...] = ()
@@ -190,6 +198,8 @@ def conditions(
     cond = filters.selection(without=without).q() & filters.empty_q(without=without)
     if filters.mine and without != "mine":
         cond &= mine_condition(filters.mine, filters.viewer, skipped=filters.skipped)
+    if filters.discussion in DISCUSSION and without != "discussion":
+        cond &= discussion_condition(filters.discussion)
     if filters.scope != "all":
         cond &= Q(in_queue=True)
     if filters.q:
@@ -199,6 +209,19 @@ def conditions(
         if members is not None:
             cond &= Q(status__in=members)
     return cond
+
+
+def oversees_queue(viewer: User | None) -> bool:
+    """Whether the viewer oversees the queue: adjudicators and staff, who may filter it on
+    "needs discussion" (``DISCUSSION``) and act on many of its rows at once
+    (``audit.team.bulk``)."""
+    return viewer is not None and (is_staff(viewer) or has_role(viewer, ADJUDICATOR))
+
+
+def discussion_condition(value: str) -> Q:
+    """The items marked "needs discussion" now (``yes``), or the others (``no``)."""
+    marked = needs_discussion_q()
+    return marked if value == "yes" else ~marked
 
 
 def mine_condition(mine: str, viewer: User | None, *, skipped: tuple[int, ...] = ()) -> Q:
@@ -472,6 +495,8 @@ def facet_counts(
     out["mine"] = [
         {"value": value, "label": label, "n": mine_counts[value]} for value, label in MINE.items()
     ]
+    if oversees_queue(filters.viewer):
+        out["discussion"] = discussion_counts(filters, match=match)
     for name in FACETS:
         column = FILTERS[name].column
         rows = (
@@ -501,6 +526,18 @@ def facet_counts(
     )
 
 
+def discussion_counts(
+    filters: QueueFilters, *, match: search.Match | None = None
+) -> list[dict[str, Any]]:
+    """The "needs discussion" options' counts, every other filter applied: one query (the
+    marked items are an id subquery of the open marks, ``needs_discussion_q``)."""
+    counts = Transcript.objects.filter(
+        conditions(filters, without="discussion", match=match)
+    ).aggregate(all=Count("id"), yes=Count("id", filter=needs_discussion_q()))
+    n = {"yes": counts["yes"], "no": counts["all"] - counts["yes"]}
+    return [{"value": value, "label": label, "n": n[value]} for value, label in DISCUSSION.items()]
+
+
 def _status_count(by_status: dict[str, int], members: tuple[str, ...] | None) -> int:
     if members is None:
         return sum(by_status.values())
@@ -515,10 +552,13 @@ def facet_selects(
         ("mine", "My work", "Everyone's"),
         ("flag", "Flag", "Any flag"),
         ("status", "Status", None),
+        ("discussion", "Discussion", "Any"),
         *((name, FILTERS[name].label, "Any") for name in FACETS),
     ]
     selects = []
     for name, label, blank in specs:
+        if name not in counts:
+            continue  # an option the viewer does not get ("discussion": ``oversees_queue``)
         value = getattr(filters, name)
         current = "" if value is None else str(value)
         options = [
@@ -670,6 +710,8 @@ def describe(filters: QueueFilters | None) -> str:
         parts.append(f"Search: {filters.q}")
     if filters.flag:
         parts.append(f"Flag: {dict(Flag.choices).get(filters.flag, filters.flag)}")
+    if filters.discussion:
+        parts.append(f"Discussion: {DISCUSSION.get(filters.discussion, filters.discussion)}")
     if filters.status != base["status"]:
         parts.append(f"Status: {_status_words(filters.status)}")
     if filters.scope != base["scope"]:

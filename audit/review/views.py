@@ -48,6 +48,9 @@ from audit.review.forms import (
     rebased,
 )
 from audit.review.presentation import FULL_FIELDS, flags, full_text, size
+from audit.team import guidelines  # Issue 11: guidelines
+from audit.team.discussion import marked_now, needs_discussion_q  # Issue 11: discussion
+from audit.team.discussion_views import ADJUDICATION, thread_context  # Issue 11: discussion
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +186,28 @@ def queue(request: AuditRequest) -> HttpResponse:
         "is_filtered": bool(active),
         # Rows open their item with the search's words marked.
         "item_qs": _marks(filters.q).qs,
+        # Issue 11: bulk actions (adjudicators, staff) and saved views (audit.team)
+        **_bulk_context(user),
     }
     response = render_screen(request, "audit/queue.html", "queue", context)
     if wants_fragment(request):
         # The address bar shows the clean URL, not every field the form sent.
         push_url(response, queues.url(query))
     return response
+
+
+def _bulk_context(user: Any) -> dict[str, Any]:
+    """The queue's bulk bar: the viewer's actions (none for plain auditors, at no query) and,
+    for assigning (staff), the auditors to choose from (one query)."""
+    from audit.team import bulk
+    from audit.team.assignments import MAX_K, assignable
+
+    actions = bulk.actions_for(user)
+    return {
+        "bulk_actions": actions,
+        "bulk_auditors": list(assignable()) if bulk.ASSIGN in actions else [],
+        "bulk_max_k": MAX_K,
+    }
 
 
 # --- item ----------------------------------------------------------------------------------------
@@ -263,6 +282,9 @@ def _render_item(
         "hl": marks.query,
         "hl_qs": marks.qs,
         "progress": queues.progress(_next_filters(request), item=transcript, viewer=request.user),
+        "guidelines": guidelines.for_screen(transcript),  # Issue 11: guidelines
+        # Issue 11: discussion (the thread region, blind as visibility.may_read_discussion says)
+        "discussion": thread_context(transcript, request.user, reviews=state.all_reviews),
     }
     return render_screen(request, "audit/item.html", "review-main", context, status=status)
 
@@ -497,10 +519,13 @@ def _after_saving(
 def adjudication_queue(request: AuditRequest) -> HttpResponse:
     show = "adjudicated" if request.GET.get("show") == "adjudicated" else "disputed"
     status = Status.ADJUDICATED if show == "adjudicated" else Status.DISPUTED
+    # Issue 11: discussion. ?discussion=1 keeps the items marked "needs discussion".
+    only_marked = request.GET.get("discussion") == "1"
+    rows = Transcript.objects.filter(status=status)
+    if only_marked:
+        rows = rows.filter(needs_discussion_q())
     paginator = Paginator(
-        Transcript.objects.filter(status=status)
-        .order_by("-priority", "id")
-        .only(*queues.ROW_FIELDS),
+        rows.annotate(marked=marked_now()).order_by("-priority", "id").only(*queues.ROW_FIELDS),
         queues.PAGE_SIZE,
     )
     page = paginator.get_page(request.GET.get("page"))
@@ -510,12 +535,15 @@ def adjudication_queue(request: AuditRequest) -> HttpResponse:
         .values_list("status")
         .annotate(n=Count("id"))
     )
-    base = f"{reverse('adjudication_queue')}?show={show}&page="
+    marked_qs = "&discussion=1" if only_marked else ""
+    base = f"{reverse('adjudication_queue')}?show={show}{marked_qs}&page="
     context = {
         "nav": "adjudication",
         "rows": list(page),
         "show": show,
         "counts": counts,
+        "only_marked": only_marked,
+        "marked_qs": marked_qs,
         "total": paginator.count,
         **pager(page, lambda n: f"{base}{n}"),
     }
@@ -558,6 +586,11 @@ def _render_adjudication(
         "conflict": screens.conflict(conflict_seen, state.all_reviews, see_all=True)
         if is_conflict
         else None,
+        "guidelines": guidelines.for_screen(transcript),  # Issue 11: guidelines
+        # Issue 11: discussion
+        "discussion": thread_context(
+            transcript, request.user, reviews=state.all_reviews, screen=ADJUDICATION
+        ),
     }
     return render_screen(
         request, "audit/adjudication.html", "adjudication-main", context, status=status

@@ -13,6 +13,16 @@ blind viewer only "settled", never which way (``shown_status``, ``status_choices
 ``knows_settlements``. The dashboard hides every figure after review from blind auditors
 (``blind_on_dashboard``); the admin shows reviews and final labels of settled items only
 (``settled_only``).
+
+Discussion (issue 11): a viewer always sees their own comments on an item; others' comments,
+and who wrote them, exactly when they may see its reviews (``may_see``: once they gave a verdict
+on it, or as adjudicators on items in adjudication), or when the viewer is staff or an
+adjudicator WITHOUT the auditor role (they review nothing, so nothing can unblind them). Anyone
+with the auditor role is blind until their own verdict, settled items included: raising K can
+hand a settled item to an auditor who never reviewed it, the reason lists tell them only
+"settled" (``knows_settlements``), and comments say how the reviewers decided
+(``may_read_discussion``, ``readable_comments``); the page then says only that others' comments
+show after one's verdict.
 """
 
 from __future__ import annotations
@@ -183,3 +193,30 @@ def settled_only(queryset: TranscriptQuerySet) -> TranscriptQuerySet:
 def settled_reviews(queryset: QuerySet[Review]) -> QuerySet[Review]:
     """``settled_only`` for review rows."""
     return queryset.filter(transcript__status__in=SETTLED_STATUSES)
+
+
+# Issue 11: discussion -----------------------------------------------------------------------------
+
+
+def may_read_discussion(transcript: Transcript, viewer: User, *, reviewed: bool) -> bool:
+    """Whether the viewer may read other people's comments on the item (and who wrote them),
+    given whether they gave a verdict of their own on it (``reviewed``, as ``gave_verdict``).
+    Their own comments they always see (``readable_comments``).
+
+    As for the reviews themselves (``may_see``: once they reviewed it; adjudicators on items in
+    adjudication), and for staff and adjudicators WITHOUT the auditor role: they review
+    nothing, so nothing they read can unblind a review of theirs. Everyone with the auditor
+    role (staff and adjudicators too) is blind until their own verdict, on a settled item too
+    (see the module docstring: the issue asked for settled items to be readable by all; raising
+    K would then hand an auditor an item whose reviewers' reasoning they had read)."""
+    if may_see(transcript, viewer, reviewed=reviewed):
+        return True
+    if has_role(viewer, AUDITOR):
+        return False
+    return is_staff(viewer) or has_role(viewer, ADJUDICATOR)
+
+
+def readable_comments[C](comments: Iterable[C], viewer: User, *, may_read: bool) -> list[C]:
+    """The comments (anything with ``author_id``) the viewer may read: all of them when
+    ``may_read`` (``may_read_discussion``), else only their own."""
+    return [c for c in comments if may_read or getattr(c, "author_id", None) == viewer.pk]

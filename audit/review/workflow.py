@@ -51,6 +51,7 @@ from audit.models import (
     TranscriptQuerySet,
     Verdict,
 )
+from audit.team import guidelines
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -327,6 +328,7 @@ def _record(
     seconds_spent: int,
     based_on_version: int,
     supersedes: Q,
+    guideline_version: int,
 ) -> ReviewOutcome:
     previous = (
         Review.objects.current()
@@ -346,6 +348,7 @@ def _record(
         rationale=rationale,
         seconds_spent=clamp_seconds(seconds_spent),
         based_on_version=based_on_version,
+        guideline_version_id=guideline_version,
     )
     if previous is not None:
         previous.superseded_by = review
@@ -402,6 +405,7 @@ def submit_review(
     based_on_version: int,
     basis: VerdictBasis | None = None,
     confirm_unusual: bool = False,
+    guideline_version: int | None = None,
 ) -> ReviewOutcome:
     """Record an auditor's verdict; a second verdict by the same auditor supersedes the first.
 
@@ -413,6 +417,9 @@ def submit_review(
 
     A relabel to the imported labels themselves is refused (it is a confirm); one to an
     ``unusual_combination`` needs ``confirm_unusual``.
+
+    ``guideline_version``: the guidelines the auditor's page showed (the current ones when
+    None); a number that names no version is refused.
     """
     rationale = _checked_rationale(rationale)
     if verdict == Verdict.CONFIRM:
@@ -439,6 +446,7 @@ def submit_review(
         labels = None
     else:
         raise ValidationError({"verdict": f"Unknown verdict {verdict!r}."})
+    guideline_number = guidelines.resolve_number(guideline_version)
     with transaction.atomic():
         current = _locked(transcript.pk)
         if current.version != based_on_version and not _still_decidable(
@@ -464,6 +472,7 @@ def submit_review(
             seconds_spent=seconds_spent,
             based_on_version=based_on_version,
             supersedes=~Q(verdict=Verdict.ADJUDICATE),
+            guideline_version=guideline_number,
         )
 
 
@@ -478,9 +487,11 @@ def adjudicate(
     seconds_spent: int = 0,
     based_on_version: int,
     confirm_unusual: bool = False,
+    guideline_version: int | None = None,
 ) -> ReviewOutcome:
     """Settle a disputed item with the adjudicator's values (or revise one's adjudication); an
-    ``unusual_combination`` needs ``confirm_unusual``."""
+    ``unusual_combination`` needs ``confirm_unusual``; ``guideline_version`` as for
+    ``submit_review``."""
     rationale = _checked_rationale(rationale)
     if not rationale:
         raise ValidationError({"rationale": "Say why you decided this way."})
@@ -490,6 +501,7 @@ def adjudicate(
         correct_decision=correct_decision,
         confirm_unusual=confirm_unusual,
     )
+    guideline_number = guidelines.resolve_number(guideline_version)
     with transaction.atomic():
         current = _lock_current(transcript, based_on_version)
         if not current.in_adjudication:
@@ -503,6 +515,7 @@ def adjudicate(
             seconds_spent=seconds_spent,
             based_on_version=based_on_version,
             supersedes=Q(verdict=Verdict.ADJUDICATE),
+            guideline_version=guideline_number,
         )
 
 

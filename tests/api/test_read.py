@@ -220,3 +220,12 @@ def test_bad_selections_are_400(api, read_token, query, named):
     response = api.get(f"{API}/summaries?{query}", headers=bearer(read_token))
     assert response.status_code == 400
     assert named in response.json()["detail"]
+
+
+def test_a_path_no_api_route_takes_is_a_json_404(client):
+    # A newline in a path parameter matches no route ("." leaves it out): still JSON.
+    for path in ("/api/v1/releases/1.0.0/files/a%0Ab", "/api/v1/nothing-here", "/api/v1/x/%0A"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response["Content-Type"] == "application/json", path
+        assert response.json() == {"detail": "not found"}

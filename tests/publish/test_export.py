@@ -625,9 +625,9 @@ def test_malt_block_takes_each_records_batch_without_a_query_per_record(tmp_path
         )
     with CaptureQueriesContext(connection) as queries:
         lines = list(exporters.iter_lines(Transcript.objects.all(), chunk_size=10))
-    # The rows in one query read a chunk at a time; per chunk one query for its reviews and
-    # one for the batches it is the first to name.
-    assert len(queries) <= 1 + 3 * 2
+    # The rows in one query read a chunk at a time; per chunk one query for its reviews,
+    # one for its comments (issue 11: discussion) and one for the batches it is the first to name.
+    assert len(queries) <= 1 + 3 * 3
     pairs = [(r["malt"]["model"], r["malt"]["run_source"]) for r in map(json.loads, lines)]
     assert pairs == [("m-a", "prompted")] * 10 + [(None, "unprompted")] * 10 + [("m-c", None)] * 10
 

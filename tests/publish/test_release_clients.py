@@ -29,6 +29,7 @@ from audit.models import Transcript  # noqa: E402
 from audit.publish.release import publish_release  # noqa: E402
 from audit.publish.verify import verify_release  # noqa: E402
 from audit.review.workflow import set_required_reviews  # noqa: E402
+from audit.team import discussion  # noqa: E402
 from tests.factories import (  # noqa: E402
     adjudicate,
     confirm,
@@ -137,6 +138,14 @@ def release_root(tmp_path, auditor, auditor2, adjudicator) -> Path:
     unsure(by_step[5], auditor)
     set_required_reviews(Transcript.objects.filter(pk=by_step[6].pk), 2)
     confirm(by_step[6], auditor)
+    # Discussion (issue 11): a hostile comment, one edited (with its history), an item marked.
+    # Most records have no comment, so the clients meet both an empty list and a full one.
+    discussion.add_comment(by_step[3], author=auditor, text=HOSTILE + "\n" + UNICODE)
+    edited = discussion.add_comment(by_step[4], author=auditor2, text="first <i>take</i>")
+    discussion.edit_comment(edited, author=auditor2, text="second take", based_on=1)
+    discussion.mark_needs_discussion(
+        Transcript.objects.filter(pk__in=[by_step[4].pk, by_step[5].pk]), by=adjudicator
+    )
     release = publish_release(
         Transcript.objects.all(),
         version="1.0.0",
@@ -301,6 +310,9 @@ def test_datasets_loads_both_splits_offline_with_exact_values(release_root, tmp_
             assert _hf_same(row, record), (name, record["step_number"])
     # The floats datasets 5.x rounds to 10 digits without declared features.
     reviewed = loaded["reviewed"].to_list()
+    # The discussion loads too: an edited comment with its history, beside empty threads.
+    threads = [row["review"]["comments"] for row in reviewed]
+    assert any(thread and thread[0]["history"] for thread in threads) and [] in threads
     assert reviewed[0]["cot_analysis"]["deliberation_score"] == 0.24666666666666665
 
 

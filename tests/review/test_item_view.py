@@ -14,6 +14,7 @@ from django.urls import reverse
 from audit.models import Lease, Review, Status, Transcript
 from audit.review.forms import OPENED_SALT, opened_token
 from audit.review.workflow import set_required_reviews
+from audit.team import guidelines
 from tests.factories import adjudicate, confirm, fresh, import_records, make_misbehavior, relabel
 from tests.review.pages import HOSTILE, HTMX, GuardedViewChecklist, episode, verdict_data
 
@@ -46,19 +47,23 @@ def test_item_page_query_count_is_constant(
     small = import_records(episode(3, session="q_small"), tmp_path, name="a.jsonl")
     big = import_records(episode(150, session="q_big"), tmp_path, name="b.jsonl")
     auditor_client.get(reverse("queue"))  # warm the session
+    # Issue 11: guidelines. Version 1 exists (the first read ever creates it); every page then
+    # reads the current version: one query more than the figures below say (the "+ 1"s).
+    guidelines.current_version()
+    # Issue 11: discussion. The thread region reads the item's comments and its marks: "+ 2".
     # First open: 9 to show the page (2 of them the progress line: the auditor's reviews today,
     # the items left), 6 to reserve it (does the auditor hold another lease, savepoint, lock
     # the row, load its leases, insert, release).
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(15 + 1 + 2):
         auditor_client.get(reverse("item", args=[small[0].pk]))
     # Holding that lease, opening another queued item only asks about it: 9 + 1.
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(10 + 1 + 2):
         auditor_client.get(reverse("item", args=[big[0].pk]))
     Lease.objects.filter(auditor=auditor).delete()
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(15 + 1 + 2):
         auditor_client.get(reverse("item", args=[big[0].pk]))
     # Opening it again, with its lease held: 9.
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(9 + 1 + 2):
         auditor_client.get(reverse("item", args=[big[0].pk]))
 
 
@@ -528,7 +533,7 @@ def test_confirm_is_enabled_for_complete_imported_labels(auditor_client, queued)
 # --- leases on open -------------------------------------------------------------------------------
 
 
-def test_opening_an_item_reserves_it_and_others_see_who_holds_it(
+def test_opening_an_item_reserves_it_and_others_see_it_is_held_not_by_whom(
     auditor_client, auditor2_client, auditor, auditor2, queued
 ):
     t = queued[0]
@@ -536,7 +541,9 @@ def test_opening_an_item_reserves_it_and_others_see_who_holds_it(
     assert Lease.objects.filter(transcript=t, auditor=auditor).exists()
     assert 'id="lease-note"' in html and "Reserved by" not in html
     html = auditor2_client.get(reverse("item", args=[t.pk])).content.decode()
-    assert re.search(r"Reserved by alice until \d\d:\d\d", html)
+    # Blind: bob has given no verdict here, so the page must not name who else works on it.
+    assert re.search(r"Reserved by another auditor until \d\d:\d\d", html)
+    assert "alice" not in html
     assert not Lease.objects.filter(transcript=t, auditor=auditor2).exists()  # K = 1: full
     # "Next" does not hand bob the item alice opened.
     response = auditor2_client.post(reverse("next_item"))

@@ -242,6 +242,10 @@
     if (event.target?.id === "id_is_misbehavior") {
       syncMisbehaviorType(event.target.form || document);
     }
+    // Issue 11: views. The queue's "tick every row of this page" box (bulk actions).
+    if (event.target?.dataset?.action === "pick-page") {
+      for (const box of document.querySelectorAll("input.bulk-pick")) box.checked = event.target.checked;
+    }
   });
 
   document.addEventListener("dblclick", (event) => {
@@ -299,5 +303,47 @@
     document.addEventListener("DOMContentLoaded", init);
   } else {
     init();
+  }
+})();
+
+// Issue 11: guidelines. Beside each verdict select (_verdict.html#rubric) the guidelines'
+// definition of the value chosen: when the select changes (or "Use these values" fills it), the
+// matching entry of the folded list below is copied in. The entries are the server's sanitised
+// HTML already in the page, cloned as nodes: nothing is parsed from a string.
+(() => {
+  function showRubric(container) {
+    const select = document.getElementById(container.dataset.rubricFor);
+    const chosen = container.querySelector(".rubric-chosen");
+    if (!select || !chosen) return;
+    const value = select.disabled ? "" : select.value;
+    const entry = value
+      ? Array.from(container.querySelectorAll(".rubric-entry")).find((el) => el.dataset.rubricValue === value)
+      : null;
+    if (!entry) {
+      const none = document.createElement("p");
+      none.className = "muted rubric-none";
+      none.textContent = container.dataset.rubricNone || "";
+      chosen.replaceChildren(none);
+      return;
+    }
+    const parts = Array.from(entry.children).filter((el) => !el.classList.contains("rubric-term"));
+    chosen.replaceChildren(...parts.map((el) => el.cloneNode(true)));
+  }
+
+  function showAll() {
+    document.querySelectorAll("[data-rubric-for]").forEach(showRubric);
+  }
+
+  document.addEventListener("change", (event) => {
+    if (event.target?.closest?.("#verdict-panel") && event.target.matches("select")) showAll();
+  });
+  document.addEventListener("click", (event) => {
+    if (event.target.closest?.("[data-action='fill']")) showAll();
+  });
+  document.addEventListener("htmx:afterSwap", showAll);
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", showAll);
+  } else {
+    showAll();
   }
 })();
