@@ -274,9 +274,7 @@ def test_an_auditor_is_blind_until_their_own_verdict(items, auditor, auditor2):
     assert may_read(items[0], auditor2)
 
 
-def test_a_settled_item_stays_blind_to_an_auditor_who_did_not_review_it(
-    items, auditor, request
-):
+def test_a_settled_item_stays_blind_to_an_auditor_who_did_not_review_it(items, auditor, request):
     # As its final labels are: raising K can still hand the item to them, and the comments say
     # how its reviewers decided.
     set_required_reviews(Transcript.objects.filter(pk=items[0].pk), 1)
