@@ -727,7 +727,7 @@ class ApiTokenAdmin(StaffReadOnly):
         self.message_user(request, f"Revoked {count} token{'s' if count != 1 else ''}.")
 
 
-# Issue 11: guidelines ----------------------------------------------------------------------------
+# Guidelines --------------------------------------------------------------------------------------
 # Read-only here: a version is edited (as a new one) on the guidelines page, which checks for
 # concurrent edits and gaps (audit.team.guidelines.save_version).
 
@@ -741,7 +741,7 @@ class GuidelineVersionAdmin(StaffReadOnly):
     readonly_fields = fields
 
 
-# Issue 11: assignments ---------------------------------------------------------------------------
+# Assignments -------------------------------------------------------------------------------------
 # Made here by the same form as the assignments page (which calls audit.team.assignments.assign);
 # never changed or deleted: its tasks were fixed when it was made.
 
@@ -832,7 +832,7 @@ class AssignmentAdmin(StaffReadOnly):
         return TemplateResponse(request, "audit/assignments_admin_add.html", context, status=status)
 
 
-# Issue 11: discussion ----------------------------------------------------------------------------
+# Discussion --------------------------------------------------------------------------------------
 # Read-only: comments and marks are append-only history (audit.team.discussion). Blind like the
 # reviews: the admin shows the discussion of settled items only, whoever the staff member is (an
 # open item's thread is read on its item page, under visibility.may_read_discussion).
@@ -872,7 +872,7 @@ class DiscussionMarkAdmin(StaffReadOnly):
         return super().get_queryset(request).filter(transcript__in=_settled_items())
 
 
-# Issue 11: views ---------------------------------------------------------------------------------
+# Saved views -------------------------------------------------------------------------------------
 
 
 @admin.register(SavedView)

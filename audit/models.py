@@ -749,7 +749,7 @@ class IngestRun(models.Model):
         return f"run {self.key!r} of user #{self.created_by_id} (batch #{self.batch_id})"
 
 
-# Issue 11: discussion ----------------------------------------------------------------------------
+# Discussion --------------------------------------------------------------------------------------
 
 # A comment is shown in full in its item's thread (and in exports): longer is refused, never cut.
 COMMENT_MAX_LENGTH = 5000
@@ -895,7 +895,7 @@ class DiscussionMark(models.Model):
         return self.cleared_at is None
 
 
-# Issue 11: assignments ---------------------------------------------------------------------------
+# Assignments -------------------------------------------------------------------------------------
 
 
 class Assignment(models.Model):
@@ -975,7 +975,7 @@ class AssignmentTask(models.Model):
         )
 
 
-# Issue 11: saved views ---------------------------------------------------------------------------
+# Saved views -------------------------------------------------------------------------------------
 
 SAVED_VIEW_NAME_MAX_LENGTH = 100
 
@@ -1019,7 +1019,7 @@ class SavedView(models.Model):
         return f"{self.screen} view {self.name!r} of user #{self.owner_id}"
 
 
-# Issue 11: guidelines ----------------------------------------------------------------------------
+# Guidelines --------------------------------------------------------------------------------------
 
 
 class GuidelineVersion(models.Model):

@@ -162,9 +162,9 @@ OWN_KEYS = {
     "release_download": ["format"],
     "item_field": ["q"],
     "login": ["next"],
-    "assignments": ["page"],  # Issue 11: assignments
-    "my_work": ["page"],  # Issue 11: assignments
-    "saved_views_menu": ["screen"],  # Issue 11: views
+    "assignments": ["page"],
+    "my_work": ["page"],
+    "saved_views_menu": ["screen"],
     "guideline_diff": ["from", "to"],
     "discussion": ["screen"],
     **{
@@ -288,11 +288,9 @@ ARGS = {
     "auditors": lambda w: [],
     "dashboard_monitors": lambda w: [],
     "release_download": lambda w: [w.release.version],
-    # Issue 11: assignments
     "assignments": lambda w: [],
     "assignment_detail": lambda w: [_an_assignment(w)],
     "my_work": lambda w: [],
-    # Issue 11: views
     "saved_views": lambda w: [],
     "saved_views_menu": lambda w: [],
     "delete_saved_view": lambda w: [_a_saved_view()],
@@ -322,7 +320,7 @@ def _a_comment(w: World) -> int:
 
 
 def _a_saved_view() -> int:
-    """Issue 11: a shared queue view of sam's (made when a test first asks)."""
+    """A shared queue view of sam's (made when a test first asks)."""
     from django.contrib.auth.models import User
 
     from audit.models import SavedView
@@ -332,7 +330,7 @@ def _a_saved_view() -> int:
 
 
 def _an_assignment(w: World) -> int:
-    """Issue 11: an assignment of the world's item to alice (made when a test first asks)."""
+    """An assignment of the world's item to alice (made when a test first asks)."""
     from django.contrib.auth.models import User
 
     from audit.team.assignments import assign

@@ -107,9 +107,9 @@ def _urls(data: dict[str, Any]) -> dict[str, str]:
 
 # Pinned: page -> queries, for staff (who sees every figure).
 STAFF = {
-    # Issue 11, discussion: + 2 on the item and adjudication screens (the thread's comments
-    # with their revisions, and the item's marks).
-    # Issue 11, guidelines: + 1 on the same two (the current guidelines version).
+    # The discussion: + 2 on the item and adjudication screens (the thread's comments with
+    # their revisions, and the item's marks); the guidelines: + 1 on the same two (the current
+    # version).
     "item": 9 + 2 + 1,
     "adjudication_queue": 6,
     "adjudicate_item": 5 + 2 + 1,
@@ -135,7 +135,7 @@ STAFF = {
 }
 # A plain auditor: blind figures on the dashboard, own rows on the auditors page.
 AUDITOR = {
-    "item": 9 + 2 + 1,  # Issue 11, discussion: + 2, guidelines: + 1, as for staff
+    "item": 9 + 2 + 1,  # discussion + 2, guidelines + 1, as for staff
     "dashboard": 18,
     "dashboard_batch": 18,
     "dashboard_dates": 18,

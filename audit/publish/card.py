@@ -919,7 +919,6 @@ def dataset_card(card: dict[str, Any]) -> str:
         "",
         *_monitor_lines(summary.get("monitors")),
         "",
-        # Issue 11: guidelines
         "## Guidelines",
         "",
         *_guideline_lines(summary.get("guideline_versions")),

@@ -98,8 +98,8 @@ from audit.labels import NO_LABELS_EXPORT
 from audit.metrics import monitors
 from audit.metrics import summaries as metrics
 from audit.models import Flag, ImportBatch, Review, Transcript, TranscriptQuerySet, Verdict
-from audit.team import discussion  # Issue 11: discussion
-from audit.team import guidelines as guideline_versions  # Issue 11: guidelines
+from audit.team import discussion
+from audit.team import guidelines as guideline_versions
 
 CHUNK_SIZE = 2000
 EXPORT_ORDER = ("session_id", "task_id", "step_number", "fingerprint")
@@ -142,7 +142,7 @@ def _review_entry(review: Review) -> dict[str, Any]:
         "seconds_spent": review.seconds_spent,
         "created_at": review.created_at.isoformat(),
         "superseded": review.superseded_by_id is not None,
-        # Issue 11: the guidelines version the review was made under (null: before versioning).
+        # The guidelines version the review was made under (null: before versioning).
         # The version's number is its primary key, so the review row holds it (no join).
         "guideline_version": review.guideline_version_id,
     }
@@ -225,7 +225,6 @@ def export_record(
         "required_reviews": transcript.required_reviews,
         "reviews": [_review_entry(r) for r in rows],
         "adjudication": _review_entry(adjudications[-1]) if adjudications else None,
-        # Issue 11: discussion
         "comments": [
             _comment_entry(c)
             for c in (discussion.thread(transcript) if comments is None else comments)
@@ -420,7 +419,7 @@ def build_summary(
         "review_status": metrics.status_counts(selection),
         "estimated_error_rate": metrics.estimated_error_rate(selection),
         "monitors": monitors.evaluate(selection, population=monitors.count_population(selection)),
-        # Issue 11: which guideline versions the labels followed (current reviews per version).
+        # Which guideline versions the labels followed (current reviews per version).
         "guideline_versions": guideline_versions.version_counts(selection),
     }
 

@@ -34,7 +34,7 @@ from audit.models import (
     Transcript,
     TranscriptQuerySet,
 )
-from audit.team import assignments  # Issue 11: assignments
+from audit.team import assignments
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -106,9 +106,9 @@ def claim_next(
             claimed = _take(own_pk, auditor=auditor, expires=expires, wait=True)
             if claimed is not None:
                 return claimed
-    # Issue 11: assignments. Then the auditor's assigned items, then everything else, where
-    # items another auditor is assigned to and has not reviewed yet come after the unassigned
-    # ones (ordered after, never reserved: nothing waits on someone who does not come).
+    # Then the auditor's assigned items, then everything else, where items another auditor is
+    # assigned to and has not reviewed yet come after the unassigned ones (ordered after, never
+    # reserved: nothing waits on someone who does not come).
     claimed = _claim_listed(
         assignments.open_tasks(auditor), candidates, auditor=auditor, expires=expires
     )

@@ -48,9 +48,9 @@ from audit.review.forms import (
     rebased,
 )
 from audit.review.presentation import FULL_FIELDS, flags, full_text, size
-from audit.team import guidelines  # Issue 11: guidelines
-from audit.team.discussion import marked_now, needs_discussion_q  # Issue 11: discussion
-from audit.team.discussion_views import ADJUDICATION, thread_context  # Issue 11: discussion
+from audit.team import guidelines
+from audit.team.discussion import marked_now, needs_discussion_q
+from audit.team.discussion_views import ADJUDICATION, thread_context
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def queue(request: AuditRequest) -> HttpResponse:
         "is_filtered": bool(active),
         # Rows open their item with the search's words marked.
         "item_qs": _marks(filters.q).qs,
-        # Issue 11: bulk actions (adjudicators, staff) and saved views (audit.team)
+        # Bulk actions (adjudicators, staff) and saved views (audit.team)
         **_bulk_context(user),
     }
     response = render_screen(request, "audit/queue.html", "queue", context)
@@ -282,8 +282,8 @@ def _render_item(
         "hl": marks.query,
         "hl_qs": marks.qs,
         "progress": queues.progress(_next_filters(request), item=transcript, viewer=request.user),
-        "guidelines": guidelines.for_screen(transcript),  # Issue 11: guidelines
-        # Issue 11: discussion (the thread region, blind as visibility.may_read_discussion says)
+        "guidelines": guidelines.for_screen(transcript),
+        # Discussion (the thread region, blind as visibility.may_read_discussion says)
         "discussion": thread_context(transcript, request.user, reviews=state.all_reviews),
     }
     return render_screen(request, "audit/item.html", "review-main", context, status=status)
@@ -519,7 +519,7 @@ def _after_saving(
 def adjudication_queue(request: AuditRequest) -> HttpResponse:
     show = "adjudicated" if request.GET.get("show") == "adjudicated" else "disputed"
     status = Status.ADJUDICATED if show == "adjudicated" else Status.DISPUTED
-    # Issue 11: discussion. ?discussion=1 keeps the items marked "needs discussion".
+    # ?discussion=1 keeps the items marked "needs discussion".
     only_marked = request.GET.get("discussion") == "1"
     rows = Transcript.objects.filter(status=status)
     if only_marked:
@@ -586,8 +586,7 @@ def _render_adjudication(
         "conflict": screens.conflict(conflict_seen, state.all_reviews, see_all=True)
         if is_conflict
         else None,
-        "guidelines": guidelines.for_screen(transcript),  # Issue 11: guidelines
-        # Issue 11: discussion
+        "guidelines": guidelines.for_screen(transcript),
         "discussion": thread_context(
             transcript, request.user, reviews=state.all_reviews, screen=ADJUDICATION
         ),

@@ -195,7 +195,7 @@ def settled_reviews(queryset: QuerySet[Review]) -> QuerySet[Review]:
     return queryset.filter(transcript__status__in=SETTLED_STATUSES)
 
 
-# Issue 11: discussion -----------------------------------------------------------------------------
+# Discussion ---------------------------------------------------------------------------------------
 
 
 def may_read_discussion(transcript: Transcript, viewer: User, *, reviewed: bool) -> bool:

@@ -47,10 +47,10 @@ def test_item_page_query_count_is_constant(
     small = import_records(episode(3, session="q_small"), tmp_path, name="a.jsonl")
     big = import_records(episode(150, session="q_big"), tmp_path, name="b.jsonl")
     auditor_client.get(reverse("queue"))  # warm the session
-    # Issue 11: guidelines. Version 1 exists (the first read ever creates it); every page then
+    # Version 1 exists (the first read ever creates it); every page then
     # reads the current version: one query more than the figures below say (the "+ 1"s).
     guidelines.current_version()
-    # Issue 11: discussion. The thread region reads the item's comments and its marks: "+ 2".
+    # The thread region reads the item's comments and its marks: "+ 2".
     # First open: 9 to show the page (2 of them the progress line: the auditor's reviews today,
     # the items left), 6 to reserve it (does the auditor hold another lease, savepoint, lock
     # the row, load its leases, insert, release).

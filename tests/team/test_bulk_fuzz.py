@@ -1,4 +1,4 @@
-"""Issue 11, views: no form body the bulk action or the save of a view is sent gives a server
+"""No form body the bulk action or the save of a view is sent gives a server
 error, for any role (the fuzz of tests/test_input_fuzz.py, on these two forms)."""
 
 from urllib.parse import urlencode

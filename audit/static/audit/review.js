@@ -242,7 +242,7 @@
     if (event.target?.id === "id_is_misbehavior") {
       syncMisbehaviorType(event.target.form || document);
     }
-    // Issue 11: views. The queue's "tick every row of this page" box (bulk actions).
+    // The queue's "tick every row of this page" box (bulk actions).
     if (event.target?.dataset?.action === "pick-page") {
       for (const box of document.querySelectorAll("input.bulk-pick")) box.checked = event.target.checked;
     }
@@ -306,7 +306,7 @@
   }
 })();
 
-// Issue 11: guidelines. Beside each verdict select (_verdict.html#rubric) the guidelines'
+// Beside each verdict select (_verdict.html#rubric) the guidelines'
 // definition of the value chosen: when the select changes (or "Use these values" fills it), the
 // matching entry of the folded list below is copied in. The entries are the server's sanitised
 // HTML already in the page, cloned as nodes: nothing is parsed from a string.
