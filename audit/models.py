@@ -257,6 +257,10 @@ TranscriptManager = _FinishedTranscripts.from_queryset(TranscriptQuerySet)
 AllTranscriptsManager = models.Manager.from_queryset(TranscriptQuerySet)
 
 
+# (flag, its column) in Flag order: read per row by the export and the pages.
+_FLAG_COLUMNS = tuple((flag.value, f"flag_{flag.value}") for flag in Flag)
+
+
 class Transcript(models.Model):
     batch = models.ForeignKey(ImportBatch, on_delete=models.PROTECT, related_name="transcripts")
     # sha256 of the canonical record (sorted keys, compact): the identity for deduplication.
@@ -417,7 +421,7 @@ class Transcript(models.Model):
 
     @property
     def flags(self) -> list[str]:
-        return [flag.value for flag in Flag if getattr(self, f"flag_{flag.value}")]
+        return [value for value, column in _FLAG_COLUMNS if getattr(self, column)]
 
     @property
     def is_settled(self) -> bool:

@@ -29,11 +29,13 @@ from typing import Any
 
 from django.db import connections, transaction
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.db.models.signals import post_migrate
 
 from audit import triggers
 from audit.models import (
+    OPEN_STATUSES,
+    Flag,
     ImportBatch,
     Review,
     ReviewQuerySet,
@@ -137,6 +139,21 @@ def _on_transcript(condition: Q) -> Q:
             lookup, value = child
             prefixed.children.append((f"transcript__{lookup}", value))
     return prefixed
+
+
+def queued_open() -> int:
+    """How many visible transcripts are in the queue and open: what "Next" hands out, before
+    each auditor's own exclusions. ``in_queue`` is set at import to whether the record has any
+    flag, spot check included (``audit.ingest.records.extract``), and never changes, so the
+    rollup's flag columns answer it without counting the queue's rows (at a million records
+    that count is a scan of hundreds of thousands of index entries)."""
+    any_flag = Q()
+    for flag in Flag:
+        any_flag |= Q(**{f"flag_{flag.value}": True})
+    found = Rollup.objects.filter(any_flag, status__in=OPEN_STATUSES).aggregate(
+        n=Sum("transcripts")
+    )
+    return found["n"] or 0
 
 
 def values(column: str, *, limit: int | None = None) -> list[Any]:

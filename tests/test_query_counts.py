@@ -109,8 +109,9 @@ def _urls(data: dict[str, Any]) -> dict[str, str]:
 STAFF = {
     # The discussion: + 2 on the item and adjudication screens (the thread's comments with
     # their revisions, and the item's marks); the guidelines: + 1 on the same two (the current
-    # version).
-    "item": 9 + 2 + 1,
+    # version). Progress: + 1 (the queue's size from the rollup and the viewer's own reviewed
+    # items in it, two small reads in place of counting the open rows).
+    "item": 9 + 2 + 1 + 1,
     "adjudication_queue": 6,
     "adjudicate_item": 5 + 2 + 1,
     "dashboard": 33,
@@ -135,7 +136,7 @@ STAFF = {
 }
 # A plain auditor: blind figures on the dashboard, own rows on the auditors page.
 AUDITOR = {
-    "item": 9 + 2 + 1,  # discussion + 2, guidelines + 1, as for staff
+    "item": 9 + 2 + 1 + 1,  # discussion + 2, guidelines + 1, progress + 1, as for staff
     "dashboard": 18,
     "dashboard_batch": 18,
     "dashboard_dates": 18,

@@ -51,19 +51,20 @@ def test_item_page_query_count_is_constant(
     # reads the current version: one query more than the figures below say (the "+ 1"s).
     guidelines.current_version()
     # The thread region reads the item's comments and its marks: "+ 2".
-    # First open: 9 to show the page (2 of them the progress line: the auditor's reviews today,
-    # the items left), 6 to reserve it (does the auditor hold another lease, savepoint, lock
+    # First open: 10 to show the page (3 of them the progress line: the auditor's reviews
+    # today, the queue's open items from the rollup, the auditor's own reviewed ones among
+    # them), 6 to reserve it (does the auditor hold another lease, savepoint, lock
     # the row, load its leases, insert, release).
-    with django_assert_num_queries(15 + 1 + 2):
+    with django_assert_num_queries(16 + 1 + 2):
         auditor_client.get(reverse("item", args=[small[0].pk]))
-    # Holding that lease, opening another queued item only asks about it: 9 + 1.
-    with django_assert_num_queries(10 + 1 + 2):
+    # Holding that lease, opening another queued item only asks about it: 10 + 1.
+    with django_assert_num_queries(11 + 1 + 2):
         auditor_client.get(reverse("item", args=[big[0].pk]))
     Lease.objects.filter(auditor=auditor).delete()
-    with django_assert_num_queries(15 + 1 + 2):
+    with django_assert_num_queries(16 + 1 + 2):
         auditor_client.get(reverse("item", args=[big[0].pk]))
-    # Opening it again, with its lease held: 9.
-    with django_assert_num_queries(9 + 1 + 2):
+    # Opening it again, with its lease held: 10.
+    with django_assert_num_queries(10 + 1 + 2):
         auditor_client.get(reverse("item", args=[big[0].pk]))
 
 

@@ -1,0 +1,62 @@
+"""The item page's "N left for you" over the whole queue comes from the rollup less the
+viewer's own reviewed items in it (issue 14: no count of the queue's rows per verdict); it must
+equal counting the rows, whatever reviews, K changes and adjudications came before."""
+
+import random
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from audit.models import Review, Status, Transcript
+from audit.review.queue import progress
+from audit.review.workflow import set_required_reviews
+from tests.factories import adjudicate, confirm, fresh, import_records, make_record, relabel, unsure
+
+pytestmark = pytest.mark.django_db
+
+
+def counted(viewer) -> int:
+    """The open queued items ``viewer`` has no current review of, counted row by row."""
+    mine = Review.objects.current().filter(auditor=viewer).values("transcript")
+    return Transcript.objects.in_queue().open().exclude(pk__in=mine).count()
+
+
+def left(viewer) -> int:
+    item = Transcript.objects.in_queue().first()
+    return progress(None, item=item, viewer=viewer).left
+
+
+def test_left_matches_a_recount_after_random_work(tmp_path, auditor, auditor2, adjudicator):
+    records = [
+        make_record(step_number=n, decision={"type": "BLOCK"}, session_id=f"s{n % 4}")
+        for n in range(1, 25)
+    ]
+    import_records(records, tmp_path)
+    queued = list(Transcript.objects.in_queue().order_by("pk"))
+    assert len(queued) >= 10
+    rng = random.Random(14)
+    saved = 0
+    for step in range(60):
+        item = fresh(rng.choice(queued))
+        who = rng.choice([auditor, auditor2])
+        action = rng.randrange(5)
+        try:
+            if action == 0 and item.is_open:
+                confirm(item, who)
+            elif action == 1 and item.is_open:
+                relabel(item, who, is_misbehavior=False, correct_decision="BLOCK", rationale="r")
+            elif action == 2 and item.is_open:
+                unsure(item, who)
+            elif action == 3:
+                set_required_reviews(Transcript.objects.filter(pk=item.pk), rng.choice([1, 2, 3]))
+            elif item.status == Status.DISPUTED:
+                adjudicate(item, adjudicator)
+            else:
+                continue
+            saved += 1
+        except ValidationError:  # refused (already reviewed by them, K reached): nothing saved
+            continue
+        for viewer in (auditor, auditor2, adjudicator):
+            assert left(viewer) == counted(viewer), (step, viewer.username)
+    assert saved >= 20
+    assert counted(auditor) < len(queued)  # the work reached the figure
