@@ -31,6 +31,7 @@ from audit import rollup, search
 from audit.metrics.summaries import flagged_q
 from audit.models import (
     FLAG_PRIORITY,
+    OPEN_STATUSES,
     Flag,
     Lease,
     Review,
@@ -786,8 +787,20 @@ def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) ->
     mine = Review.objects.current().filter(auditor=viewer).values("transcript")
     if filters is None:
         # The whole queue: its size from the rollup, less the viewer's own reviewed items in
-        # it (a join from their reviews, which are few), rather than counting the open rows.
-        reviewed = rows.filter(pk__in=mine).count()
+        # it, read from their reviews (index rv_auditor) joined to the items by id, rather
+        # than counting the open rows (which SQLite does for "id IN (their reviews)").
+        reviewed = (
+            Review.objects.current()
+            .filter(
+                auditor=viewer,
+                transcript__in_queue=True,
+                transcript__status__in=OPEN_STATUSES,
+                transcript__batch__complete=True,
+            )
+            .values("transcript")
+            .distinct()
+            .count()
+        )
         return Progress(name, False, today, left=rollup.queued_open() - reviewed)
     rows = rows.filter(for_next(filters))
     return Progress(name, False, today, left=rows.exclude(pk__in=mine).count())
