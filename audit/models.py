@@ -569,6 +569,9 @@ class Lease(models.Model):
         indexes = [
             # Live leases per item when picking the next one.
             models.Index(fields=["transcript", "expires_at"], name="lease_live"),
+            # An auditor's own live leases ("Next" serves them first; the queue's "held" count
+            # starts from them).
+            models.Index(fields=["auditor", "expires_at"], name="lease_auditor"),
         ]
 
     def __str__(self) -> str:
@@ -604,6 +607,9 @@ class Release(models.Model):
 class RollupQuerySet(models.QuerySet["Rollup"]):
     def settled(self) -> RollupQuerySet:
         return self.filter(status__in=SETTLED_STATUSES)
+
+    def unsettled(self) -> RollupQuerySet:
+        return self.exclude(status__in=SETTLED_STATUSES)
 
 
 class _FinishedRollup(models.Manager["Rollup"]):

@@ -125,34 +125,40 @@ def _reviews(condition: Q) -> ReviewQuerySet:
         batch__in=ImportBatch.including_unfinished.unfinished().values("pk")
     )
     reviews = Review.objects.exclude(transcript__in=unfinished.order_by().values("id"))
-    return reviews.filter(_on_transcript(condition)) if condition else reviews
+    return reviews.filter(on_transcript(condition)) if condition else reviews
 
 
-def _on_transcript(condition: Q) -> Q:
+def on_transcript(condition: Q) -> Q:
     """``condition`` on a review's transcript (each lookup prefixed with ``transcript__``)."""
     prefixed = Q(_connector=condition.connector, _negated=condition.negated)
     children: list[Any] = list(condition.children)
     for child in children:
         if isinstance(child, Q):
-            prefixed.children.append(_on_transcript(child))
+            prefixed.children.append(on_transcript(child))
         else:
             lookup, value = child
             prefixed.children.append((f"transcript__{lookup}", value))
     return prefixed
 
 
+def _any_flag() -> Q:
+    condition = Q()
+    for flag in Flag:
+        condition |= Q(**{f"flag_{flag.value}": True})
+    return condition
+
+
+# "In the queue" said on the rollup's columns: ``in_queue`` is set at import to whether the
+# record has any flag, spot check included (``audit.ingest.records.extract``), and never
+# changes, so the flag columns answer it.
+QUEUED = _any_flag()
+
+
 def queued_open() -> int:
     """How many visible transcripts are in the queue and open: what "Next" hands out, before
-    each auditor's own exclusions. ``in_queue`` is set at import to whether the record has any
-    flag, spot check included (``audit.ingest.records.extract``), and never changes, so the
-    rollup's flag columns answer it without counting the queue's rows (at a million records
+    each auditor's own exclusions, without counting the queue's rows (at a million records
     that count is a scan of hundreds of thousands of index entries)."""
-    any_flag = Q()
-    for flag in Flag:
-        any_flag |= Q(**{f"flag_{flag.value}": True})
-    found = Rollup.objects.filter(any_flag, status__in=OPEN_STATUSES).aggregate(
-        n=Sum("transcripts")
-    )
+    found = Rollup.objects.filter(QUEUED, status__in=OPEN_STATUSES).aggregate(n=Sum("transcripts"))
     return found["n"] or 0
 
 

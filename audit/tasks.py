@@ -36,7 +36,7 @@ from django.tasks import task
 from django.utils import timezone
 
 from audit.ingest.importer import discard_unfinished, import_file
-from audit.models import ImportJob
+from audit.models import ImportJob, RollupQuerySet
 from audit.publish import selection as selections
 from audit.publish.release import ReleaseError, publish_release
 
@@ -314,6 +314,17 @@ def _duration(delta: dt.timedelta) -> str:
     return f"{seconds // 86400} days"
 
 
+def _rollup_counts(spec: dict[str, Any]) -> RollupQuerySet | None:
+    """The rollup rows of a filter spec's selection, when the rollup answers it (a list of
+    chosen ids it never does): the release summary's counts come from them."""
+    from audit import rollup
+
+    if "filter" not in spec:
+        return None
+    found = rollup.scope(selections.Selection.of(spec["filter"]))
+    return found.counts if isinstance(found.counts, RollupQuerySet) else None
+
+
 @task
 def publish_release_task(
     version: str,
@@ -335,13 +346,15 @@ def publish_release_task(
     """
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
     try:
+        records = selections.records(selection)
         release = publish_release(
-            selections.records(selection),
+            records,
             version=version,
             filters=filters if filters is not None else selection.get("filter", {}),
             include_unreviewed=include_unreviewed,
             output_dir=settings.RELEASES_ROOT,
             user=user,
+            rollup_counts=_rollup_counts(selection),
         )
     except (ReleaseError, selections.SelectionError) as exc:
         return {"error": str(exc)}

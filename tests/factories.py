@@ -211,3 +211,46 @@ def assert_reviews_consistent() -> None:
         .filter(n__gt=1)
     )
     assert list(twice) == []
+
+
+def random_work(
+    auditor: Any, auditor2: Any, adjudicator: Any, rng: Any, *, steps: int = 120
+) -> None:
+    """Reviews of every kind, K changes, adjudications, marks and leases on the queued items,
+    at random: the state the figures' recount tests compare on."""
+    from datetime import timedelta
+
+    from django.core.exceptions import ValidationError
+    from django.utils import timezone
+
+    from audit.models import Lease, Status
+    from audit.review.workflow import set_required_reviews
+    from audit.team.discussion import mark_needs_discussion
+
+    queued = list(Transcript.objects.in_queue().order_by("pk"))
+    for _ in range(steps):
+        item = fresh(rng.choice(queued))
+        who = rng.choice([auditor, auditor2, adjudicator])
+        action = rng.randrange(7)
+        try:
+            if action == 0 and item.is_open:
+                confirm(item, who)
+            elif action == 1 and item.is_open:
+                relabel(item, who, is_misbehavior=False, correct_decision=item.decision_type)
+            elif action == 2 and item.is_open:
+                unsure(item, who)
+            elif action == 3:
+                set_required_reviews(Transcript.objects.filter(pk=item.pk), rng.choice([1, 2]))
+            elif action == 4 and item.status == Status.DISPUTED:
+                adjudicate(item, adjudicator)
+            elif action == 5:
+                mark_needs_discussion(
+                    Transcript.objects.filter(pk=item.pk), by=adjudicator, on=rng.random() < 0.7
+                )
+            elif action == 6:
+                Lease.objects.filter(transcript=item, auditor=who).delete()
+                Lease.objects.create(
+                    transcript=item, auditor=who, expires_at=timezone.now() + timedelta(minutes=5)
+                )
+        except ValidationError:  # refused (already reviewed, not open): nothing saved
+            continue

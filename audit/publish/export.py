@@ -98,7 +98,16 @@ from audit.ingest.records import (
 from audit.labels import NO_LABELS_EXPORT
 from audit.metrics import monitors
 from audit.metrics import summaries as metrics
-from audit.models import Flag, ImportBatch, Review, Transcript, TranscriptQuerySet, Verdict
+from audit.metrics.summaries import Countable
+from audit.models import (
+    Flag,
+    ImportBatch,
+    Review,
+    RollupQuerySet,
+    Transcript,
+    TranscriptQuerySet,
+    Verdict,
+)
 from audit.team import discussion
 from audit.team import guidelines as guideline_versions
 
@@ -416,7 +425,11 @@ def write_jsonl(
 
 
 def build_summary(
-    selection: TranscriptQuerySet, *, files: Mapping[str, TranscriptQuerySet]
+    selection: TranscriptQuerySet,
+    *,
+    files: Mapping[str, TranscriptQuerySet],
+    counts: RollupQuerySet | None = None,
+    file_counts: Mapping[str, RollupQuerySet] | None = None,
 ) -> dict[str, Any]:
     """summary.json for ``selection``, of which ``files`` ({file name: records}) were written.
 
@@ -432,27 +445,48 @@ def build_summary(
       whole selection (``audit.metrics.monitors``).
     - ``guideline_versions`` (issue 11): which guideline versions the labels followed: the
       current confirm, relabel and adjudicate reviews of the selection per version, with n.
+
+    ``counts`` (and ``file_counts``, the same keys as ``files``): the selection's (and each
+    file's) rows of the rollup, when the caller has them (``rollup.scope``): every count is
+    then a sum over the rollup's few thousand rows instead of a scan of the wide transcript
+    rows, some twenty of them (at a million records the scans took minutes). The figures are
+    the same either way (tests compare them); reviews, sessions and monitor scores are read
+    from the records.
     """
     selection = selection.order_by()
-    written = list(files.values())
-    published = written[0] if written else selection.none()
-    for more in written[1:]:
+    tallied: Countable = selection if counts is None else counts
+    written = list(files.items())
+    published = written[0][1] if written else selection.none()
+    for _, more in written[1:]:
         published = published | more
+
+    def tally_of(name: str, records: TranscriptQuerySet) -> Countable:
+        return records.order_by() if file_counts is None else file_counts[name]
+
+    published_tally: Countable = published.order_by()
+    if file_counts is not None and written:
+        published_tally = file_counts[written[0][0]]
+        for name, _ in written[1:]:
+            published_tally = published_tally | file_counts[name]
     return {
-        "published": metrics.summarize(published.order_by(), basis=metrics.CURRENT),
+        "published": metrics.summarize(
+            published_tally, basis=metrics.CURRENT, records=published.order_by()
+        ),
         "files": {
-            name: metrics.summarize(records.order_by(), basis=metrics.CURRENT)
+            name: metrics.summarize(
+                tally_of(name, records), basis=metrics.CURRENT, records=records.order_by()
+            )
             for name, records in files.items()
         },
-        **metrics.summaries(selection),
-        "confusion_matrix": metrics.confusion_matrices(selection),
-        "label_changes": metrics.label_change_matrix(selection),
-        "label_fixes": metrics.label_fixes(selection),
-        "inconsistent_labels": metrics.inconsistent_labels(selection),
+        **metrics.summaries(tallied, records=selection),
+        "confusion_matrix": metrics.confusion_matrices(tallied),
+        "label_changes": metrics.label_change_matrix(tallied),
+        "label_fixes": metrics.label_fixes(tallied),
+        "inconsistent_labels": metrics.inconsistent_labels(tallied),
         "agreement": metrics.agreement(selection),
-        "review_status": metrics.status_counts(selection),
-        "estimated_error_rate": metrics.estimated_error_rate(selection),
-        "monitors": monitors.evaluate(selection, population=monitors.count_population(selection)),
+        "review_status": metrics.status_counts(tallied),
+        "estimated_error_rate": metrics.estimated_error_rate(tallied),
+        "monitors": monitors.evaluate(selection, population=monitors.count_population(tallied)),
         # Which guideline versions the labels followed (current reviews per version).
         "guideline_versions": guideline_versions.version_counts(selection),
     }

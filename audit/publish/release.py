@@ -88,7 +88,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
-from audit.models import Release, TranscriptQuerySet
+from audit.models import Release, RollupQuerySet, TranscriptQuerySet
 from audit.publish import export as exporters
 from audit.publish.card import DataProfile, croissant, dataset_card, profile_lines
 
@@ -172,8 +172,11 @@ def publish_release(
     output_dir: str | Path,
     user: User | None = None,
     license: str = DEFAULT_LICENSE,
+    rollup_counts: RollupQuerySet | None = None,
 ) -> Release:
     """Write release ``version`` of ``queryset`` (already filtered; ``filters`` is recorded).
+    ``rollup_counts``: the same selection's rows of the rollup, when it answers it
+    (``rollup.scope``): the summary's counts are then read from it (``export.build_summary``).
 
     Crash-atomic (module docstring). A refusal or a failure to write is a ReleaseError with a
     readable message, and leaves no trace."""
@@ -193,6 +196,7 @@ def publish_release(
             filters=filters,
             include_unreviewed=include_unreviewed,
             license=license,
+            rollup_counts=rollup_counts,
         )
         return _commit(staged, target, filters=filters, user=user)
 
@@ -205,6 +209,7 @@ def _stage(
     filters: dict[str, Any],
     include_unreviewed: bool,
     license: str,
+    rollup_counts: RollupQuerySet | None,
 ) -> tuple[Path, dict[str, Any]]:
     """Step 3: the complete release in a staging folder, read-only and on disk, with its
     manifest. On a failure the folder is removed (after a kill, the next publish removes it)."""
@@ -218,6 +223,7 @@ def _stage(
             filters=filters,
             include_unreviewed=include_unreviewed,
             license=license,
+            rollup_counts=rollup_counts,
         )
         with _disk_errors(f"make release {version} read-only in {output_dir}"):
             _make_read_only(staging)
@@ -471,6 +477,7 @@ def _write_files(
     filters: dict[str, Any],
     include_unreviewed: bool,
     license: str,
+    rollup_counts: RollupQuerySet | None,
 ) -> dict[str, Any]:
     def on(verb: str, name: str) -> AbstractContextManager[None]:
         # Names the file a disk error hit: an error while writing carries no file name itself.
@@ -491,7 +498,16 @@ def _write_files(
         written = {REVIEWED_FILE: queryset.settled()}
         if include_unreviewed:
             written[UNREVIEWED_FILE] = queryset.unsettled()
-        summary = exporters.build_summary(queryset, files=written)
+        file_counts = None
+        if rollup_counts is not None:
+            file_counts = {
+                REVIEWED_FILE: rollup_counts.settled(),
+                UNREVIEWED_FILE: rollup_counts.unsettled(),
+            }
+            file_counts = {name: file_counts[name] for name in written}
+        summary = exporters.build_summary(
+            queryset, files=written, counts=rollup_counts, file_counts=file_counts
+        )
     with on("write", "summary.json"):
         (root / "summary.json").write_text(exporters.dump_summary(summary), encoding="utf-8")
 

@@ -47,14 +47,16 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import NoReverseMatch, reverse
 
+from audit import rollup
 from audit.bench import exports, imports, ingest_http, locks, scratch
 from audit.bench import http as http_bench
 from audit.demo.generator import write_jsonl as generate_jsonl
 from audit.ingest import importer as importers
 from audit.ingest.importer import ImportResult, import_file
-from audit.models import Status, Transcript, TranscriptQuerySet
+from audit.models import RollupQuerySet, Status, Transcript, TranscriptQuerySet
 from audit.permissions import ADJUDICATOR, AUDITOR
 from audit.publish import export as exporters
+from audit.publish.selection import Selection
 from audit.review import leases
 
 MB = 1024 * 1024
@@ -217,10 +219,21 @@ class Command(BaseCommand):
         else:
             self.figure("export peak memory", _by_rss("export, child"))
 
+        # As publish_release reads it: the counts from the rollup rows of the bench's batch.
+        found = rollup.scope(Selection.of({"batch": [result.batch_id]}))
+        counts = found.counts if isinstance(found.counts, RollupQuerySet) else None
         _, seconds = _timed(
-            lambda: exporters.build_summary(everything, files={"all.jsonl": everything})
+            lambda: exporters.build_summary(
+                found.records,
+                files={"all.jsonl": found.records},
+                counts=counts,
+                file_counts=None if counts is None else {"all.jsonl": counts},
+            )
         )
-        self.figure("summary.json metrics", f"{seconds * 1000:.0f} ms")
+        self.figure(
+            "summary.json metrics",
+            f"{seconds * 1000:.0f} ms (counts from the {'rollup' if counts else 'records'})",
+        )
 
         self.pages(user)
         self.hostile(user, tmp)

@@ -7,7 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.models import Transcript
+from audit import rollup
+from audit.models import RollupQuerySet
 from audit.publish import selection
 from audit.publish.release import DEFAULT_LICENSE, ReleaseError, publish_release
 
@@ -42,13 +43,16 @@ class Command(BaseCommand):
         output = Path(options["output"]) if options["output"] else Path(settings.RELEASES_ROOT)
         try:
             chosen = selection.from_command(options)
+            # The summary's counts from the rollup where it answers the selection.
+            found = rollup.scope(chosen)
             release = publish_release(
-                chosen.apply(Transcript.objects.all()),
+                found.records,
                 version=options["release_version"],
                 filters=chosen.as_dict(),
                 include_unreviewed=options["include_unreviewed"],
                 output_dir=output,
                 license=options["license"],
+                rollup_counts=found.counts if isinstance(found.counts, RollupQuerySet) else None,
             )
         except ReleaseError as exc:
             raise CommandError(str(exc)) from None

@@ -1,0 +1,132 @@
+"""The queue's counts come from the rollup where it answers the filters, and from the viewer's
+own rows (reviews, leases, marks) for "My work" and discussion (issue 14: no scan of the queue
+per facet). Each must equal counting the transcripts the filters select, whatever the filters,
+the viewer and the work done before."""
+
+import random
+
+import pytest
+from django.db.models import Count, Q
+from django.http import QueryDict
+
+from audit.models import Flag, Lease, Status, Transcript
+from audit.publish.selection import FILTERS
+from audit.review import queue as queues
+from audit.review.forms import QueueFilterForm
+from audit.review.visibility import STATUS_MEMBERS, status_choices
+from audit.team.discussion import needs_discussion_q
+from tests.factories import import_fixture, random_work
+
+pytestmark = pytest.mark.django_db
+
+
+def recounted(filters: queues.QueueFilters, choices) -> dict:
+    """Every count of ``facet_counts``, counted on the transcripts the filters select."""
+
+    def rows(without):
+        return Transcript.objects.filter(queues.conditions(filters, without=without))
+
+    out = {}
+    flags = rows("flag").aggregate(
+        **{f.value: Count("id", filter=Q(**{f"flag_{f.value}": True})) for f in Flag}
+    )
+    out["flag"] = [flags[f.value] for f in Flag]
+    by_status = dict(rows("status").values_list("status").annotate(n=Count("id")).order_by())
+    out["status"] = [
+        sum(by_status.get(s, 0) for s in STATUS_MEMBERS[value])
+        if STATUS_MEMBERS[value] is not None
+        else sum(by_status.values())
+        for value, _ in choices
+    ]
+    out["mine"] = [
+        rows("mine")
+        .filter(queues.mine_condition(value, filters.viewer, skipped=filters.skipped))
+        .count()
+        for value in queues.MINE
+    ]
+    if queues.oversees_queue(filters.viewer):
+        both = rows("discussion").aggregate(
+            all=Count("id"), yes=Count("id", filter=needs_discussion_q())
+        )
+        out["discussion"] = [both["yes"], both["all"] - both["yes"]]
+    for name in queues.FACETS:
+        column = FILTERS[name].column
+        counts = rows(name).values_list(column).annotate(n=Count("id")).order_by("-n", column)
+        out[name] = sorted(counts[: queues.FACET_LIMIT], key=lambda vn: (-vn[1], str(vn[0])))
+    return out
+
+
+def computed(filters: queues.QueueFilters, choices) -> dict:
+    facets = queues.facet_counts(filters, status_choices=choices)
+    out = {
+        key: [item["n"] for item in facets.counts[key]]
+        for key in ("flag", "status", "mine", "discussion")
+        if key in facets.counts
+    }
+    for name in queues.FACETS:
+        pairs = [
+            ("" if item["value"] == queues.EMPTY else item["value"], item["n"])
+            for item in facets.counts[name]
+            if item["n"]  # a chosen value none of the rows has is listed with 0
+        ]
+        out[name] = sorted(pairs, key=lambda vn: (-vn[1], str(vn[0])))
+    return out
+
+
+FILTER_SETS = [
+    "",
+    "status=any",
+    "status=any&scope=all",
+    "flag=over_block",
+    "flag=spot_check&status=settled",
+    "task=basic_oversight",
+    "worker=(empty)",
+    "decision=BLOCK&status=any",
+    "mine=reviewed",
+    "mine=unsure&status=any",
+    "mine=held",
+    "discussion=yes",
+    "discussion=no&status=any",
+    "q=service",
+    "q=service&mine=reviewed&status=any",
+    "session=none-such",
+]
+
+
+def test_the_queue_counts_equal_a_recount_for_every_filter_and_viewer(
+    tmp_path, auditor, auditor2, adjudicator, staff_user
+):
+    for name in ("noisy_s1", "block_s3", "approve_s2"):
+        import_fixture(name)
+    random_work(auditor, auditor2, adjudicator, random.Random(14))
+    sessions = Transcript.objects.values_list("session_id", flat=True).distinct()
+    sets = [*FILTER_SETS, f"session={sessions[0]}", f"session={sessions[1]}&status=any"]
+    checked = 0
+    for viewer in (auditor, auditor2, adjudicator, staff_user):
+        choices = status_choices(viewer)
+        for query in sets:
+            form = QueueFilterForm(QueryDict(query), viewer=viewer, skipped=())
+            filters = form.filters()
+            assert computed(filters, choices) == recounted(filters, choices), (
+                viewer.username,
+                query,
+            )
+            checked += 1
+    assert checked == 4 * len(sets)
+    # The work reached the figures: reviews, marks and leases of each kind.
+    assert Transcript.objects.exclude(status=Status.UNREVIEWED).count() > 10
+    assert Transcript.objects.filter(needs_discussion_q()).exists()
+    assert Lease.objects.live().exists()
+
+
+def test_rollup_answers_only_filters_on_its_columns(auditor):
+    def answers(query, without=None):
+        filters = QueueFilterForm(QueryDict(query), viewer=auditor, skipped=()).filters()
+        return queues.rollup_answers(filters, without=without)
+
+    assert answers("")
+    assert answers("flag=over_block&task=t&worker=w&decision=BLOCK&mbtype=x&status=any")
+    assert not answers("q=word")
+    assert not answers("mine=reviewed")
+    assert answers("mine=reviewed", without="mine")
+    assert not answers("session=s")
