@@ -38,6 +38,7 @@ from audit.models import (
     Lease,
     Review,
     Rollup,
+    Status,
     Transcript,
     TranscriptQuerySet,
     Verdict,
@@ -299,19 +300,29 @@ def order_for(sort: str) -> list[str]:
     return [first] if field == "id" else [first, "-id" if desc else "id"]
 
 
+def _ids_descend(key: str, down: bool) -> bool:
+    """Whether the id tie-break descends, given that the sort value does (``down``): in the
+    same direction, except for priority, whose ties go oldest first when the highest priority
+    comes first (the order "Next" hands items out, and the order of index ``tr_next``: in_queue,
+    status, -priority, id), so that both directions of that sort walk the index."""
+    return not down if key == "priority" else down
+
+
 def _orderings(sort: str, *, forward: bool = True) -> list[OrderBy]:
     """ORDER BY for ``sort`` (its reverse when not ``forward``): the sort value, then the id
-    in the same direction; NULLs last in the page's order."""
+    (``_ids_descend``); NULLs last in the page's order, said only for a column that has them
+    (an explicit NULLS clause on a column without would keep an index from serving the order)."""
     if sort == RANK:
-        key, desc = "search_rank", False
+        key, desc, nullable = "search_rank", False, True
     else:
         key, desc = SORTS[sort.lstrip("-")][0], sort.startswith("-")
+        nullable = sort.lstrip("-") in NULLABLE
     down = desc == forward
-    nulls = {"nulls_last": True} if forward else {"nulls_first": True}
+    nulls = ({"nulls_last": True} if forward else {"nulls_first": True}) if nullable else {}
     first = F(key).desc(**nulls) if down else F(key).asc(**nulls)
     if key == "id":
         return [first]
-    return [first, F("id").desc() if down else F("id").asc()]
+    return [first, F("id").desc() if _ids_descend(key, down) else F("id").asc()]
 
 
 def queue_queryset(filters: QueueFilters) -> TranscriptQuerySet:
@@ -389,13 +400,15 @@ def _beyond(sort: str, cursor: Cursor, *, forward: bool) -> Q:
     op = "gt" if desc != forward else "lt"
     if name == "id":
         return Q(**{f"id__{op}": cursor.pk})
+    down = desc == forward
+    id_op = "lt" if _ids_descend(name, down) else "gt"
     if cursor.value is None:
-        tail = Q(**{f"{name}__isnull": True, f"id__{op}": cursor.pk})
+        tail = Q(**{f"{name}__isnull": True, f"id__{id_op}": cursor.pk})
         return tail if forward else Q(**{f"{name}__isnull": False}) | tail
     # The redundant first bound lets an index on the sort column serve the range.
     bound = Q(**{f"{name}__{op}e": cursor.value})
     cond = bound & (
-        Q(**{f"{name}__{op}": cursor.value}) | Q(**{name: cursor.value, f"id__{op}": cursor.pk})
+        Q(**{f"{name}__{op}": cursor.value}) | Q(**{name: cursor.value, f"id__{id_op}": cursor.pk})
     )
     if nullable and forward:
         cond |= Q(**{f"{name}__isnull": True})
@@ -463,13 +476,40 @@ def _rows(
     inner = Transcript.objects.filter(conditions(filters, match=match)).alias(**rank)
     if cursor is not None:
         inner = inner.filter(_beyond(sort, cursor, forward=forward))
-    ids = inner.order_by(*_orderings(sort, forward=forward)).values("pk")[: PAGE_SIZE + 1]
+    ordered = inner.order_by(*_orderings(sort, forward=forward))
+    statuses = _statuses_apart(filters, sort)
+    ids: Any
+    if statuses is None:
+        ids = ordered.values("pk")[: PAGE_SIZE + 1]
+    else:
+        # One status at a time, each an index range of tr_next read in order up to a page,
+        # then merged: with "status IN (...)" both databases sort every open queued row
+        # to find the first page (the queue's default, at a million records a third of them).
+        down = sort.startswith("-") == forward
+        heads = [
+            head
+            for status in statuses
+            for head in ordered.filter(status=status).values_list("priority", "pk")[: PAGE_SIZE + 1]
+        ]
+        heads.sort(key=lambda head: (-head[0], head[1]) if down else (head[0], -head[1]))
+        ids = [pk for _, pk in heads[: PAGE_SIZE + 1]]
     return list(
         Transcript.objects.filter(pk__in=ids)
         .annotate(**rank, **annotations)
         .only(*fields)
         .order_by(*_orderings(sort))
     )
+
+
+def _statuses_apart(filters: QueueFilters, sort: str) -> tuple[str, ...] | None:
+    """The statuses whose rows a page under the priority sort reads one status at a time
+    (``_rows``): the filters' several statuses, in the queue (index ``tr_next`` begins with
+    in_queue and status, then priority and id in that sort's order); None otherwise."""
+    if sort.lstrip("-") != "priority" or filters.scope == "all":
+        return None
+    members = STATUS_MEMBERS.get(filters.status, STATUS_MEMBERS[OPEN])
+    statuses = tuple(Status) if members is None else members
+    return statuses if len(statuses) > 1 else None
 
 
 def _cursor_of(row: Transcript, sort: str) -> str:

@@ -139,7 +139,7 @@ def queue_ids(flag: str) -> list[str]:
         Transcript.objects.in_queue()
         .filter(**{f"flag_{flag}": True})
         .exclude(status__in=(Status.CONFIRMED, Status.RELABELED, Status.ADJUDICATED))
-        .order_by("-priority", "-id")  # the queue's default sort
+        .order_by("-priority", "id")  # the queue's default sort: ties oldest first, as Next
     )
     return [str(pk) for pk in rows.values_list("pk", flat=True)[:50]]
 

@@ -48,11 +48,15 @@ def many(tmp_path):
 
 
 def plain_order(sort: str) -> list:
+    """The order a sort means: its value (NULLs last), then the id in the same direction,
+    except under priority, whose ties go oldest first when the highest comes first (the order
+    "Next" hands items out in)."""
     key = sort.lstrip("-")
     field = queues.SORTS[key][0]
     desc = sort.startswith("-")
     first = F(field).desc(nulls_last=True) if desc else F(field).asc(nulls_last=True)
-    return [first] if field == "id" else [first, "-id" if desc else "id"]
+    ids_desc = not desc if key == "priority" else desc
+    return [first] if field == "id" else [first, "-id" if ids_desc else "id"]
 
 
 def walk(filters: QueueFilters, *, backwards_from_end: bool = False) -> list[int]:

@@ -226,7 +226,7 @@ def test_too_many_matches_keep_priority_order_and_say_why(auditor_client, texts,
     assert "too many to rank by relevance" in html
     expected = list(
         Transcript.objects.filter(pk__in=[texts[1].pk, texts[3].pk])
-        .order_by("-priority", "-id")
+        .order_by("-priority", "id")
         .values_list("pk", flat=True)
     )
     assert ids_in(html) == expected

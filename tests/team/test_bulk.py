@@ -19,7 +19,7 @@ from audit.team import bulk
 from audit.team.discussion import mark_needs_discussion
 from tests.factories import import_records
 from tests.review.pages import episode
-from tests.review.test_queue_queries import PAGE
+from tests.review.test_queue_queries import BY_STATUS, PAGE
 
 pytestmark = pytest.mark.django_db
 
@@ -402,12 +402,13 @@ def test_next_works_through_a_needs_discussion_filter(adjudicator, adjudicator_c
     assert response["Location"].startswith(reverse("item", args=[rows[3].pk]))
 
 
-# Pinned: the queue's queries for those who oversee it. Plain auditors keep ``PAGE``
+# Pinned: the queue's queries for those who oversee it. Plain auditors keep ``PAGE + BY_STATUS``
 # (tests/review/test_queue_queries.py): the bulk bar and the filter cost them nothing.
 # Adjudicators: + the "needs discussion" counts (one aggregate). Staff: + the auditors to
 # assign to.
 @pytest.mark.parametrize(
-    ("who", "expected"), [("adjudicator_client", PAGE + 1), ("staff_client", PAGE + 2)]
+    ("who", "expected"),
+    [("adjudicator_client", PAGE + BY_STATUS + 1), ("staff_client", PAGE + BY_STATUS + 2)],
 )
 def test_the_queue_of_those_who_oversee_it_costs_a_fixed_number_of_queries(
     request, django_assert_num_queries, tmp_path, who, expected, adjudicator
