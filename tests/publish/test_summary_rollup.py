@@ -68,3 +68,20 @@ def test_a_published_release_summary_matches_its_records(reviewed, tmp_path):
         files={REVIEWED_FILE: everything.settled(), UNREVIEWED_FILE: everything.unsettled()},
     )
     assert summary == json.loads(exporters.dump_summary(expected))
+
+
+@pytest.mark.parametrize("reviewed_only", [False, True])
+def test_export_transcripts_summary_matches_its_records(reviewed, tmp_path, reviewed_only):
+    task = Transcript.objects.values_list("task_id", flat=True).first()
+    out, summary_file = tmp_path / "out.jsonl", tmp_path / "summary.json"
+    args = ["--output", str(out), "--summary", str(summary_file), "--filter", f"task={task}"]
+    call_command(
+        "export_transcripts",
+        *args,
+        *(["--reviewed-only"] if reviewed_only else []),
+        stdout=io.StringIO(),
+    )
+    selected = Transcript.objects.filter(task_id=task)
+    written = selected.settled() if reviewed_only else selected
+    expected = exporters.build_summary(selected, files={out.name: written})
+    assert json.loads(summary_file.read_text()) == json.loads(exporters.dump_summary(expected))

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.models import Transcript
+from audit import rollup
+from audit.models import RollupQuerySet, Transcript
 from audit.publish import export as exporters
 from audit.publish import selection
 
@@ -45,6 +46,16 @@ class Command(BaseCommand):
             f"sha256 {written.sha256}"
         )
         if options["summary"]:
-            summary = exporters.build_summary(selected, files={output.name: queryset})
+            # Its counts from the rollup where it answers the selection (as a release's).
+            found = rollup.scope(chosen)
+            counts = found.counts if isinstance(found.counts, RollupQuerySet) else None
+            file_counts = None
+            if counts is not None:
+                file_counts = {
+                    output.name: counts.settled() if options["reviewed_only"] else counts
+                }
+            summary = exporters.build_summary(
+                selected, files={output.name: queryset}, counts=counts, file_counts=file_counts
+            )
             Path(options["summary"]).write_text(exporters.dump_summary(summary), encoding="utf-8")
             self.stdout.write(f"{options['summary']}: summary of {selected.count()} records")
