@@ -292,14 +292,6 @@ def effective_sort(filters: QueueFilters, match: search.Match | None = None) -> 
     return filters.sort if filters.sort.lstrip("-") in SORTS else FALLBACK_SORT
 
 
-def order_for(sort: str) -> list[str]:
-    key = sort.lstrip("-")
-    field = SORTS.get(key, SORTS["priority"])[0]
-    desc = sort.startswith("-")
-    first = f"-{field}" if desc else field
-    return [first] if field == "id" else [first, "-id" if desc else "id"]
-
-
 def _ids_descend(key: str, down: bool) -> bool:
     """Whether the id tie-break descends, given that the sort value does (``down``): in the
     same direction, except for priority, whose ties go oldest first when the highest priority
