@@ -100,6 +100,12 @@ class Scope:
     def from_rollup(self) -> bool:
         return isinstance(self.counts, RollupQuerySet)
 
+    @property
+    def rollup_rows(self) -> RollupQuerySet | None:
+        """The rollup's rows of the selection when it answers it, else None (summary.json's
+        ``counts``, ``audit.publish.export.build_summary``)."""
+        return self.counts if isinstance(self.counts, RollupQuerySet) else None
+
 
 def scope(selection: Selection, *, narrower: Q | None = None, rollup: bool = True) -> Scope:
     """The records ``selection`` names, further narrowed by ``narrower`` (a date range), with

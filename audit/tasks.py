@@ -321,8 +321,7 @@ def _rollup_counts(spec: dict[str, Any]) -> RollupQuerySet | None:
 
     if "filter" not in spec:
         return None
-    found = rollup.scope(selections.Selection.of(spec["filter"]))
-    return found.counts if isinstance(found.counts, RollupQuerySet) else None
+    return rollup.scope(selections.Selection.of(spec["filter"])).rollup_rows
 
 
 @task

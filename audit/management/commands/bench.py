@@ -53,7 +53,7 @@ from audit.bench import http as http_bench
 from audit.demo.generator import write_jsonl as generate_jsonl
 from audit.ingest import importer as importers
 from audit.ingest.importer import ImportResult, import_file
-from audit.models import RollupQuerySet, Status, Transcript, TranscriptQuerySet
+from audit.models import Status, Transcript, TranscriptQuerySet
 from audit.permissions import ADJUDICATOR, AUDITOR
 from audit.publish import export as exporters
 from audit.publish.selection import Selection
@@ -221,7 +221,7 @@ class Command(BaseCommand):
 
         # As publish_release reads it: the counts from the rollup rows of the bench's batch.
         found = rollup.scope(Selection.of({"batch": [result.batch_id]}))
-        counts = found.counts if isinstance(found.counts, RollupQuerySet) else None
+        counts = found.rollup_rows
         _, seconds = _timed(
             lambda: exporters.build_summary(
                 found.records,

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import rollup
-from audit.models import RollupQuerySet, Transcript
+from audit.models import Transcript
 from audit.publish import export as exporters
 from audit.publish import selection
 
@@ -47,8 +47,7 @@ class Command(BaseCommand):
         )
         if options["summary"]:
             # Its counts from the rollup where it answers the selection (as a release's).
-            found = rollup.scope(chosen)
-            counts = found.counts if isinstance(found.counts, RollupQuerySet) else None
+            counts = rollup.scope(chosen).rollup_rows
             file_counts = None
             if counts is not None:
                 file_counts = {

@@ -8,7 +8,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import rollup
-from audit.models import RollupQuerySet
 from audit.publish import selection
 from audit.publish.release import DEFAULT_LICENSE, ReleaseError, publish_release
 
@@ -52,7 +51,7 @@ class Command(BaseCommand):
                 include_unreviewed=options["include_unreviewed"],
                 output_dir=output,
                 license=options["license"],
-                rollup_counts=found.counts if isinstance(found.counts, RollupQuerySet) else None,
+                rollup_counts=found.rollup_rows,
             )
         except ReleaseError as exc:
             raise CommandError(str(exc)) from None
