@@ -258,6 +258,13 @@ def mine_condition(mine: str, viewer: User | None, *, skipped: tuple[int, ...] =
     return Q(pk__in=list(skipped) if rows is None else rows.values("transcript_id"))
 
 
+def _on_visible_items(condition: Q) -> Q:
+    """``condition`` (a transcript filter) on the items of rows that point at transcripts
+    (reviews, leases, marks), as ``Transcript.objects`` sees them: rows of unfinished batches
+    left out. For counts that start from those rows rather than from the transcripts."""
+    return rollup.on_transcript(condition) & Q(transcript__batch__complete=True)
+
+
 def _own_count(
     mine: str, viewer: User | None, condition: Q, *, skipped: tuple[int, ...] = ()
 ) -> int:
@@ -270,12 +277,7 @@ def _own_count(
     rows = own_rows(mine, viewer)
     if rows is None:  # the skipped ones: a short list of ids (none: no query)
         return Transcript.objects.filter(condition, pk__in=list(skipped)).count()
-    return (
-        rows.filter(rollup.on_transcript(condition), transcript__batch__complete=True)
-        .values("transcript_id")
-        .distinct()
-        .count()
-    )
+    return rows.filter(_on_visible_items(condition)).values("transcript_id").distinct().count()
 
 
 def compute_match(filters: QueueFilters) -> search.Match | None:
@@ -648,10 +650,7 @@ def discussion_counts(
         every = shown
         marked = (
             DiscussionMark.objects.open()
-            .filter(
-                rollup.on_transcript(conditions(filters, without="discussion", match=match)),
-                transcript__batch__complete=True,
-            )
+            .filter(_on_visible_items(conditions(filters, without="discussion", match=match)))
             .values("transcript_id")
             .distinct()
             .count()
@@ -916,12 +915,7 @@ def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) ->
         # than counting the open rows (which SQLite does for "id IN (their reviews)").
         reviewed = (
             Review.objects.current()
-            .filter(
-                auditor=viewer,
-                transcript__in_queue=True,
-                transcript__status__in=OPEN_STATUSES,
-                transcript__batch__complete=True,
-            )
+            .filter(_on_visible_items(Q(in_queue=True, status__in=OPEN_STATUSES)), auditor=viewer)
             .values("transcript")
             .distinct()
             .count()

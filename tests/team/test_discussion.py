@@ -45,18 +45,6 @@ def items(tmp_path):
     return [fresh(t) for t in transcripts]
 
 
-@pytest.fixture
-def lead(db, request):
-    """Staff without the auditor role: reviews nothing."""
-    return _make_user(request, "lena", is_staff=True)
-
-
-@pytest.fixture
-def pure_adjudicator(db, request):
-    """An adjudicator without the auditor role."""
-    return _make_user(request, "ada", groups=["adjudicator"])
-
-
 # --- comments: append-only, edits keep history -----------------------------------------------
 
 

@@ -11,7 +11,6 @@ from django.urls import reverse
 from audit.models import Comment, CommentRevision, DiscussionMark, Status, Transcript
 from audit.review.workflow import set_required_reviews
 from audit.team import discussion
-from tests.conftest import _make_user
 from tests.factories import confirm, fresh, import_records, make_misbehavior, relabel
 
 pytestmark = pytest.mark.django_db
@@ -39,16 +38,6 @@ def disputed(items, auditor, auditor2):
     t = fresh(items[0])
     assert t.status == Status.DISPUTED
     return t
-
-
-@pytest.fixture
-def lead(db, request):
-    return _make_user(request, "lena", is_staff=True)
-
-
-@pytest.fixture
-def pure_adjudicator(db, request):
-    return _make_user(request, "ada", groups=["adjudicator"])
 
 
 def client_for(user) -> Client:
