@@ -172,7 +172,7 @@ def _detail(answer: Any, reason: str) -> str:
 
 
 def _retry_after(value: str | None) -> float | None:
-    if value and value.strip().isdigit():
+    if value and value.strip().isascii() and value.strip().isdigit():
         return float(value.strip())
     return None
 

@@ -214,11 +214,13 @@ def ingest(
         )
     limit: int = settings.AUDIT_MAX_UPLOAD_BYTES
     declared = request.META.get("CONTENT_LENGTH") or ""
-    if not declared.isdigit():
+    # ASCII digits only (isdigit() takes "²", which int() refuses), and a length compared
+    # before int() (which refuses more than 4,300 digits).
+    if not (declared.isascii() and declared.isdigit()):
         if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
             raise _refuse(411, "send a Content-Length: chunked bodies are not read")
         declared = "0"
-    if int(declared) > limit:
+    if len(declared.lstrip("0")) > len(str(limit)) or int(declared) > limit:
         raise _refuse(413, _too_large(limit))
     body = _Body(request, limit=limit)
     user = token_user(request)

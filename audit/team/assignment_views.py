@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.htmx import pager
-from audit.models import MAX_ID, Assignment, Flag
+from audit.models import MAX_ID, Assignment, Flag, parse_id
 from audit.permissions import AuditRequest, auditor_required, staff_required
 from audit.publish.selection import FILTERS, Selection, SelectionError
 from audit.review import visibility
@@ -46,7 +46,9 @@ class AuditorChoice(forms.ModelMultipleChoiceField):
     def clean(self, value: Any) -> Any:
         for pk in value if isinstance(value, list | tuple) else ():
             text = str(pk)
-            if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+            # parse_id: ASCII digits of a length a row id can have (int() of a 5,000-digit
+            # text raises, and isdigit() takes digits int() refuses).
+            if parse_id(text) is None:
                 raise forms.ValidationError(
                     self.error_messages["invalid_pk_value"],
                     code="invalid_pk_value",

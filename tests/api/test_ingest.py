@@ -178,6 +178,27 @@ def test_chunked_bodies_without_length_are_411(api, ingest_token):
     assert response.status_code == 411
 
 
+@pytest.mark.parametrize(
+    ("declared", "status"),
+    # Too large to read; and no length, so an empty body: nothing to import.
+    [("9" * 5000, 413), ("²", 422)],
+    ids=["5000-digits", "superscript"],
+)
+def test_a_content_length_that_is_no_number_gets_an_answer_not_a_server_error(
+    api, ingest_token, declared, status
+):
+    # int() refuses more than 4,300 digits, and isdigit() takes "²", which int() refuses.
+    response = api.generic(
+        "POST",
+        f"{API}/transcripts",
+        data=b"",
+        content_type="application/x-ndjson",
+        headers=bearer(ingest_token),
+        CONTENT_LENGTH=declared,
+    )
+    assert response.status_code == status, response.content
+
+
 def test_records_arrive_as_a_file_import_stores_them(api, ingest_token, settings):
     settings.AUDIT_SPOT_CHECK_RATE = 0.0
     post_jsonl(api, ingest_token, fixture_bytes("noisy_s1"))

@@ -211,11 +211,21 @@ def test_nav_links_follow_roles(made, auditor_client, staff_client):
     assert reverse("assignments") in staff_client.get(reverse("my_work")).content.decode()
 
 
-def test_an_auditor_id_past_the_row_id_range_is_refused_not_a_server_error(items, staff_client):
-    # SQLite raises OverflowError on an integer past 2**63 - 1 given to a query.
+@pytest.mark.parametrize(
+    "auditor_id",
+    [
+        str(2**70),  # SQLite raises OverflowError on an integer past 2**63 - 1 in a query
+        "9" * 5000,  # int() refuses more than 4,300 digits (the bulk fuzzing found it)
+        "²",  # a digit to isdigit(), not to int()
+    ],
+    ids=["past-2**63", "5000-digits", "superscript"],
+)
+def test_an_auditor_id_that_is_no_row_id_is_refused_not_a_server_error(
+    items, staff_client, auditor_id
+):
     response = staff_client.post(
         reverse("assignments"),
-        {"name": "big", "status": "open", "k": "1", "auditors": [str(2**70)]},
+        {"name": "big", "status": "open", "k": "1", "auditors": [auditor_id]},
     )
     assert response.status_code < 500
     assert not Assignment.objects.exists()
