@@ -677,6 +677,53 @@ class Rollup(models.Model):
         return f"{self.transcripts} transcripts of batch #{self.batch_id} ({self.status})"
 
 
+class MatchCount(models.Model):
+    """How many of the rows a queue search matched share each combination of the columns the
+    queue's filters and facets read: the rollup of one request's match, in a temporary table
+    of its database connection, filled once per search (``audit.review.queue.count_match``),
+    so that the facet counts sum a few thousand rows instead of each scanning the match.
+
+    Not managed: the table is created per connection (``CREATE TEMP TABLE``), never migrated.
+    Its columns carry the transcript's names, so the queue's filters apply to it unchanged;
+    together they are its key (each combination is one row)."""
+
+    pk = models.CompositePrimaryKey(
+        "batch_id",
+        "in_queue",
+        "status",
+        *(f"flag_{flag.value}" for flag in Flag),
+        "alignment_category",
+        "task_id",
+        "worker_id",
+        "decision_type",
+        "misbehavior_type",
+    )
+    batch_id = models.BigIntegerField()
+    in_queue = models.BooleanField()
+    status = models.CharField(max_length=16)
+    flag_missed_misbehavior = models.BooleanField()
+    flag_over_block = models.BooleanField()
+    flag_label_inconsistency = models.BooleanField()
+    flag_debate_disagrees = models.BooleanField()
+    flag_suspicious_reasoning = models.BooleanField()
+    flag_unknown_vocabulary = models.BooleanField()
+    flag_missing_fields = models.BooleanField()
+    flag_spot_check = models.BooleanField()
+    alignment_category = models.CharField(max_length=200)
+    task_id = models.CharField(max_length=200)
+    worker_id = models.CharField(max_length=200)
+    decision_type = models.CharField(max_length=200)
+    misbehavior_type = models.CharField(max_length=200)
+    transcripts = models.BigIntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "audit_queue_match_count"
+
+    def __str__(self) -> str:
+        return f"{self.transcripts} matching transcripts of batch #{self.batch_id}"
+
+
 # --- the HTTP API (issue 13) -----------------------------------------------------------------
 
 

@@ -33,6 +33,8 @@ the database's query parser fail):
 
 from __future__ import annotations
 
+import functools
+import html
 import importlib
 import re
 from contextlib import AbstractContextManager, nullcontext
@@ -78,12 +80,6 @@ class Term:
     def tsquery(self) -> str:
         text = " <-> ".join(f"'{token}'" for token in self.tokens)
         return text + ":*" if self.prefix else text
-
-    def matches(self, token: str) -> bool:
-        """Whether ``token`` of a text is one this term highlights."""
-        if self.prefix and token.startswith(self.tokens[-1]):
-            return True
-        return token in self.tokens
 
 
 @dataclass(frozen=True)
@@ -279,12 +275,34 @@ SNIPPET_LENGTH = 220
 
 
 def _hits(text: str, query: SearchQuery) -> list[re.Match[str]]:
-    """The words of ``text`` a term of ``query`` matches, in order."""
-    return [m for m in _TOKEN.finditer(text) if any(t.matches(m.group(0)) for t in query.terms)]
+    """The words of ``text`` a term of ``query`` matches (``Term.matches``), in order: one
+    regular expression over the text, so a field of megabytes is searched in C rather than
+    word by word in Python (2.6 MB: 1.2 s word by word)."""
+    return list(_words_of(query.terms).finditer(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _words_of(terms: tuple[Term, ...]) -> re.Pattern[str]:
+    """A pattern matching exactly the whole words (runs of ``_TOKEN``) that a term matches:
+    one of its words, or a word beginning with its last word when it is a prefix term."""
+    whole: set[str] = set()
+    prefixes: set[str] = set()
+    for term in terms:
+        whole.update(term.tokens)
+        if term.prefix:
+            prefixes.add(term.tokens[-1])
+    word = r"[^\W_]"
+    choices = [f"{re.escape(p)}{word}*" for p in sorted(prefixes, key=len, reverse=True)]
+    choices += [f"{re.escape(w)}(?!{word})" for w in sorted(whole, key=len, reverse=True)]
+    if not choices:
+        return re.compile(r"(?!)")  # matches nothing
+    return re.compile(f"(?<!{word})(?:{'|'.join(choices)})")
 
 
 def _marked(text: str, hits: list[re.Match[str]], start: int, end: int) -> str:
-    """``text[start:end]`` escaped piece by piece, each of ``hits`` inside it in ``<mark>``."""
+    """``text[start:end]`` escaped piece by piece, each of ``hits`` inside it in ``<mark>``.
+    The standard library's ``html.escape``, which Django's ``escape`` wraps (the same output),
+    without the wrapper's cost per call: a long field can hold hundreds of thousands of hits."""
     parts = []
     at = start
     for hit in hits:
@@ -292,9 +310,14 @@ def _marked(text: str, hits: list[re.Match[str]], start: int, end: int) -> str:
             continue
         if hit.end() > end:
             break
-        parts += [escape(text[at : hit.start()]), "<mark>", escape(hit.group(0)), "</mark>"]
+        parts += [
+            html.escape(text[at : hit.start()]),
+            "<mark>",
+            html.escape(hit.group(0)),
+            "</mark>",
+        ]
         at = hit.end()
-    parts.append(escape(text[at:end]))
+    parts.append(html.escape(text[at:end]))
     return "".join(parts)
 
 

@@ -15,9 +15,11 @@ one of its columns.
 
 from __future__ import annotations
 
+import datetime as dt
 import statistics
 from typing import Any
 
+from django.db import connections
 from django.db.models import (
     Aggregate,
     Case,
@@ -32,7 +34,8 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce, Substr, TruncDate
+from django.utils import timezone
 
 from audit.labels import FINAL as FINAL_COLUMNS
 from audit.labels import IMPORTED as IMPORTED_COLUMNS
@@ -649,21 +652,52 @@ def auditor_stats(reviews: QuerySet[Review]) -> list[dict[str, Any]]:
 def reviews_over_time(queryset: TranscriptQuerySet | ReviewQuerySet) -> list[dict[str, Any]]:
     """Reviews written per day (in the current time zone) on the items in ``queryset`` (or the
     reviews given), with the running total: the progress-over-time picture. One GROUP BY
-    query."""
-    rows = (
-        reviews_of(queryset)
-        .order_by()
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(
-            reviews=Count("id", filter=~Q(verdict=Verdict.ADJUDICATE)),
-            adjudications=Count("id", filter=Q(verdict=Verdict.ADJUDICATE)),
-        )
-        .order_by("day")
-    )
+    query (``_per_day``)."""
     running = 0
     days = []
-    for row in rows:
+    for row in _per_day(reviews_of(queryset).order_by()):
         running += row["reviews"]
         days.append({**row, "cumulative": running})
     return days
+
+
+# The grain SQLite groups reviews by before they are dated (``_per_day``).
+HOUR = dt.timedelta(hours=1)
+MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _per_day(reviews: QuerySet[Review]) -> list[dict[str, Any]]:
+    """``day``, ``reviews`` and ``adjudications`` of ``reviews`` per day in the current time
+    zone, in day order.
+
+    PostgreSQL dates each row in SQL (``TruncDate``). On SQLite that is a Python function
+    called for every row (some 13 µs each: 650 ms over 50,000 reviews), so the rows are grouped
+    by their UTC hour instead (the stored text's first 13 characters, in C) and each hour is
+    dated here; an hour that local midnight falls inside (a time zone whose offset is not a
+    whole number of hours, or a change of offset) is dated row by row, as ``TruncDate`` does."""
+    counts = {
+        "reviews": Count("id", filter=~Q(verdict=Verdict.ADJUDICATE)),
+        "adjudications": Count("id", filter=Q(verdict=Verdict.ADJUDICATE)),
+    }
+    if connections[reviews.db].vendor != "sqlite":
+        by_day = reviews.annotate(day=TruncDate("created_at")).values("day").annotate(**counts)
+        return [dict(row) for row in by_day.order_by("day")]
+    zone = timezone.get_current_timezone()
+    days: dict[dt.date, dict[str, Any]] = {}
+
+    def add(day: dt.date, row: Any) -> None:
+        into = days.setdefault(day, {"day": day, "reviews": 0, "adjudications": 0})
+        into["reviews"] += row["reviews"]
+        into["adjudications"] += row["adjudications"]
+
+    hours = reviews.annotate(hour=Substr("created_at", 1, 13)).values("hour").annotate(**counts)
+    for row in hours.order_by():
+        start = dt.datetime.strptime(row["hour"], "%Y-%m-%d %H").replace(tzinfo=dt.UTC)
+        first, last = start.astimezone(zone), (start + HOUR - MICROSECOND).astimezone(zone)
+        if first.date() == last.date():
+            add(first.date(), row)
+            continue
+        within = reviews.filter(created_at__gte=start, created_at__lt=start + HOUR)
+        for exact in within.annotate(day=TruncDate("created_at")).values("day").annotate(**counts):
+            add(exact["day"], exact)
+    return [days[day] for day in sorted(days)]

@@ -396,3 +396,61 @@ def test_estimated_error_rate_from_real_reviews(tmp_path, auditor):
     relabel(second, auditor, rationale=WHY, **MB)
     result = metrics.estimated_error_rate(Transcript.objects.all())
     assert (result["sample"], result["errors"], result["rate"]) == (2, 1, 0.5)
+
+
+# Instants around midnights and offset changes: 18:30 UTC is midnight in Kolkata (+5:30) and
+# 18:15 in Kathmandu (+5:45); 2026-03-08 07:00 UTC is New York's change to summer time;
+# 2026-04-04 15:00 UTC Lord Howe's half-hour change back.
+INSTANTS = [
+    "2026-03-07 23:59:59.999999",
+    "2026-03-08 00:00:00",
+    "2026-03-08 04:59:59",
+    "2026-03-08 05:00:00",
+    "2026-03-08 06:59:59",
+    "2026-03-08 07:00:00",
+    "2026-03-08 18:10:00",
+    "2026-03-08 18:14:59",
+    "2026-03-08 18:29:59.5",
+    "2026-03-08 18:30:00",
+    "2026-03-08 18:45:00",
+    "2026-04-04 12:59:00",
+    "2026-04-04 13:10:00",
+    "2026-04-04 13:40:00",
+    "2026-04-04 14:50:00",
+    "2026-04-04 15:20:00",
+]
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe"],
+)
+def test_reviews_per_day_equal_dating_each_review_in_the_time_zone(calibration, zone):
+    """The days of the progress chart, whatever the time zone: each review's day as
+    ``TruncDate`` gives it (SQLite groups by hour first, then dates the hours)."""
+    from django.db.models import Count, Q
+    from django.db.models.functions import TruncDate
+
+    reviews = list(Review.objects.order_by("id"))
+    # Every instant in turn, as many at a time as there are reviews.
+    for first in range(0, len(INSTANTS), len(reviews)):
+        for n, review in enumerate(reviews):
+            text = INSTANTS[(first + n) % len(INSTANTS)]
+            at = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+            Review.objects.filter(pk=review.pk).update(created_at=at)
+        with timezone.override(zone):
+            days = metrics.reviews_over_time(Review.objects.all())
+            expected = (
+                Review.objects.order_by()
+                .annotate(day=TruncDate("created_at"))
+                .values("day")
+                .annotate(
+                    reviews=Count("id", filter=~Q(verdict="adjudicate")),
+                    adjudications=Count("id", filter=Q(verdict="adjudicate")),
+                )
+                .order_by("day")
+            )
+            assert [(d["day"], d["reviews"], d["adjudications"]) for d in days] == [
+                (e["day"], e["reviews"], e["adjudications"]) for e in expected
+            ], (zone, first)
+        assert len(days) >= 2

@@ -4,11 +4,15 @@ per facet). Each must equal counting the transcripts the filters select, whateve
 the viewer and the work done before."""
 
 import random
+from dataclasses import replace
 
 import pytest
+from django.db import connection
 from django.db.models import Count, Q
 from django.http import QueryDict
+from django.test.utils import CaptureQueriesContext
 
+from audit import search
 from audit.models import Flag, Lease, Status, Transcript
 from audit.publish.selection import FILTERS
 from audit.review import queue as queues
@@ -56,8 +60,8 @@ def recounted(filters: queues.QueueFilters, choices) -> dict:
     return out
 
 
-def computed(filters: queues.QueueFilters, choices) -> dict:
-    facets = queues.facet_counts(filters, status_choices=choices)
+def computed(filters: queues.QueueFilters, choices, *, match=None) -> dict:
+    facets = queues.facet_counts(filters, status_choices=choices, match=match)
     out = {
         key: [item["n"] for item in facets.counts[key]]
         for key in ("flag", "status", "mine", "discussion")
@@ -130,3 +134,86 @@ def test_rollup_answers_only_filters_on_its_columns(auditor):
     assert not answers("mine=reviewed")
     assert answers("mine=reviewed", without="mine")
     assert not answers("session=s")
+
+
+SEARCHES = [
+    "q=service",
+    "q=service&status=any",
+    "q=service&status=any&scope=all",
+    "q=service&flag=over_block&status=any",
+    "q=service&task=basic_oversight&worker=(empty)",
+    "q=service&decision=BLOCK&status=settled",
+    "q=service&mine=reviewed&status=any",
+    "q=service&discussion=yes",
+    "q=service&discussion=no&status=any",
+    "q=service #1",
+    "q=investigation",
+]
+
+
+def test_a_large_search_match_is_counted_from_its_rollup_as_the_transcripts_count(
+    monkeypatch, auditor, auditor2, adjudicator, staff_user
+):
+    """With every match "large" (more than ``search.SMALL_MATCH`` rows), the queue rolls the
+    match up once (``count_match``) and each facet sums it: the counts equal counting the
+    transcripts, for every filter beside the words and every viewer."""
+    for name in ("noisy_s1", "block_s3", "approve_s2"):
+        import_fixture(name)
+    random_work(auditor, auditor2, adjudicator, random.Random(15))
+    monkeypatch.setattr(search, "SMALL_MATCH", 0)
+    rolled_up = 0
+    for viewer in (auditor, adjudicator, staff_user):
+        choices = status_choices(viewer)
+        for query in SEARCHES:
+            filters = QueueFilterForm(QueryDict(query), viewer=viewer, skipped=()).filters()
+            match = queues.compute_match(filters)
+            assert match is not None and match.size > 0 and match.listed is None, query
+            with CaptureQueriesContext(connection) as queries:
+                counts = computed(filters, choices, match=match)
+            assert counts == recounted(filters, choices), (viewer.username, query)
+            summed = [q for q in queries if 'FROM "audit_queue_match_count"' in q["sql"]]
+            if "#" not in query:
+                assert queues.count_match(filters, match), query
+                rolled_up += 1
+            # Never both: a count reads the match's rollup or the transcripts.
+            assert bool(summed) == ("#" not in query), query
+    assert rolled_up == 3 * (len(SEARCHES) - 1)
+
+
+def test_a_small_or_an_id_search_is_not_rolled_up(auditor):
+    import_fixture("noisy_s1")
+
+    def rolls_up(query):
+        filters = QueueFilterForm(QueryDict(query), viewer=auditor, skipped=()).filters()
+        return queues.count_match(filters, queues.compute_match(filters))
+
+    assert not rolls_up("")  # no words: no match
+    assert not rolls_up("q=service")  # fewer rows than search.SMALL_MATCH: counted by id list
+    assert not rolls_up("q=%231")
+
+
+def test_a_session_filter_names_its_rows_by_id_and_selects_what_its_column_does(
+    monkeypatch, auditor
+):
+    """A session's rows go into the queue's queries as a list of ids (SQLite would otherwise
+    test every queued wide row for the session); they select exactly the rows of the session,
+    and a session of more than ``SESSION_LISTED`` rows keeps the column condition."""
+    for name in ("noisy_s1", "block_s3"):
+        import_fixture(name)
+    sessions = list(Transcript.objects.values_list("session_id", flat=True).distinct())
+    assert len(sessions) >= 2
+    for listed in (queues.SESSION_LISTED, 1):
+        monkeypatch.setattr(queues, "SESSION_LISTED", listed)
+        for session in [*sessions, "none-such"]:
+            for extra in ("", "&status=any&scope=all", "&flag=over_block&status=any"):
+                query = f"session={session}{extra}"
+                filters = QueueFilterForm(QueryDict(query), viewer=auditor, skipped=()).filters()
+                rows = Transcript.objects.filter(session_id=session)
+                by_column = rows.filter(queues.conditions(replace(filters, session="")))
+                chosen = Transcript.objects.filter(queues.conditions(filters))
+                assert set(chosen.values_list("pk", flat=True)) == set(
+                    by_column.values_list("pk", flat=True)
+                ), query
+                size = rows.count()
+                assert (filters.session_ids is not None) == (size <= listed), query
+    assert Transcript.objects.filter(session_id=sessions[0]).count() > 1

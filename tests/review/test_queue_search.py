@@ -279,3 +279,37 @@ def test_highlight_is_built_from_escaped_pieces():
         str(search.highlight("<b>bold</b>", search.parse("b")))
         == "&lt;<mark>b</mark>&gt;bold&lt;/<mark>b</mark>&gt;"
     )
+
+
+def test_marked_words_are_the_whole_words_each_term_matches():
+    """The words ``search.mark`` puts in ``<mark>``, found by one regular expression, are the
+    words of the text (runs of letters and digits) that a term matches: one of its words, or a
+    word starting with its last word when it is a prefix; nothing inside a longer word."""
+    import random
+
+    rng = random.Random(21)
+    alphabet = ["ret", "retry", "fix", "é", "ß", "ab", "1", "_", " ", "-", "<", "x", "Ω", "\n"]
+
+    def marked_by_word(text, query):
+        words = []
+        for m in re.finditer(r"[^\W_]+", text):
+            for term in query.terms:
+                last = term.tokens[-1]
+                if (term.prefix and m.group(0).startswith(last)) or m.group(0) in term.tokens:
+                    words.append((m.start(), m.group(0)))
+                    break
+        return words
+
+    queries = ["ret", "retry", "fix ab", '"ret fix"', "r", "é", "1 x", "ßab", "retry_fix", "Ω"]
+    checked = 0
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        for q in queries:
+            query = search.parse(q)
+            found = [(m.start(), m.group(0)) for m in search._hits(text, query)]
+            assert found == marked_by_word(text, query), (text, q)
+            checked += bool(found)
+    assert checked > 300  # most texts hold a word some query marks
+    # Prefix and whole word: "ret" marks "retry" (prefix), "retry" does not mark "ret".
+    assert str(search.mark("ret retry", search.parse("retry"))) == "ret <mark>retry</mark>"
+    assert str(search.mark("a_ret", search.parse('"ret"'))) == "a_<mark>ret</mark>"
