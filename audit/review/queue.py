@@ -635,8 +635,11 @@ def count_match(filters: QueueFilters, match: search.Match | None) -> bool:
 
     Only for a large match (``match.listed`` is None: more than ``search.SMALL_MATCH`` rows,
     whose counts by id list are cheap already), searched by words alone (``#id`` terms narrow
-    it further), and out of the queue's rows when the queue shows only those."""
+    it further), and out of the queue's rows when the queue shows only those; never when no
+    count could read it ("My work" or a session beside the words: ``rollup_answers``)."""
     if match is None or match.listed is not None or filters.text_query.ids:
+        return False
+    if not rollup_answers(replace(filters, q=""), without="discussion"):
         return False
     rows = Transcript.objects.filter(pk__in=match.ids())
     if filters.scope != "all":
