@@ -380,16 +380,20 @@ class TranscriptAdmin(StaffReadOnly):
         "publish_release_action",
         "require_reviews",
     )
-    exclude = ("search_text",)
+    readonly_fields = ("raw",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = super().get_queryset(request)
         match = request.resolver_match
         if match is not None and match.url_name == "audit_transcript_change":
-            # The change page shows the record: deferred, it would load each column apart.
-            return queryset
-        # raw is the whole record: keep it out of the changelist query.
-        return queryset.defer("raw", "search_text", "problems")
+            # The change page shows the record, from its own table (TranscriptText).
+            return queryset.select_related("text")
+        return queryset.defer("problems")
+
+    @admin.display(description="raw")
+    def raw(self, transcript: Transcript) -> str:
+        """The record's line as imported (the item page's raw record)."""
+        return transcript.text.raw
 
     @admin.display(description="final category")
     def final_category(self, transcript: Transcript) -> str:

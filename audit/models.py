@@ -1,11 +1,12 @@
 """Schema of the audit app: import batches, transcripts with their flags, reviews, releases.
 
-A Transcript keeps the original JSONL line verbatim (``raw``) so it comes back out losslessly;
-the columns beside it are copies of the values that filters, sorting and metrics need, extracted
-once at import (see ``audit.ingest.records``). Reviews are append-only; a transcript's
-``final_*`` columns and ``status`` are a cache derived from its reviews
-(``audit.review.workflow``). What the labels mean is ``audit.labels``; the QuerySet methods
-here name the queries every module repeats (current reviews, settled items, live leases).
+A Transcript keeps the original JSONL line verbatim (``TranscriptText.raw``, a table of its
+own) so it comes back out losslessly; the transcript's columns are copies of the values that
+filters, sorting and metrics need, extracted once at import (see ``audit.ingest.records``).
+Reviews are append-only; a transcript's ``final_*`` columns and ``status`` are a cache derived
+from its reviews (``audit.review.workflow``). What the labels mean is ``audit.labels``; the
+QuerySet methods here name the queries every module repeats (current reviews, settled items,
+live leases).
 """
 
 from __future__ import annotations
@@ -265,9 +266,7 @@ class Transcript(models.Model):
     batch = models.ForeignKey(ImportBatch, on_delete=models.PROTECT, related_name="transcripts")
     # sha256 of the canonical record (sorted keys, compact): the identity for deduplication.
     fingerprint = models.CharField(max_length=64, unique=True)
-    # The original line, verbatim: JSON text keeps key order, number spelling and NaN, which a
-    # jsonb column would not.
-    raw = models.TextField()
+    # The original line is ``TranscriptText.raw``: a table of its own (see there).
     # sha256 of the line as it came (``raw``'s UTF-8 bytes): a re-import finds a line stored
     # byte for byte without parsing it (``audit.ingest.importer``). "" only before migration
     # 0010 filled it in.
@@ -337,9 +336,6 @@ class Transcript(models.Model):
     # Bumped by every write; a verdict made against an older version is refused.
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
-
-    # Lower-cased proposal, reasoning and decision text for the queue's free-text filter.
-    search_text = models.TextField(blank=True)
 
     objects = TranscriptManager()
     # Every row, those of unfinished batches too: deduplication and clean-up in the importer.
@@ -450,6 +446,34 @@ class Transcript(models.Model):
     def imported_category(self) -> str:
         """The category the imported ground truth derives (not the stored, maybe junk, one)."""
         return derive_category(self.is_misbehavior, self.decision_type)
+
+
+class TranscriptText(models.Model):
+    """A transcript's text, in a table of its own: the original line and the search text.
+
+    They are nine tenths of a record's bytes (3.4 of 3.6 KB in the exporter's output). Beside
+    the columns that filters, counts and metrics read, they made every row take a database page
+    of its own on SQLite, so each scan, join or look-up of transcripts read the whole record
+    (issue 14); here they are read only by what shows or writes the record: the item page, the
+    raw record, the export, the API and the full-text index. One row per transcript, written
+    with it by the importer, never changed; the key is the transcript's id (column ``id``).
+    """
+
+    transcript = models.OneToOneField(
+        Transcript, on_delete=models.CASCADE, primary_key=True, db_column="id", related_name="text"
+    )
+    # The original line, verbatim: JSON text keeps key order, number spelling and NaN, which a
+    # jsonb column would not.
+    raw = models.TextField()
+    # Lower-cased proposal, reasoning and decision text for the queue's free-text filter
+    # (``audit.search`` indexes it).
+    search_text = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "audit_transcript_text"
+
+    def __str__(self) -> str:
+        return f"text of transcript {self.pk}"
 
 
 class Verdict(models.TextChoices):

@@ -1,8 +1,9 @@
-"""Full-text search over ``Transcript.search_text``: the query syntax, the database's index, the
-match computed once per request, and highlighting.
+"""Full-text search over ``TranscriptText.search_text``: the query syntax, the database's index,
+the match computed once per request, and highlighting.
 
 The index is the database's own, kept in step with every write by triggers (migration
-``0010_queue_search``), so the importer's plain ``INSERT`` needs nothing from this module:
+``0010_queue_search``, on ``audit_transcript_text`` since ``0019_transcript_text``), so the
+importer's plain ``INSERT`` needs nothing from this module:
 
 - SQLite: an FTS5 external-content table ``audit_transcript_fts`` (tokenizer ``unicode61``
   without diacritic folding), ranked with bm25.
@@ -219,24 +220,25 @@ class Match:
 
 # --- keeping the index ---------------------------------------------------------------------------
 
-_MIGRATION = importlib.import_module("audit.migrations.0010_queue_search")
+_MIGRATION = importlib.import_module("audit.migrations.0019_transcript_text")
 _INDEX_TABLE = {"sqlite": "audit_transcript_fts", "postgresql": "audit_transcript_search"}
 
 
 def missing_triggers(using: str = "default") -> list[str]:
     """The index's triggers the database does not have."""
     db = connections[using]
-    present = triggers.present(db)
+    present = triggers.present(db, table=_MIGRATION.TABLE)
     return [name for name in _MIGRATION.TRIGGERS.get(db.vendor, ()) if name not in present]
 
 
 def restore_index(using: str = "default") -> bool:
     """Re-create missing triggers and index every row again; True when it had to. A migration
-    that remakes ``audit_transcript`` on SQLite drops its triggers (see migration 0010)."""
+    that remakes ``audit_transcript_text`` on SQLite drops its triggers (see migration 0010)."""
     db = connections[using]
     table = _INDEX_TABLE.get(db.vendor)
-    if table is None or table not in db.introspection.table_names(include_views=True):
-        return False  # another database, or migrated back to before the index
+    tables = db.introspection.table_names(include_views=True)
+    if table is None or table not in tables or _MIGRATION.TABLE not in tables:
+        return False  # another database, or migrated back to before the index or its table
     if not missing_triggers(using):
         return False
     with transaction.atomic(using=using), db.cursor() as cursor:
@@ -253,10 +255,11 @@ def indexed_in_bulk(cursor: CursorWrapper) -> AbstractContextManager[None]:
         return nullcontext()
     return triggers.insert_trigger_replaced(
         cursor,
+        table=_MIGRATION.TABLE,
         trigger="audit_transcript_fts_insert",
         create=_MIGRATION.CREATE_SQLITE_TRIGGERS[0],
         catch_up="INSERT INTO audit_transcript_fts (rowid, search_text) "
-        "SELECT id, search_text FROM audit_transcript WHERE id > %s",
+        f"SELECT id, search_text FROM {_MIGRATION.TABLE} WHERE id > %s",
     )
 
 

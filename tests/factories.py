@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+from django.db import connection
 
 from audit.ingest.importer import ImportResult, import_file
 from audit.models import Transcript
@@ -254,3 +259,22 @@ def random_work(
                 )
         except ValidationError:  # refused (already reviewed, not open): nothing saved
             continue
+
+
+@contextmanager
+def transcripts_as_before_0019() -> Iterator[SimpleNamespace]:
+    """The stored transcripts in a table shaped as migrations before 0019 saw
+    ``audit_transcript`` (the record's text among its columns), for testing those migrations'
+    data steps, which read it by the table name their ``apps`` give; yields those ``apps``.
+    Dropped on leaving."""
+    table = "test_transcript_before_0019"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {table} AS SELECT t.*, x.raw, x.search_text FROM audit_transcript t "
+            "JOIN audit_transcript_text x ON x.id = t.id"
+        )
+        try:
+            model = SimpleNamespace(_meta=SimpleNamespace(db_table=table))
+            yield SimpleNamespace(get_model=lambda app, name: model, table=table)
+        finally:
+            cursor.execute(f"DROP TABLE {table}")

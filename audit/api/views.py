@@ -430,7 +430,7 @@ def transcript(request: HttpRequest, transcript_id: int = Path(..., ge=1, le=MAX
         raise _refuse(
             403, f"transcripts are for auditors and adjudicators; user {user.username!r} is neither"
         )
-    item = Transcript.objects.filter(pk=transcript_id).first()
+    item = Transcript.objects.select_related("text").filter(pk=transcript_id).first()
     if item is None:
         raise Http404(f"no transcript #{transcript_id}")
     reviews = list(Review.objects.filter(transcript=item).order_by("created_at", "id"))
@@ -458,7 +458,7 @@ def transcript(request: HttpRequest, transcript_id: int = Path(..., ge=1, le=MAX
         if seen.see_all
         else None,
         reviews=[_review_out(review, viewer_id=user.pk) for review in shown],
-        raw=item.raw,
+        raw=item.text.raw,
     )
 
 

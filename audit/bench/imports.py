@@ -2,8 +2,9 @@
 
 The floor is the least any importer of this format must do: ``json.loads`` of each line, a
 sha256 of the line, a search text, and a bare ``executemany`` of 1,000-row chunks in one
-transaction into a table with the same columns and the same b-tree indexes as
-``audit_transcript`` (its own table, so it competes with nothing). The app's import is
+transaction into two tables with the same columns and the same b-tree indexes as
+``audit_transcript`` and ``audit_transcript_text`` (tables of its own, so it competes with
+nothing). The app's import is
 ``audit.ingest.importer.import_file`` as a command runs it, production settings, then the same
 file again (every line a duplicate). Each runs in a child process of its own on a scratch
 database (``audit.bench.scratch``), so peak memory is the import's own.
@@ -22,6 +23,7 @@ from typing import Any
 from audit.bench import scratch
 
 FLOOR_TABLE = "bench_floor"
+FLOOR_TEXT_TABLE = "bench_floor_text"
 FLOOR_CHUNK = 1000
 
 
@@ -42,41 +44,51 @@ def measure(
     return found
 
 
-def _floor_table() -> list[tuple[str, Any]]:
-    """The columns of the floor's table, created like ``audit_transcript`` with its indexes
-    (not its triggers or full-text index: those are the app's own work)."""
+def _floor_tables() -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """The columns (id first) of the floor's two tables, created like ``audit_transcript`` and
+    ``audit_transcript_text`` with their indexes and, on SQLite, the text's foreign key (not
+    their triggers or full-text index: those are the app's own work)."""
     from django.db import connection
 
-    from audit.models import Transcript
+    from audit.models import Transcript, TranscriptText
 
-    table = Transcript._meta.db_table
+    names = {
+        Transcript._meta.db_table: FLOOR_TABLE,
+        TranscriptText._meta.db_table: FLOOR_TEXT_TABLE,
+    }
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f'CREATE TABLE {FLOOR_TABLE} (LIKE "{table}" INCLUDING DEFAULTS '
-                "INCLUDING IDENTITY INCLUDING INDEXES)"
-            )
-        else:
+        for table, floor in names.items():
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f'CREATE TABLE {floor} (LIKE "{table}" INCLUDING DEFAULTS '
+                    "INCLUDING IDENTITY INCLUDING INDEXES)"
+                )
+                continue
             cursor.execute(
                 "SELECT type, sql FROM sqlite_master WHERE tbl_name = %s AND sql IS NOT NULL "
                 "AND type IN ('table', 'index')",
                 [table],
             )
             for kind, sql in cursor.fetchall():
-                sql = sql.replace(f'"{table}"', f'"{FLOOR_TABLE}"')
+                for name, floor_name in names.items():
+                    sql = sql.replace(f'"{name}"', f'"{floor_name}"')
                 if kind == "index":
-                    sql = sql.replace('INDEX "', f'INDEX "{FLOOR_TABLE}_', 1)
+                    sql = sql.replace('INDEX "', f'INDEX "{floor}_', 1)
                 cursor.execute(sql)
-    fields = [f for f in Transcript._meta.local_concrete_fields if not f.primary_key]
-    return [(str(f.column), _default(f)) for f in fields]
+    return tuple(  # type: ignore[return-value]
+        [(str(f.column), _default(f)) for f in model._meta.local_concrete_fields]
+        for model in (Transcript, TranscriptText)
+    )
 
 
-def _floor_row(line: bytes, columns: list[tuple[str, Any]], batch_id: int) -> list[Any]:
+def _floor_values(pk: int, line: bytes, batch_id: int) -> dict[str, Any]:
+    """The values the floor extracts from a record, by column: of either floor table."""
     record = json.loads(line)
     proposal = record.get("proposal") or {}
     decision = record.get("decision") or {}
     truth = record.get("ground_truth") or {}
     values: dict[str, Any] = {
+        "id": pk,
         "batch_id": batch_id,
         "fingerprint": hashlib.sha256(line).hexdigest(),
         "raw": line.decode(),
@@ -95,7 +107,7 @@ def _floor_row(line: bytes, columns: list[tuple[str, Any]], batch_id: int) -> li
         "problems": "[]",
         "final_alignment_category": "",
     }
-    return [values.get(column, default) for column, default in columns]
+    return values
 
 
 def _default(field: Any) -> Any:
@@ -115,31 +127,40 @@ def _default(field: Any) -> Any:
 def _floor(source: Path) -> dict[str, Any]:
     from django.db import connection, transaction
 
-    from audit.models import ImportBatch, Transcript
+    from audit.models import ImportBatch, Transcript, TranscriptText
 
-    columns = _floor_table()
+    columns, text_columns = _floor_tables()
     batch_id = ImportBatch.objects.create(source="command", file_name="floor").pk
     # PostgreSQL binds text parameters as text: casts to the columns' types (jsonb, timestamptz).
-    types = {str(f.column): f.db_type(connection) for f in Transcript._meta.local_concrete_fields}
-    placeholders = [
-        f"%s::{types[c]}" if connection.vendor == "postgresql" else "%s" for c, _ in columns
-    ]
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        FLOOR_TABLE, ", ".join(f'"{c}"' for c, _ in columns), ", ".join(placeholders)
-    )
+    types = {
+        str(f.column): f.db_type(connection)
+        for model in (Transcript, TranscriptText)
+        for f in model._meta.local_concrete_fields
+    }
+
+    def insert(table: str, names: list[tuple[str, Any]]) -> str:
+        placeholders = [
+            f"%s::{types[c]}" if connection.vendor == "postgresql" else "%s" for c, _ in names
+        ]
+        return "INSERT INTO {} ({}) VALUES ({})".format(
+            table, ", ".join(f'"{c}"' for c, _ in names), ", ".join(placeholders)
+        )
+
+    sql, text_sql = insert(FLOOR_TABLE, columns), insert(FLOOR_TEXT_TABLE, text_columns)
     clock = scratch.CpuClock()
 
     def load() -> int:
         count = 0
         with transaction.atomic(), connection.cursor() as cursor, source.open("rb") as lines:
             while chunk := list(islice(lines, FLOOR_CHUNK)):
-                rows = [
-                    _floor_row(line.rstrip(b"\n"), columns, batch_id)
-                    for line in chunk
-                    if line.strip()
+                records = [
+                    _floor_values(count + n + 1, line.rstrip(b"\n"), batch_id)
+                    for n, line in enumerate(line for line in chunk if line.strip())
                 ]
-                cursor.executemany(sql, rows)
-                count += len(rows)
+                for statement, names in ((sql, columns), (text_sql, text_columns)):
+                    rows = [[v.get(c, default) for c, default in names] for v in records]
+                    cursor.executemany(statement, rows)
+                count += len(records)
         return count
 
     records, figures = scratch.measured(clock, load)

@@ -66,7 +66,8 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Exists, F, Field, Model, OuterRef
 from django.utils import timezone
 
 from audit import rollup, search
@@ -77,6 +78,7 @@ from audit.models import (
     IngestRun,
     RejectedLine,
     Transcript,
+    TranscriptText,
 )
 from audit.sqlite import WRITER_PAUSE_SECONDS, file_lock
 
@@ -805,9 +807,14 @@ def _insert(staged: _Staging, *, batch: ImportBatch | None, deadline: _Deadline)
 # Columns whose value is the same for every row of a batch, filled in by ``_write_rows``.
 _BATCH_COLUMNS = ("batch", "required_reviews", "status", "review_count", "version", "updated_at")
 _FIELDS = [field for field in Transcript._meta.local_concrete_fields if not field.primary_key]
-# The columns ``_row`` gives, in its order: every other concrete field.
+# The transcript's columns ``_row`` gives, in its order: every other concrete field; then the
+# record's text (``TranscriptText``), which goes into a table of its own.
 _ROW_FIELDS = [field for field in _FIELDS if field.name not in _BATCH_COLUMNS]
-_ROW_NAMES = [field.name for field in _ROW_FIELDS]
+_TEXT_FIELDS = [
+    field for field in TranscriptText._meta.local_concrete_fields if not field.primary_key
+]
+_ROW_NAMES = [field.name for field in (*_ROW_FIELDS, *_TEXT_FIELDS)]
+_TEXT_START = len(_ROW_FIELDS)
 _FINGERPRINT = _ROW_NAMES.index("fingerprint")
 _BATCH_FIELDS = sorted(
     (field for field in _FIELDS if field.name in _BATCH_COLUMNS),
@@ -817,7 +824,7 @@ _BATCH_FIELDS = sorted(
 
 def _row(values: dict[str, Any], *, raw: str, line: int, line_hash: str) -> tuple[Any, ...]:
     """A record's row as the insert takes it: ``extract``'s values plus the line, in
-    ``_ROW_FIELDS`` order, each already the database's value (the only conversion a field
+    ``_ROW_NAMES`` order, each already the database's value (the only conversion a field
     would make is ``problems``, JSON text)."""
     given = {
         **values,
@@ -831,10 +838,37 @@ def _row(values: dict[str, Any], *, raw: str, line: int, line_hash: str) -> tupl
     return tuple(given[name] for name in _ROW_NAMES)
 
 
+def _new_ids(cursor: CursorWrapper, count: int) -> range | list[int]:
+    """Ids for ``count`` new transcripts, so that their text rows can name them in the same
+    bulk insert (neither ``executemany`` nor ``COPY`` returns the ids it made).
+
+    PostgreSQL: taken from the id column's own sequence, as an insert without ids would take
+    them (safe beside any other writer). SQLite: the ones after the largest id ever given (the
+    ``AUTOINCREMENT`` counter, which an explicit id moves on too); inside the import's
+    transaction, which holds SQLite's one write lock from its start (``transaction_mode``
+    IMMEDIATE), no other connection can take them meanwhile.
+    """
+    table = Transcript._meta.db_table
+    if cursor.db.vendor == "postgresql":
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, count],
+        )
+        return sorted(pk for (pk,) in cursor.fetchall())
+    cursor.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = %s), 0), "
+        f"coalesce((SELECT max(id) FROM {connection.ops.quote_name(table)}), 0))",
+        [table],
+    )
+    (last,) = cursor.fetchone()
+    return range(last + 1, last + 1 + count)
+
+
 def _write_rows(rows: list[tuple[Any, ...]], *, batch: ImportBatch) -> None:
-    """Insert ``rows`` (``_row``) into ``batch``, inside the caller's transaction: one
-    ``executemany`` on SQLite, one ``COPY`` on PostgreSQL. No ORM on this path: a chunk's
-    values are computed before the transaction opens, so the lock is held for the insert only.
+    """Insert ``rows`` (``_row``) into ``batch``, inside the caller's transaction: the
+    transcripts, then their text, each one ``executemany`` on SQLite, one ``COPY`` on
+    PostgreSQL. No ORM on this path: a chunk's values are computed before the transaction
+    opens, so the lock is held for the insert only.
     """
     constants = {
         "batch": batch.pk,
@@ -847,21 +881,34 @@ def _write_rows(rows: list[tuple[Any, ...]], *, batch: ImportBatch) -> None:
         ),
     }
     extra = tuple(constants[name] for name in _BATCH_COLUMNS)
-    fields = [*_ROW_FIELDS, *_BATCH_FIELDS]
     quote = connection.ops.quote_name
-    table = quote(Transcript._meta.db_table)
-    columns = ", ".join(quote(str(field.column)) for field in fields)
+
+    def statement(model: type[Model], fields: list[Field]) -> tuple[str, str]:
+        names = ", ".join(["id", *(quote(str(field.column)) for field in fields)])
+        return quote(model._meta.db_table), names
+
+    table, columns = statement(Transcript, [*_ROW_FIELDS, *_BATCH_FIELDS])
+    text_table, text_columns = statement(TranscriptText, _TEXT_FIELDS)
     with connection.cursor() as cursor:
+        ids = _new_ids(cursor, len(rows))
+        hot = [(pk, *row[:_TEXT_START], *extra) for pk, row in zip(ids, rows, strict=True)]
+        text = [(pk, *row[_TEXT_START:]) for pk, row in zip(ids, rows, strict=True)]
         if connection.vendor == "postgresql":
-            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row + extra)
+            for name, names, values in ((table, columns, hot), (text_table, text_columns, text)):
+                with cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
+                    for row in values:
+                        copy.write_row(row)
             return
-        placeholders = ", ".join(["%s"] * len(fields))
-        with rollup.counted_in_bulk(cursor), search.indexed_in_bulk(cursor):
+        with rollup.counted_in_bulk(cursor):
             cursor.executemany(
-                f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
-                [row + extra for row in rows],
+                f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(hot[0]))})",
+                hot,
+            )
+        with search.indexed_in_bulk(cursor):
+            cursor.executemany(
+                f"INSERT INTO {text_table} ({text_columns}) "
+                f"VALUES ({', '.join(['%s'] * len(text[0]))})",
+                text,
             )
 
 

@@ -1,6 +1,6 @@
 """Exported records and summaries: the reviewed dataset as JSONL, streamed.
 
-An exported record is the original line (``json.loads(transcript.raw)``: every key, in its
+An exported record is the original line (``json.loads(transcript.text.raw)``: every key, in its
 original order, unknown keys included), changed only as follows:
 
 - ``ground_truth`` and ``labels`` hold the final, consistent values **for reviewed records**
@@ -117,9 +117,9 @@ EXPORT_ORDER = ("session_id", "task_id", "step_number", "fingerprint")
 # MALT's ``labels`` for a record without misbehavior, and for a misbehavior without a type.
 MALT_NORMAL = "normal"
 MALT_UNTYPED_MISBEHAVIOR = "misbehavior"
-# The columns an exported record is built from; search_text and the rest stay in the database.
+# The transcript's columns an exported record is built from (with the line, ``text__raw``);
+# the search text and the rest stay in the database.
 EXPORT_FIELDS = (
-    "raw",
     "status",
     "decision_type",
     "final_is_misbehavior",
@@ -206,15 +206,17 @@ def export_record(
     batch: ImportBatch | None = None,
     comments: Iterable[discussion.ThreadComment] | None = None,
     needs_discussion: bool | None = None,
+    raw: str | None = None,
 ) -> dict[str, Any]:
     """The exported form of one transcript (see the module docstring).
 
     ``reviews`` defaults to ``transcript.reviews.all()``; they must be in (created_at, id)
     order. ``batch`` (its ``run_source`` and ``model``) defaults to ``transcript.batch``.
-    ``comments`` (in time order) and ``needs_discussion`` default to the item's own.
+    ``comments`` (in time order) and ``needs_discussion`` default to the item's own, ``raw``
+    (its line) to ``transcript.text.raw``.
     """
     # A re-imported export's line lists the numbers it wrote as null: the record has them back.
-    record = decode_non_finite(json.loads(transcript.raw))
+    record = decode_non_finite(json.loads(transcript.text.raw if raw is None else raw))
     rows = list(transcript.reviews.all() if reviews is None else reviews)
     reviewed = transcript.is_settled
     original_truth = record.get("ground_truth")
@@ -295,10 +297,10 @@ def ordered(queryset: TranscriptQuerySet) -> TranscriptQuerySet:
 
 def _export_rows(
     queryset: TranscriptQuerySet, *, chunk_size: int
-) -> Iterator[tuple[Transcript, bool]]:
+) -> Iterator[tuple[Transcript, str, bool]]:
     """The transcripts of ``queryset`` in export order with the columns an export reads
-    (``EXPORT_FIELDS``), each with whether it is marked "needs discussion", one query read a
-    chunk at a time.
+    (``EXPORT_FIELDS``), each with its line and whether it is marked "needs discussion", one
+    query (joined to the text table) read a chunk at a time.
 
     Read as value tuples (the same database converters apply) and set straight onto
     instances, rather than through ``only()``: building a model instance with deferred fields
@@ -315,17 +317,17 @@ def _export_rows(
     values = (
         ordered(queryset)
         .annotate(needs_discussion=discussion.marked_now())
-        .values_list(*names, "needs_discussion")
+        .values_list(*names, "text__raw", "needs_discussion")
         .iterator(chunk_size=chunk_size)
     )
     db = queryset.db
-    for *columns, marked in values:
+    for *columns, raw, marked in values:
         transcript = Transcript.__new__(Transcript)
         transcript.__dict__.update(zip(names, columns, strict=True))
         transcript._state = ModelState()
         transcript._state.adding = False
         transcript._state.db = db
-        yield transcript, marked
+        yield transcript, raw, marked
 
 
 def iter_records(
@@ -345,7 +347,7 @@ def iter_records(
     rows = _export_rows(queryset, chunk_size=chunk_size)
     batches: dict[int, ImportBatch] = {}
     for marked_chunk in batched(rows, chunk_size):
-        chunk = [transcript for transcript, _ in marked_chunk]
+        chunk = [transcript for transcript, _, _ in marked_chunk]
         wanted = {t.batch_id for t in chunk} - batches.keys()
         if wanted:
             batches.update(
@@ -357,13 +359,14 @@ def iter_records(
         ):
             reviews.setdefault(review.transcript_id, []).append(review)
         comments = discussion.threads_for(t.pk for t in chunk)
-        for transcript, marked in marked_chunk:
+        for transcript, raw, marked in marked_chunk:
             yield export_record(
                 transcript,
                 reviews.get(transcript.pk, ()),
                 batch=batches[transcript.batch_id],
                 comments=comments.get(transcript.pk, ()),
                 needs_discussion=marked,
+                raw=raw,
             )
 
 

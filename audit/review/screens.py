@@ -211,7 +211,7 @@ def open_item(
     return ItemState(
         transcript=transcript,
         visibility=seen,
-        record=present_record(transcript.raw, marks=marks),
+        record=present_record(transcript.text.raw, marks=marks),
         problems=problems(transcript),
         all_reviews=all_reviews,
         history=history_rows(transcript, history),
@@ -244,7 +244,7 @@ def adjudication_state(
     decided = [r.labels for r in side_by_side if r.verdict != Verdict.UNSURE and r.labels]
     return AdjudicationState(
         transcript=transcript,
-        record=present_record(transcript.raw, marks=marks),
+        record=present_record(transcript.text.raw, marks=marks),
         problems=problems(transcript),
         all_reviews=all_reviews,
         side_by_side=[

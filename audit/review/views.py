@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, F
 from django.db.models.functions import Substr
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
@@ -132,9 +132,14 @@ def queue(request: AuditRequest) -> HttpResponse:
         match=match,
         annotations={
             "reviewed": visibility.own_verdict_exists(user),
-            **({} if searching else {"text_head": Substr("search_text", 1, queues.EXCERPT_HEAD)}),
+            # The page's rows' text, from its own table (TranscriptText).
+            **(
+                {"search_text": F("text__search_text")}
+                if searching
+                else {"text_head": Substr("text__search_text", 1, queues.EXCERPT_HEAD)}
+            ),
         },
-        fields=(*queues.ROW_FIELDS, "search_text") if searching else queues.ROW_FIELDS,
+        fields=queues.ROW_FIELDS,
     )
     rows = [
         QueueRow(
@@ -145,7 +150,7 @@ def queue(request: AuditRequest) -> HttpResponse:
                 user,
                 reviewed=row.reviewed,  # type: ignore[attr-defined]
             ).status,
-            excerpt=search.highlight(row.search_text, filters.text_query) if searching else "",
+            excerpt=search.highlight(row.search_text, filters.text_query) if searching else "",  # type: ignore[attr-defined]
             reasoning="" if searching else queues.reasoning_excerpt(row, row.text_head),  # type: ignore[attr-defined]
         )
         for row in page.rows
@@ -309,7 +314,7 @@ def _marks(q: str) -> Marks:
 @require_GET
 @auditor_required
 def item(request: AuditRequest, pk: int) -> HttpResponse:
-    transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
+    transcript = get_object_or_404(Transcript.objects.select_related("batch", "text"), pk=pk)
     return _render_item(request, transcript, q=request.GET.get("q", ""))
 
 
@@ -322,7 +327,7 @@ def item_field(request: AuditRequest, pk: int, name: str) -> HttpResponse:
     this is a part of the same imported line)."""
     if name not in FULL_FIELDS:
         raise Http404(f"No field {name!r}: one of {', '.join(FULL_FIELDS)}.")
-    text = full_text(get_object_or_404(Transcript.objects.only("raw"), pk=pk).raw, name)
+    text = full_text(_raw(pk), name)
     assert text is not None  # a known name
     if not wants_fragment(request):
         response = HttpResponse(text, content_type="text/plain; charset=utf-8")
@@ -355,11 +360,15 @@ def raw_record(request: AuditRequest, pk: int) -> HttpResponse:
     block it was exported with, an earlier review history under pseudonyms: that is the file's
     content, as its ground truth is, and no review of this item in this database.)
     """
-    raw = get_object_or_404(Transcript.objects.only("raw"), pk=pk).raw
-    response = HttpResponse(raw, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(_raw(pk), content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'inline; filename="transcript-{pk}.json"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _raw(pk: int) -> str:
+    """The record's line, of a transcript ``Transcript.objects`` sees (404 otherwise)."""
+    return get_object_or_404(Transcript.objects.values_list("text__raw", flat=True), pk=pk)
 
 
 def _skipped(request: AuditRequest) -> tuple[int, ...]:
@@ -429,7 +438,7 @@ def _go_next(request: AuditRequest, *, moving_on_from: int | None = None) -> Htt
         return go_to(request, back or reverse("queue"))
     url = reverse("item", args=[transcript.pk])
     if wants_fragment(request):
-        transcript = Transcript.objects.select_related("batch").get(pk=transcript.pk)
+        transcript = Transcript.objects.select_related("batch", "text").get(pk=transcript.pk)
         return push_url(_render_item(request, transcript, q=q), url)
     return redirect(url + _marks(q).qs)
 
@@ -460,7 +469,7 @@ def skip_item(request: AuditRequest, pk: int) -> HttpResponse:
 def submit_review(request: AuditRequest, pk: int) -> HttpResponse:
     """A verdict: saved, then the next item; a stale version shows the conflict view (409)
     offering the entries again against the current version; invalid input the errors (422)."""
-    transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
+    transcript = get_object_or_404(Transcript.objects.select_related("batch", "text"), pk=pk)
     form = VerdictForm(request.POST, transcript=transcript)
     outcome = _submit(
         form, lambda **values: workflow.submit_review(transcript, auditor=request.user, **values)
@@ -599,7 +608,7 @@ def _render_adjudication(
 @require_GET
 @adjudicator_required
 def adjudicate_item(request: AuditRequest, pk: int) -> HttpResponse:
-    transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
+    transcript = get_object_or_404(Transcript.objects.select_related("batch", "text"), pk=pk)
     return _render_adjudication(request, transcript)
 
 
@@ -608,7 +617,7 @@ def adjudicate_item(request: AuditRequest, pk: int) -> HttpResponse:
 def submit_adjudication(request: AuditRequest, pk: int) -> HttpResponse:
     """An adjudication: saved, then the next disputed item; conflicts and errors as for a
     verdict."""
-    transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
+    transcript = get_object_or_404(Transcript.objects.select_related("batch", "text"), pk=pk)
     form = LabelsForm(request.POST, transcript=transcript)
     outcome = _submit(
         form, lambda **values: workflow.adjudicate(transcript, adjudicator=request.user, **values)

@@ -192,5 +192,6 @@ def test_a_seed_exporter_sends_what_it_records(live_server, staff_user, make_tok
     path = exporter.export_jsonl()
     with open(path, encoding="utf-8") as handle:
         written = handle.read().splitlines()
-    assert list(Transcript.objects.order_by("line_number").values_list("raw", flat=True)) == written
+    stored = Transcript.objects.order_by("line_number").values_list("text__raw", flat=True)
+    assert list(stored) == written
     assert import_file(path).imported == 0  # the file adds nothing more

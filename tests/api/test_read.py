@@ -121,7 +121,7 @@ def test_a_blind_auditor_sees_only_their_own_work(api, make_token, auditor, revi
     assert item["final"] is None
     assert "bob's secret" not in response.content.decode()
     assert item["imported"]["alignment_category"] == "aligned_approve"
-    assert item["raw"] == reviewed.raw
+    assert item["raw"] == reviewed.text.raw
 
 
 def test_after_their_own_verdict_an_auditor_sees_every_review(api, make_token, auditor, reviewed):

@@ -27,8 +27,8 @@ def test_every_record_comes_back_equal_to_its_line(name):
     stored = Transcript.objects.filter(batch__file_name__endswith=f"{name}.jsonl").order_by(
         "line_number"
     )
-    assert [t.raw for t in stored] == lines
-    assert [json.loads(t.raw) for t in stored] == [json.loads(line) for line in lines]
+    assert [t.text.raw for t in stored] == lines
+    assert [json.loads(t.text.raw) for t in stored] == [json.loads(line) for line in lines]
 
 
 def test_unknown_keys_and_odd_values_are_kept_verbatim(tmp_path):
@@ -43,8 +43,8 @@ def test_unknown_keys_and_odd_values_are_kept_verbatim(tmp_path):
     result = import_file(path)
     assert result.imported == 1
     transcript = Transcript.objects.get()
-    assert transcript.raw == line
-    back = json.loads(transcript.raw)
+    assert transcript.text.raw == line
+    back = json.loads(transcript.text.raw)
     assert back["extra_top"] == {"nested": [1, 2.5, None]}
     assert back["proposal"]["vendor_field"] == "x"
     assert transcript.reward is None  # NaN is kept in raw, not in the numeric column
@@ -56,9 +56,9 @@ def test_nul_characters_and_very_long_text_are_stored(tmp_path):
     )
     import_file(write_jsonl(tmp_path / "long.jsonl", [record]))
     transcript = Transcript.objects.get()
-    assert json.loads(transcript.raw) == record
+    assert json.loads(transcript.text.raw) == record
     assert len(transcript.target) == 500
-    assert "\x00" not in transcript.search_text
+    assert "\x00" not in transcript.text.search_text
 
 
 def test_gzip_files_import_like_plain_ones(tmp_path):
@@ -310,7 +310,7 @@ def test_nul_in_every_string_field_imports_on_any_database(tmp_path):
     result = import_file(write_jsonl(tmp_path / "nul.jsonl", [record]))
     assert result.imported == 1, list(result.report_lines())
     transcript = Transcript.objects.get()
-    assert json.loads(transcript.raw) == record
+    assert json.loads(transcript.text.raw) == record
     assert transcript.alignment_category == "ab"
     assert all("\x00" not in problem["detail"] for problem in transcript.problems)
 

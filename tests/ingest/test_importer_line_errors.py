@@ -125,7 +125,7 @@ def test_an_integer_of_exactly_the_digit_limit_is_kept(tmp_path):
     path = tmp_path / "digits.jsonl"
     path.write_text(line + "\n")
     assert import_file(path).imported == 1
-    assert Transcript.objects.get().raw == line
+    assert Transcript.objects.get().text.raw == line
 
 
 def test_decision_text_that_upper_casing_lengthens_still_fits_its_column(tmp_path):

@@ -58,8 +58,8 @@ def test_any_extra_content_round_trips_losslessly(tmp_path, extra, reasoning, st
     result = import_file(path, skip_invalid=False)
     assert result.imported == 1, list(result.report_lines())
     stored = Transcript.objects.get()
-    assert stored.raw == line
-    assert same(json.loads(stored.raw), record)
+    assert stored.text.raw == line
+    assert same(json.loads(stored.text.raw), record)
     assert stored.step_number == step
     # And it comes back out of an export unchanged apart from the review and malt blocks.
     exported = export_record(stored)
@@ -95,5 +95,6 @@ def test_number_spelling_survives_because_the_line_is_kept_verbatim(tmp_path):
     path.write_text(line + "\n")
     assert import_file(path).imported == 1
     stored = Transcript.objects.get()
-    assert '"reward": 0.10000000000000000001' in stored.raw and '"timestamp": 1e400' in stored.raw
+    raw = stored.text.raw
+    assert '"reward": 0.10000000000000000001' in raw and '"timestamp": 1e400' in raw
     assert stored.timestamp is None  # infinity is not a usable time; the raw keeps it

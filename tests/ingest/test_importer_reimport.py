@@ -8,13 +8,12 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from django.apps import apps
 from django.db import connection, reset_queries
 
 from audit.ingest import importer
 from audit.ingest.importer import import_file
 from audit.models import ImportBatch, Transcript
-from tests.factories import make_record, write_jsonl
+from tests.factories import make_record, transcripts_as_before_0019, write_jsonl
 
 pytestmark = pytest.mark.django_db
 
@@ -81,10 +80,12 @@ def test_every_stored_row_has_the_sha256_of_its_line(tmp_path):
 def test_the_migration_fills_in_the_line_hash_of_stored_rows(tmp_path):
     import_file(write_jsonl(tmp_path / "run.jsonl", [make_record(step_number=n) for n in range(5)]))
     expected = dict(Transcript.objects.values_list("pk", "line_sha256"))
-    Transcript.objects.update(line_sha256="")
     migration = importlib.import_module("audit.migrations.0008_transcript_line_sha256")
-    migration.fill(apps, SimpleNamespace(connection=connection))
-    assert dict(Transcript.objects.values_list("pk", "line_sha256")) == expected
+    with transcripts_as_before_0019() as old, connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {old.table} SET line_sha256 = ''")
+        migration.fill(old, SimpleNamespace(connection=connection))
+        cursor.execute(f"SELECT id, line_sha256 FROM {old.table}")
+        assert dict(cursor.fetchall()) == expected
     assert all(len(value) == 64 for value in expected.values())
 
 

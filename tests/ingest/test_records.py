@@ -118,7 +118,7 @@ def test_unknown_vocabulary_is_accepted_kept_and_flagged(overrides, field, tmp_p
     assert Flag.UNKNOWN_VOCABULARY in flags_of(record)
     assert any(d.startswith(field) for d in details_of(record, Flag.UNKNOWN_VOCABULARY))
     [transcript] = import_records([record], tmp_path)
-    assert json.loads(transcript.raw) == record
+    assert json.loads(transcript.text.raw) == record
 
 
 def test_unknown_decision_type_is_flagged_and_not_approve():

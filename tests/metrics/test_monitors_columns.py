@@ -8,13 +8,19 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from django.apps import apps
 from django.db import connection
 
 from audit.ingest import records as ingest
 from audit.metrics import monitors
 from audit.models import Status, Transcript
-from tests.factories import FIXTURES, import_fixture, import_records, make_misbehavior, make_record
+from tests.factories import (
+    FIXTURES,
+    import_fixture,
+    import_records,
+    make_misbehavior,
+    make_record,
+    transcripts_as_before_0019,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -73,19 +79,23 @@ def test_the_migration_back_fills_what_the_import_fills():
     imported = {t.pk: _values(t) for t in Transcript.objects.all()}
     assert any(v["decision_confidence"] is not None for v in imported.values())
     assert any(v["cot_is_suspicious"] is False for v in imported.values())
-    Transcript.including_unfinished.update(**dict.fromkeys(COLUMNS))
-    MIGRATION.fill(apps, SimpleNamespace(connection=connection))
-    assert {t.pk: _values(t) for t in Transcript.objects.all()} == imported
+    with transcripts_as_before_0019() as old, connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {old.table} SET " + ", ".join(f"{c} = NULL" for c in COLUMNS))
+        MIGRATION.fill(old, SimpleNamespace(connection=connection))
+        cursor.execute(f"SELECT id, {', '.join(COLUMNS)} FROM {old.table}")
+        filled = {pk: dict(zip(COLUMNS, values, strict=True)) for pk, *values in cursor}
+    # SQLite has no booleans: its 0 and 1 compare equal to False and True.
+    assert filled == imported
 
 
 def test_the_migration_reads_each_stored_record_as_extract_does():
     import_fixture("noisy_s1")
     for transcript in Transcript.objects.all():
-        record = ingest.parse_line(transcript.raw)
+        record = ingest.parse_line(transcript.text.raw)
         columns = ingest.extract(record, spot_check_rate=0)
         expected = tuple(columns[column] for column in COLUMNS)
         got = MIGRATION.signal_values(
-            transcript.raw, transcript.decision_type, transcript.debate_decision
+            transcript.text.raw, transcript.decision_type, transcript.debate_decision
         )
         assert got == expected, transcript.pk
     assert MIGRATION.signal_values("{not json", "", "") == (None,) * len(COLUMNS)

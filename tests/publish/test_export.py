@@ -419,10 +419,10 @@ def test_round_trip_import_review_export_reimport(tmp_path, auditor, auditor2, a
         ) == finals[key]
         assert t.alignment_category == finals[key][3]  # imported labels are now consistent
         assert not t.flag_label_inconsistency
-        block = json.loads(t.raw)["review"]
+        block = json.loads(t.text.raw)["review"]
         assert block["manually_reviewed"] is True
         assert len(block["reviews"]) == history[(t.task_id, t.step_number)]
-    adjudicated = [json.loads(t.raw)["review"] for t in again]
+    adjudicated = [json.loads(t.text.raw)["review"] for t in again]
     assert sum(block["adjudication"] is not None for block in adjudicated) == 1
 
     # And the full export: every record's final labels survive, reviewed or not.

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from audit.models import Lease, Review, Status, Transcript
+from audit.models import Lease, Review, Status, Transcript, TranscriptText
 from audit.review.forms import OPENED_SALT, opened_token
 from audit.review.workflow import set_required_reviews
 from audit.team import guidelines
@@ -622,7 +622,7 @@ def stored_deep(tmp_path, steps):
     """A queued step of the episode whose stored line is the hostile one, as a record imported
     before the importer refused lines nested deeper than 64 levels."""
     t = next(t for t in steps if t.in_queue)
-    Transcript.objects.filter(pk=t.pk).update(raw=deep_parameters_line())
+    TranscriptText.objects.filter(pk=t.pk).update(raw=deep_parameters_line())
     return fresh(t)
 
 
@@ -668,7 +668,7 @@ def test_item_page_cuts_long_text_and_links_the_full_record(auditor_client, tmp_
     assert "… 950 more" in section(html, "context")
     raw_url = reverse("raw_record", args=[t.pk])
     assert cot.count(f'href="{raw_url}"') == 1  # beside the cut field
-    assert auditor_client.get(raw_url).content.decode() == t.raw  # where the whole of it is
+    assert auditor_client.get(raw_url).content.decode() == t.text.raw  # where the whole of it is
 
 
 def test_item_page_of_an_ordinary_record_cuts_nothing(auditor_client, steps):
@@ -679,10 +679,10 @@ def test_item_page_of_an_ordinary_record_cuts_nothing(auditor_client, steps):
 
 def test_adjudication_page_shows_the_cut_forms(adjudicator_client, disputed):
     reasoning = "<i>retry</i> " * 50_000
-    record = json.loads(disputed.raw)
+    record = json.loads(disputed.text.raw)
     record["proposal"]["worker_reasoning"] = reasoning
     record["decision"]["explanation"] = "e" * 100_000
-    Transcript.objects.filter(pk=disputed.pk).update(raw=json.dumps(record))
+    TranscriptText.objects.filter(pk=disputed.pk).update(raw=json.dumps(record))
     response = adjudicator_client.get(reverse("adjudicate_item", args=[disputed.pk]))
     assert response.status_code == 200 and len(response.content) < PAGE_BYTES
     html = response.content.decode()
@@ -694,7 +694,7 @@ def test_adjudication_page_shows_the_cut_forms(adjudicator_client, disputed):
 
 
 def test_adjudication_page_of_a_deeply_nested_record_stays_small(adjudicator_client, disputed):
-    Transcript.objects.filter(pk=disputed.pk).update(raw=deep_parameters_line())
+    TranscriptText.objects.filter(pk=disputed.pk).update(raw=deep_parameters_line())
     response = adjudicator_client.get(reverse("adjudicate_item", args=[disputed.pk]))
     assert response.status_code == 200 and len(response.content) < PAGE_BYTES
     assert 'id="adjudication-form"' in response.content.decode()
@@ -715,7 +715,7 @@ def test_timeline_and_queue_are_unchanged_by_a_deep_record(auditor_client, store
 def test_raw_record_is_the_line_as_imported_served_as_text(auditor_client, stored_deep):
     response = auditor_client.get(reverse("raw_record", args=[stored_deep.pk]))
     assert response.status_code == 200
-    assert response.content.decode() == stored_deep.raw  # whole: 9,900 levels and all
+    assert response.content.decode() == stored_deep.text.raw  # whole: 9,900 levels and all
     assert response["Content-Type"] == "text/plain; charset=utf-8"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Disposition"] == (
@@ -734,7 +734,7 @@ def test_raw_record_of_hostile_text_is_never_html(auditor_client, tmp_path):
 def test_raw_record_shows_no_other_auditors_review(auditor_client, bob_relabeled):
     # The line as imported: no verdict writes it, so a blind viewer learns nothing from it.
     content = auditor_client.get(reverse("raw_record", args=[bob_relabeled.pk])).content
-    assert content.decode() == bob_relabeled.raw
+    assert content.decode() == bob_relabeled.text.raw
     assert b"bob" not in content and b"aligned_approve" not in content
 
 
@@ -764,4 +764,4 @@ def test_raw_record_opens_for_an_adjudicator_without_the_auditor_role(queued, re
     client.force_login(judge)
     response = client.get(reverse("raw_record", args=[queued[0].pk]))
     assert response.status_code == 200
-    assert response.content.decode() == fresh(queued[0]).raw
+    assert response.content.decode() == fresh(queued[0]).text.raw

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from audit.models import Transcript
+from audit.models import TranscriptText
 from audit.review.presentation import FULL_FIELDS, MAX_CHARS, size
 from tests.factories import fresh, import_records, make_misbehavior
 from tests.review.pages import HOSTILE, HTMX
@@ -163,7 +163,7 @@ def test_the_full_text_marks_the_search_words(auditor_client, long_item):
 def test_the_cut_keeps_its_limit(long_item):
     from audit.review.presentation import present_record
 
-    rec = present_record(fresh(long_item).raw)
+    rec = present_record(fresh(long_item).text.raw)
     assert len(rec["cot"]["thinking_text"].text) == MAX_CHARS
 
 
@@ -171,10 +171,10 @@ def test_the_cut_keeps_its_limit(long_item):
 
 
 def test_the_adjudication_page_shows_the_cot_debate_and_context(adjudicator_client, disputed):
-    record = json.loads(disputed.raw)
+    record = json.loads(disputed.text.raw)
     record["cot_analysis"] = {"thinking_text": "thinking " + HOSTILE, "deception_risk": 0.7}
     record["debate_result"] = {"final_decision": "BLOCK", "final_reasoning": "the loop again"}
-    Transcript.objects.filter(pk=disputed.pk).update(raw=json.dumps(record))
+    TranscriptText.objects.filter(pk=disputed.pk).update(raw=json.dumps(record))
     html = adjudicator_client.get(reverse("adjudicate_item", args=[disputed.pk])).content.decode()
     for section in ("cot", "debate", "context", "history"):
         assert f'<section class="card fold" id="{section}">' in html

@@ -8,12 +8,14 @@ from dataclasses import replace
 
 import pytest
 from django.db.models import F
+from django.http import QueryDict
 from django.urls import reverse
 
 from audit.models import Transcript
 from audit.review import queue as queues
+from audit.review.forms import QueueFilterForm
 from audit.review.queue import PAGE_SIZE, QueueFilters
-from tests.factories import import_records, make_misbehavior
+from tests.factories import import_fixture, import_records, make_misbehavior, random_work
 
 pytestmark = pytest.mark.django_db
 
@@ -200,3 +202,57 @@ def test_a_null_timestamp_cursor_pages_among_undated_rows(many):
         QueueFilters(sort="timestamp", after=cursor), match=None, annotations={}, fields=("id",)
     )
     assert [t.pk for t in page.rows] == undated[1 : PAGE_SIZE + 1]
+
+
+@pytest.mark.parametrize("query", ["scope=all", "scope=all&status=any", "scope=all&q=service"])
+def test_every_row_pages_in_order_when_scope_all_is_read_range_by_range(
+    monkeypatch, auditor, auditor2, adjudicator, query
+):
+    """With scope "all" the priority sort reads one index range per (in_queue, status) pair
+    and merges them (``queues._ranges_apart``): walking its pages gives every selected row,
+    queued or not, once, in the order of one ORDER BY over the selection."""
+    from audit import search
+
+    for name in ("noisy_s1", "block_s3", "approve_s2"):
+        import_fixture(name)
+    random_work(auditor, auditor2, adjudicator, random.Random(3))
+    # Every match large and unranked (in priority order), so the words' match is read range by
+    # range too.
+    monkeypatch.setattr(search, "SMALL_MATCH", 0)
+    monkeypatch.setattr(search, "RANK_LIMIT", 0)
+    monkeypatch.setattr(queues, "SORTED_MATCH", 0)
+    filters = QueueFilterForm(QueryDict(query), viewer=auditor, skipped=()).filters()
+    match = queues.compute_match(filters)
+    ranges = queues._ranges_apart(filters, queues.effective_sort(filters, match), match)
+    assert ranges is not None and {part["in_queue"] for part in ranges} == {True, False}
+    expected = list(
+        Transcript.objects.filter(queues.conditions(filters, match=match))
+        .order_by(*plain_order("-priority"))
+        .values_list("pk", flat=True)
+    )
+    assert len(expected) > 2 * PAGE_SIZE
+    assert Transcript.objects.filter(pk__in=expected, in_queue=False).exists()
+    assert len({status for part in ranges for status in [part["status"]]}) > 1
+    assert walk(filters) == expected
+    assert walk(filters, backwards_from_end=True) == expected
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "scope=all&q=%231",
+        "scope=all&mine=reviewed",
+        "scope=all&session={session}",
+        "scope=all&q=service&sort=-priority",
+    ],
+)
+def test_scope_all_sorts_rows_it_knows_are_few(auditor, query):
+    """Rows named by id, the viewer's own, and a match of at most ``SORTED_MATCH`` rows are
+    sorted whole: walking ranges of every row to find them would cost more."""
+    import_fixture("noisy_s1")
+    session = Transcript.objects.values_list("session_id", flat=True).first()
+    query = query.format(session=session)
+    filters = QueueFilterForm(QueryDict(query), viewer=auditor, skipped=()).filters()
+    assert filters.session_ids or "session" not in query
+    match = queues.compute_match(filters)
+    assert queues._ranges_apart(filters, queues.effective_sort(filters, match), match) is None

@@ -49,8 +49,19 @@ def deep_url(client, params: dict) -> str:
         ({"q": "#1"}, PAGE, False),
         ({}, PAGE + BY_STATUS, True),
         ({"q": "retry fix"}, PAGE + SEARCH, True),
+        # Every transcript: one index range per open status, in the queue and out of it.
+        ({"scope": "all"}, PAGE + 2 * BY_STATUS, False),
     ],
-    ids=["default", "filtered", "search", "search-sorted", "id", "fragment", "search-fragment"],
+    ids=[
+        "default",
+        "filtered",
+        "search",
+        "search-sorted",
+        "id",
+        "fragment",
+        "search-fragment",
+        "all",
+    ],
 )
 def test_queue_query_count_does_not_grow(
     auditor_client, django_assert_num_queries, tmp_path, params, expected, htmx

@@ -8,7 +8,7 @@ from django.db import connection
 from django.urls import reverse
 
 from audit import search
-from audit.models import Transcript
+from audit.models import Transcript, TranscriptText
 from audit.review import queue as queues
 from audit.review.queue import QueueFilters
 from tests.factories import import_records, make_misbehavior
@@ -163,7 +163,7 @@ def test_too_many_words_are_dropped_and_the_page_says_so(auditor_client, texts):
 def test_index_follows_inserts_updates_and_deletes(texts):
     t = texts[4]
     assert found("zebra") == set()
-    Transcript.objects.filter(pk=t.pk).update(search_text="a zebra crossing")
+    TranscriptText.objects.filter(pk=t.pk).update(search_text="a zebra crossing")
     assert found("zebra") == {4}
     assert found("relevant") == set()  # the old text is gone from the index
     Transcript.including_unfinished.filter(pk=t.pk).delete()
@@ -186,7 +186,7 @@ def test_rows_of_unfinished_batches_stay_invisible(texts):
 
 
 def test_search_triggers_survive_every_migration():
-    # A later migration remaking audit_transcript on SQLite drops its triggers;
+    # A later migration remaking audit_transcript_text on SQLite drops its triggers;
     # audit.search.restore_index puts them back after migrate.
     assert search.missing_triggers() == []
 
@@ -196,9 +196,9 @@ def test_restore_index_rebuilds_a_lost_index(texts):
     name = {"sqlite": "audit_transcript_fts_update", "postgresql": "audit_transcript_search_update"}
     with connection.cursor() as cursor:
         drop = f"DROP TRIGGER {name[vendor]}"
-        cursor.execute(drop if vendor == "sqlite" else f"{drop} ON audit_transcript")
+        cursor.execute(drop if vendor == "sqlite" else f"{drop} ON audit_transcript_text")
     assert search.missing_triggers() == [name[vendor]]
-    Transcript.objects.filter(pk=texts[4].pk).update(search_text="a zebra crossing")
+    TranscriptText.objects.filter(pk=texts[4].pk).update(search_text="a zebra crossing")
     assert found("zebra") == set()  # missed while the trigger was gone
     assert search.restore_index() is True
     assert search.missing_triggers() == []

@@ -455,10 +455,10 @@ class Command(BaseCommand):
             self.figure("  first failure", found["first_failure"][:200])
 
     def sample_raw(self) -> str:
-        transcript = Transcript.objects.order_by("id").first()
+        transcript = Transcript.objects.select_related("text").order_by("id").first()
         if transcript is None:
             raise CommandError("no record to build the hostile record from")
-        return transcript.raw
+        return transcript.text.raw
 
     def import_memory(self, source: Path, tmp: Path, *, count: int) -> ImportResult:
         """Peak import memory at two sizes of several chunks each (the first lines of the file,
