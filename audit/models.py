@@ -709,10 +709,10 @@ class MatchCount(models.Model):
 
     Not managed: the table is created per connection (``CREATE TEMP TABLE``), never migrated.
     Its columns carry the transcript's names, so the queue's filters apply to it unchanged;
-    together they are its key (each combination is one row)."""
+    together they are its key (each combination is one row), in the order of index
+    ``tr_queue_facets``, which serves the grouping in that order (``queue.MATCH_COUNT_COLUMNS``)."""
 
     pk = models.CompositePrimaryKey(
-        "batch_id",
         "in_queue",
         "status",
         *(f"flag_{flag.value}" for flag in Flag),
@@ -721,6 +721,7 @@ class MatchCount(models.Model):
         "worker_id",
         "decision_type",
         "misbehavior_type",
+        "batch_id",
     )
     batch_id = models.BigIntegerField()
     in_queue = models.BooleanField()

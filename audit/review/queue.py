@@ -630,19 +630,9 @@ def _counted(
     )
 
 
-# The columns ``MatchCount`` groups a search's match by, in the order of index
+# The columns ``MatchCount`` groups a search's match by: its key, in the order of index
 # ``tr_queue_facets``, which then serves the grouping in its own order (no sort).
-MATCH_COUNT_COLUMNS = (
-    "in_queue",
-    "status",
-    *(f"flag_{flag.value}" for flag in Flag),
-    "alignment_category",
-    "task_id",
-    "worker_id",
-    "decision_type",
-    "misbehavior_type",
-    "batch_id",
-)
+MATCH_COUNT_COLUMNS: tuple[str, ...] = MatchCount._meta.pk.field_names  # type: ignore[attr-defined]
 
 
 def _match_count_table(connection: BaseDatabaseWrapper) -> str:
@@ -675,7 +665,7 @@ def count_match(filters: QueueFilters, match: search.Match | None) -> bool:
     connection = connections[grouped.db]
     if connection.vendor == "sqlite":
         # The planner would read the rows through ``tr_batch`` (for the unfinished-batch
-        # filter), each a wide row with its record; the covering index reads none of them.
+        # filter), a table look-up per row; the covering index reads none of them.
         table = connection.ops.quote_name(Transcript._meta.db_table)
         select = select.replace(f"FROM {table}", f"FROM {table} INDEXED BY tr_queue_facets", 1)
     columns = ", ".join(
