@@ -160,12 +160,19 @@ def _any_flag() -> Q:
 QUEUED = _any_flag()
 
 
-def queued_open() -> int:
-    """How many visible transcripts are in the queue and open: what "Next" hands out, before
-    each auditor's own exclusions, without counting the queue's rows (at a million records
-    that count is a scan of hundreds of thousands of index entries)."""
-    found = Rollup.objects.filter(QUEUED, status__in=OPEN_STATUSES).aggregate(n=Sum("transcripts"))
-    return found["n"] or 0
+def queued_open() -> dict[str, int]:
+    """How many visible transcripts are in the queue and open, by open status (every open
+    status a key): what "Next" hands out, before each auditor's own exclusions, without
+    counting the queue's rows (at a million records that count is a scan of hundreds of
+    thousands of index entries)."""
+    found = dict(
+        Rollup.objects.filter(QUEUED, status__in=OPEN_STATUSES)
+        .order_by()
+        .values("status")
+        .annotate(n=Sum("transcripts"))
+        .values_list("status", "n")
+    )
+    return {status: found.get(status, 0) for status in OPEN_STATUSES}
 
 
 def values(column: str, *, limit: int | None = None) -> list[Any]:

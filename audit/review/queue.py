@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import BaseExpression, OrderBy
 from django.db.models.functions import Coalesce
 from django.http import QueryDict
@@ -1012,6 +1012,35 @@ class Progress:
     left: int = 0
 
 
+# "Left for you" finds the viewer's reviewed items among the queue's items in progress when
+# there are at most this many of them (``_own_in_progress``).
+IN_PROGRESS_PROBED = 5000
+
+
+def _own_in_progress(viewer: User, *, in_progress: int) -> int:
+    """How many of the queue's ``in_progress`` items in progress (visible ones) ``viewer``
+    has a current review of, read from the smaller side: those items (an index range of
+    ``tr_next``, each probed for a review of the viewer's through ``rv_current``) while they
+    are at most ``IN_PROGRESS_PROBED``; otherwise the viewer's current reviews (index
+    ``rv_auditor``) joined to their items by id. With K = 1 almost nothing waits in progress,
+    while an auditor's reviews grow without bound: at a million records, 10,000 reviews each
+    made this count the verdict's slowest query."""
+    if in_progress <= IN_PROGRESS_PROBED:
+        theirs = Review.objects.current().filter(auditor=viewer, transcript=OuterRef("pk"))
+        return (
+            Transcript.objects.filter(in_queue=True, status=Status.IN_PROGRESS)
+            .filter(Exists(theirs))
+            .count()
+        )
+    return (
+        Review.objects.current()
+        .filter(_on_visible_items(Q(in_queue=True, status__in=OPEN_STATUSES)), auditor=viewer)
+        .values("transcript")
+        .distinct()
+        .count()
+    )
+
+
 def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) -> Progress:
     """The viewer's progress through ``filters`` (None: the whole queue), at ``item``: two
     counts, three for a walked filter, whatever the data size."""
@@ -1036,15 +1065,11 @@ def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) ->
     mine = Review.objects.current().filter(auditor=viewer).values("transcript")
     if filters is None:
         # The whole queue: its size from the rollup, less the viewer's own reviewed items in
-        # it, read from their reviews (index rv_auditor) joined to the items by id, rather
-        # than counting the open rows (which SQLite does for "id IN (their reviews)").
-        reviewed = (
-            Review.objects.current()
-            .filter(_on_visible_items(Q(in_queue=True, status__in=OPEN_STATUSES)), auditor=viewer)
-            .values("transcript")
-            .distinct()
-            .count()
-        )
-        return Progress(name, False, today, left=rollup.queued_open() - reviewed)
+        # it, rather than counting the open rows (which SQLite does for "id IN (their
+        # reviews)"). An open item with a current review is in progress (workflow's
+        # derive_final_state), so those are queued items in progress that the viewer reviewed.
+        queued = rollup.queued_open()
+        reviewed = _own_in_progress(viewer, in_progress=queued[Status.IN_PROGRESS])
+        return Progress(name, False, today, left=sum(queued.values()) - reviewed)
     rows = rows.filter(for_next(filters))
     return Progress(name, False, today, left=rows.exclude(pk__in=mine).count())

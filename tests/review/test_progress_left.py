@@ -60,3 +60,27 @@ def test_left_matches_a_recount_after_random_work(tmp_path, auditor, auditor2, a
             assert left(viewer) == counted(viewer), (step, viewer.username)
     assert saved >= 20
     assert counted(auditor) < len(queued)  # the work reached the figure
+
+
+@pytest.mark.parametrize("probed", [0, 5000])
+def test_left_counts_alike_from_the_items_in_progress_and_from_the_reviews(
+    monkeypatch, tmp_path, auditor, auditor2, probed
+):
+    """The viewer's reviewed items are found among the queue's items in progress, or (past
+    ``IN_PROGRESS_PROBED`` of them) from the viewer's reviews: the same count either way."""
+    from audit.review import queue
+
+    monkeypatch.setattr(queue, "IN_PROGRESS_PROBED", probed)
+    records = [make_record(step_number=n, decision={"type": "BLOCK"}) for n in range(1, 13)]
+    import_records(records, tmp_path)
+    queued = list(Transcript.objects.in_queue().order_by("pk"))
+    set_required_reviews(Transcript.objects.filter(pk__in=[t.pk for t in queued[:8]]), 2)
+    for item in queued[:5]:
+        confirm(fresh(item), auditor)
+    unsure(fresh(queued[5]), auditor)
+    confirm(fresh(queued[6]), auditor2)
+    confirm(fresh(queued[9]), auditor)  # K = 1: settled, out of the queue's open items
+    assert Transcript.objects.filter(status=Status.IN_PROGRESS).count() == 7
+    for viewer in (auditor, auditor2):
+        assert left(viewer) == counted(viewer), viewer.username
+    assert left(auditor) == len(queued) - 7
