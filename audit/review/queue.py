@@ -509,9 +509,10 @@ def _rows(
     if ranges is None:
         ids = ordered.values("pk")[: PAGE_SIZE + 1]
     else:
-        # One status at a time, each an index range of tr_next read in order up to a page,
-        # then merged: with "status IN (...)" both databases sort every open queued row
-        # to find the first page (the queue's default, at a million records a third of them).
+        # One range at a time (``_ranges_apart``: a status, and with scope "all" in the queue
+        # or not), each an index range of tr_next read in order up to a page, then merged:
+        # with "status IN (...)" both databases sort every open queued row to find the first
+        # page (the queue's default, at a million records a third of them).
         down = sort.startswith("-") == forward
         heads = [
             head
