@@ -5,8 +5,9 @@ sha256 of the line, a search text, and a bare ``executemany`` of 1,000-row chunk
 transaction into two tables with the same columns and the same b-tree indexes as
 ``audit_transcript`` and ``audit_transcript_text`` (tables of its own, so it competes with
 nothing). The app's import is ``audit.ingest.importer.import_file`` as a command runs it,
-production settings, then the same file again (every line a duplicate). Each runs in a child process of its own on a scratch
-database (``audit.bench.scratch``), so peak memory is the import's own.
+production settings, then the same file again (every line a duplicate). Each runs in a child
+process of its own on a scratch database (``audit.bench.scratch``), so peak memory is the
+import's own.
 
     python -m audit.bench.imports floor|app FILE      (the child; prints JSON)
 """
