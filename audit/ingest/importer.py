@@ -957,7 +957,10 @@ def _refresh_statistics(imported: int) -> None:
         (estimate,) = cursor.fetchone()
         # -1: never analyzed.
         if estimate < 0 or imported >= 0.1 * estimate:
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
+            # The text's table too: planned as empty, the export's join to it read the whole
+            # table once per transcript (20,000 records exported at 514 records/s, not 4,000).
+            for name in (table, TranscriptText._meta.db_table):
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(name)}")
 
 
 def _discard(batch_id: int) -> None:
