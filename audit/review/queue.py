@@ -619,8 +619,8 @@ def _counted(
         return _Counted(
             Rollup.objects.filter(conditions(filters, without=without, rolled_up=True)), True
         )
-    # A search whose match ``count_match`` rolled up: its rows, the words already applied.
-    unsearched = replace(filters, q="")
+    # Rows ``count_match`` rolled up: the words and the session already applied.
+    unsearched = _unnamed(filters)
     if match_counted and rollup_answers(unsearched, without=without):
         return _Counted(
             MatchCount.objects.filter(conditions(unsearched, without=without, rolled_up=True)),
@@ -644,31 +644,52 @@ def _match_count_table(connection: BaseDatabaseWrapper) -> str:
     return sql.replace("CREATE TABLE", "CREATE TEMP TABLE IF NOT EXISTS", 1)
 
 
-def count_match(filters: QueueFilters, match: search.Match | None) -> bool:
-    """Roll up the rows a search matched, once per request, into ``MatchCount``: True when it
-    did, so that the facet counts sum its rows (``_counted``) rather than each scanning the
-    match (at 300,000 records, a word in most of them: 60-160 ms per facet, seven facets,
-    against one pass of the covering index ``tr_queue_facets``).
+def _unnamed(filters: QueueFilters) -> QueueFilters:
+    """``filters`` without the ones that name rows, which the rows ``count_match`` rolled up
+    meet already: the words, and the session when its rows are listed by id (a larger
+    session stays a filter, which no rolled-up count can apply)."""
+    listed = filters.session_ids is not None
+    return replace(filters, q="", session="" if listed else filters.session)
 
-    Only for a large match (``match.listed`` is None: more than ``search.SMALL_MATCH`` rows,
-    whose counts by id list are cheap already), searched by words alone (``#id`` terms narrow
-    it further), and out of the queue's rows when the queue shows only those; never when no
-    count could read it ("My work" or a session beside the words: ``rollup_answers``)."""
-    if match is None or match.listed is not None or filters.text_query.ids:
+
+def count_match(filters: QueueFilters, match: search.Match | None) -> bool:
+    """Roll up the rows the filters name, once per request, into ``MatchCount``: True when it
+    did, so that the facet counts sum its rows (``_counted``) rather than each reading them.
+
+    The rows named are a large search match (``match.listed`` None: more than
+    ``search.SMALL_MATCH`` rows; at 300,000 records a word in most of them cost 60-160 ms per
+    facet, seven facets, against one pass of the covering index ``tr_queue_facets``), or a
+    session's rows listed by id (``QueueFilters.session_ids``: each facet count walked the
+    queued rows' covering index, 20 ms each at 200,000, against a look-up of each row by id),
+    or both; out of the queue's rows when the queue shows only those. Not for words with
+    ``#id`` terms or a small match alone (their counts by id list are cheap already), nor when
+    no count could read it ("My work" beside them: ``rollup_answers``)."""
+    named = filters.session_ids
+    large = match is not None and match.listed is None
+    if filters.text_query.ids or not (large or named):  # a session of no rows names none
         return False
-    if not rollup_answers(replace(filters, q=""), without="discussion"):
+    if filters.text_query.terms and match is None:
+        return False  # words whose match the caller did not compute: counted with them
+    if not rollup_answers(_unnamed(filters), without="discussion"):
         return False
-    rows = Transcript.objects.filter(pk__in=match.ids())
+    rows = Transcript.objects.all()
+    if match is not None:
+        rows = rows.filter(pk__in=match.ids())
+    if named:
+        rows = rows.filter(pk__in=named)
     if filters.scope != "all":
         rows = rows.filter(in_queue=True)
     grouped = rows.order_by().values(*MATCH_COUNT_COLUMNS).annotate(transcripts=Count("pk"))
     select, params = grouped.query.sql_with_params()
     connection = connections[grouped.db]
     if connection.vendor == "sqlite":
-        # The planner would read the rows through ``tr_batch`` (for the unfinished-batch
-        # filter), a table look-up per row; the covering index reads none of them.
+        # A match alone: the planner would read the rows through ``tr_batch`` (for the
+        # unfinished-batch filter), a table look-up per row; the covering index reads none of
+        # them. Rows listed by id: each looked up by id (rowid), never through an index
+        # (which the planner prefers to the list, and walks whole).
         table = connection.ops.quote_name(Transcript._meta.db_table)
-        select = select.replace(f"FROM {table}", f"FROM {table} INDEXED BY tr_queue_facets", 1)
+        hint = "NOT INDEXED" if named else "INDEXED BY tr_queue_facets"
+        select = select.replace(f"FROM {table}", f"FROM {table} {hint}", 1)
     columns = ", ".join(
         connection.ops.quote_name(name) for name in (*MATCH_COUNT_COLUMNS, "transcripts")
     )

@@ -104,7 +104,14 @@ def test_the_queue_counts_equal_a_recount_for_every_filter_and_viewer(
         import_fixture(name)
     random_work(auditor, auditor2, adjudicator, random.Random(14))
     sessions = Transcript.objects.values_list("session_id", flat=True).distinct()
-    sets = [*FILTER_SETS, f"session={sessions[0]}", f"session={sessions[1]}&status=any"]
+    sets = [
+        *FILTER_SETS,
+        f"session={sessions[0]}",
+        f"session={sessions[1]}&status=any",
+        f"session={sessions[0]}&q=service&status=any",
+        f"session={sessions[1]}&flag=over_block&scope=all&status=any",
+        f"session={sessions[0]}&mine=reviewed&status=any",
+    ]
     checked = 0
     for viewer in (auditor, auditor2, adjudicator, staff_user):
         choices = status_choices(viewer)
@@ -217,3 +224,48 @@ def test_a_session_filter_names_its_rows_by_id_and_selects_what_its_column_does(
                 size = rows.count()
                 assert (filters.session_ids is not None) == (size <= listed), query
     assert Transcript.objects.filter(session_id=sessions[0]).count() > 1
+
+
+@pytest.mark.parametrize("small_match", [search.SMALL_MATCH, 0])
+def test_a_listed_session_is_rolled_up_and_counted_as_the_transcripts_count(
+    monkeypatch, auditor, auditor2, adjudicator, staff_user, small_match
+):
+    """A session whose rows are listed by id is rolled up once (``count_match``), with the
+    search's match when there are words, small or large, and each facet sums it: the counts
+    equal counting the transcripts, for every viewer."""
+    for name in ("noisy_s1", "block_s3"):
+        import_fixture(name)
+    random_work(auditor, auditor2, adjudicator, random.Random(16))
+    monkeypatch.setattr(search, "SMALL_MATCH", small_match)
+    sessions = list(Transcript.objects.values_list("session_id", flat=True).distinct()[:2])
+    queries = [
+        f"session={sessions[0]}",
+        f"session={sessions[1]}&status=any&scope=all",
+        f"session={sessions[0]}&q=service&status=any",
+        f"session={sessions[1]}&q=service&flag=over_block&status=any",
+    ]
+    for viewer in (auditor, adjudicator, staff_user):
+        choices = status_choices(viewer)
+        for query in queries:
+            filters = QueueFilterForm(QueryDict(query), viewer=viewer, skipped=()).filters()
+            assert filters.session_ids, query
+            match = queues.compute_match(filters)
+            assert queues.count_match(filters, match), query
+            assert computed(filters, choices, match=match) == recounted(filters, choices), (
+                viewer.username,
+                query,
+            )
+    # Beside "My work" no count could read it; a session too large to list stays a filter.
+    mine = QueueFilterForm(
+        QueryDict(f"session={sessions[0]}&mine=reviewed"), viewer=auditor, skipped=()
+    ).filters()
+    assert not queues.count_match(mine, queues.compute_match(mine))
+    monkeypatch.setattr(queues, "SESSION_LISTED", 0)
+    large = QueueFilterForm(
+        QueryDict(f"session={sessions[0]}&q=service"), viewer=auditor, skipped=()
+    ).filters()
+    assert large.session_ids is None
+    assert not queues.count_match(large, queues.compute_match(large))
+    assert computed(large, status_choices(auditor), match=queues.compute_match(large)) == (
+        recounted(large, status_choices(auditor))
+    )
