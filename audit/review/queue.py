@@ -666,8 +666,8 @@ def count_match(filters: QueueFilters, match: search.Match | None) -> bool:
     no count could read it ("My work" beside them: ``rollup_answers``)."""
     named = filters.session_ids
     large = match is not None and match.listed is None
-    if filters.text_query.ids or not (large or named):  # a session of no rows names none
-        return False
+    if filters.text_query.ids or named == () or not (large or named):
+        return False  # ids, or a session of no rows: their counts by id list cost nothing
     if filters.text_query.terms and match is None:
         return False  # words whose match the caller did not compute: counted with them
     if not rollup_answers(_unnamed(filters), without="discussion"):

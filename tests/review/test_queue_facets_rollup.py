@@ -255,6 +255,13 @@ def test_a_listed_session_is_rolled_up_and_counted_as_the_transcripts_count(
                 viewer.username,
                 query,
             )
+    # A session of no rows names none, words or not.
+    for query in ("session=none-such", "session=none-such&q=service"):
+        nothing = QueueFilterForm(QueryDict(query), viewer=auditor, skipped=()).filters()
+        assert not queues.count_match(nothing, queues.compute_match(nothing)), query
+        assert computed(nothing, status_choices(auditor), match=queues.compute_match(nothing)) == (
+            recounted(nothing, status_choices(auditor))
+        )
     # Beside "My work" no count could read it; a session too large to list stays a filter.
     mine = QueueFilterForm(
         QueryDict(f"session={sessions[0]}&mine=reviewed"), viewer=auditor, skipped=()
