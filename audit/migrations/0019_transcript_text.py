@@ -82,7 +82,7 @@ def forwards(apps, schema_editor) -> None:
     if vendor == "sqlite":
         statements += _sqlite_index(TABLE)
     elif vendor == "postgresql":
-        statements += [*INDEX.PG_DROP_TRIGGERS, *CREATE_PG_TRIGGERS]
+        statements += [*_pg_drop_triggers("audit_transcript"), *CREATE_PG_TRIGGERS]
     for sql in statements:
         schema_editor.execute(sql, params=None)
 

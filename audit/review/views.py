@@ -469,7 +469,9 @@ def skip_item(request: AuditRequest, pk: int) -> HttpResponse:
 def submit_review(request: AuditRequest, pk: int) -> HttpResponse:
     """A verdict: saved, then the next item; a stale version shows the conflict view (409)
     offering the entries again against the current version; invalid input the errors (422)."""
-    transcript = get_object_or_404(Transcript.objects.select_related("batch", "text"), pk=pk)
+    # Not its text: a saved verdict shows the next item; only a refused one (409, 422) shows
+    # this record again, and loads it then.
+    transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
     form = VerdictForm(request.POST, transcript=transcript)
     outcome = _submit(
         form, lambda **values: workflow.submit_review(transcript, auditor=request.user, **values)
@@ -617,7 +619,8 @@ def adjudicate_item(request: AuditRequest, pk: int) -> HttpResponse:
 def submit_adjudication(request: AuditRequest, pk: int) -> HttpResponse:
     """An adjudication: saved, then the next disputed item; conflicts and errors as for a
     verdict."""
-    transcript = get_object_or_404(Transcript.objects.select_related("batch", "text"), pk=pk)
+    # Not its text, as for a verdict.
+    transcript = get_object_or_404(Transcript.objects.select_related("batch"), pk=pk)
     form = LabelsForm(request.POST, transcript=transcript)
     outcome = _submit(
         form, lambda **values: workflow.adjudicate(transcript, adjudicator=request.user, **values)
