@@ -243,15 +243,41 @@ class TranscriptQuerySet(models.QuerySet["Transcript"]):
         return self.filter(status__in=ADJUDICATION_STATUSES)
 
 
-class _FinishedTranscripts(models.Manager["Transcript"]):
+class _BuiltOnce[M: models.Model](models.Manager[M]):
+    """A manager whose base queryset (``base()``) is built once per process and cloned for
+    each use, as a class-based view's ``queryset`` is.
+
+    Building the finished-batches filter below (an excluded subquery) cost about 0.14 ms, a
+    clone of it 4 µs, and a page asks a manager for a queryset a dozen times (issue 14: the
+    verdict's time is mostly query building). A queryset is lazy and every method returns a
+    clone, so the one kept is never evaluated. Managers for another database or with routing
+    hints (``db_manager``, related managers) build theirs each time."""
+
+    def base(self) -> models.QuerySet[M]:
+        """The queryset to keep, built from ``self.plain()``."""
+        raise NotImplementedError
+
+    def plain(self) -> models.QuerySet[M]:
+        return super().get_queryset()
+
+    def get_queryset(self) -> models.QuerySet[M]:
+        if self._db is not None or self._hints:  # type: ignore[attr-defined]
+            return self.base()
+        built = self.__dict__.get("_built")
+        if built is None or built.model is not self.model:
+            built = self._built = self.base()
+        return built.all()
+
+
+class _FinishedTranscripts(_BuiltOnce["Transcript"]):
     """Transcripts of finished batches: rows an import is still inserting are invisible to every
     query that does not ask for them (``Transcript.including_unfinished``)."""
 
-    def get_queryset(self) -> models.QuerySet[Transcript]:
+    def base(self) -> models.QuerySet[Transcript]:
         # A subquery rather than a join: there are few unfinished batches (usually none), and
         # the queue's index-only scans keep their plans (batch is in tr_queue_facets).
         unfinished = ImportBatch.including_unfinished.unfinished().values("pk")
-        return super().get_queryset().exclude(batch__in=unfinished)
+        return self.plain().exclude(batch__in=unfinished)
 
 
 TranscriptManager = _FinishedTranscripts.from_queryset(TranscriptQuerySet)
@@ -636,12 +662,12 @@ class RollupQuerySet(models.QuerySet["Rollup"]):
         return self.exclude(status__in=SETTLED_STATUSES)
 
 
-class _FinishedRollup(models.Manager["Rollup"]):
+class _FinishedRollup(_BuiltOnce["Rollup"]):
     """Counts of finished batches only, as ``Transcript.objects`` sees the rows."""
 
-    def get_queryset(self) -> models.QuerySet[Rollup]:
+    def base(self) -> models.QuerySet[Rollup]:
         unfinished = ImportBatch.including_unfinished.unfinished().values("pk")
-        return super().get_queryset().exclude(batch__in=unfinished)
+        return self.plain().exclude(batch__in=unfinished)
 
 
 RollupManager = _FinishedRollup.from_queryset(RollupQuerySet)

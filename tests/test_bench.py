@@ -32,6 +32,7 @@ FIGURES = (
     "re-import (all duplicates)",
     "import peak RSS",
     "export, child (",
+    "publish_release, child (",
     "gunicorn",
     "dashboard monitors",
     "ingest, file import (",

@@ -2,13 +2,21 @@
 the import child filled and the pages child reviewed (``scratch.database``), the first N records
 by id and then all of them, each written as the admin's export writes them. A fresh process per
 size, so its peak RSS is the export's own: flat from N/10 to N is what streaming looks like, at
-any N (``bench`` keeps tracemalloc, which slows Python code several times, for small N).
+any N (``bench`` keeps tracemalloc, which slows Python code several times, for small N). Then
+``publish_release`` of every record (``--include-unreviewed``), in a process of its own too: the
+export of both data files, their read-back (profile and digests), the summary, the card.
 
     python -m audit.bench.exports LIMIT|all TARGET      (the child; prints JSON)
+    python -m audit.bench.exports publish DIR
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +56,54 @@ def _run(limit: str, target: Path) -> dict[str, Any]:
     }
 
 
+# The version the bench's release is published as, in a directory of its own.
+BENCH_VERSION = "1.0.0"
+
+
+def publish(tmp: Path, *, env: dict[str, str]) -> dict[str, Any]:
+    """The figures of ``publish_release --include-unreviewed`` of every record."""
+    target = tmp / "publish-child"
+    try:
+        return scratch.run("exports", ["publish", str(target)], tmp=tmp, env=env)
+    finally:
+        # A release is read-only: make it writable again to remove it.
+        shutil.rmtree(target, onexc=_writable_again)
+
+
+def _writable_again(function: Any, path: str, _exc: BaseException) -> None:
+    if not os.path.exists(path):
+        return
+    os.chmod(os.path.dirname(path), stat.S_IRWXU)
+    os.chmod(path, stat.S_IRWXU)
+    function(path)
+
+
+def _publish(target: Path) -> dict[str, Any]:
+    from django.core.management import call_command
+
+    clock = scratch.CpuClock()
+    _, figures = scratch.measured(
+        clock,
+        lambda: call_command(
+            "publish_release",
+            f"--version={BENCH_VERSION}",
+            "--include-unreviewed",
+            f"--output={target}",
+            stdout=io.StringIO(),
+        ),
+    )
+    manifest = json.loads((target / BENCH_VERSION / "manifest.json").read_text())
+    return {
+        **figures,
+        "records": manifest["counts"]["records"],
+        "mb": sum(entry["size"] for entry in manifest["files"]) / (1024 * 1024),
+        "peak_rss_mb": scratch.peak_rss_mb(),
+    }
+
+
 def _main(args: list[str]) -> dict[str, Any]:
+    if args[0] == "publish":
+        return _publish(Path(args[1]))
     limit, target = args
     return _run(limit, Path(target))
 

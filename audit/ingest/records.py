@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+from audit import jsontext
 from audit.labels import (
     ACTION_TYPES,
     DECISION_TYPES,
@@ -185,7 +186,7 @@ def parse_line(text: str) -> dict[str, Any]:
     try:
         # The hook only for text with a run of digits that long: it costs a call per integer.
         long_digits = _LONG_DIGITS.search(text) is not None
-        record = json.loads(text, parse_int=_parse_int) if long_digits else json.loads(text)
+        record = json.loads(text, parse_int=_parse_int) if long_digits else jsontext.loads(text)
     except RecordError:
         raise
     except json.JSONDecodeError as exc:

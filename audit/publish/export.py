@@ -87,6 +87,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.db.models.base import ModelState
 
+from audit import jsontext
 from audit.ingest.records import (
     EARLIER_MALT_KEY,
     EARLIER_REVIEW_KEY,
@@ -216,7 +217,7 @@ def export_record(
     (its line) to ``transcript.text.raw``.
     """
     # A re-imported export's line lists the numbers it wrote as null: the record has them back.
-    record = decode_non_finite(json.loads(transcript.text.raw if raw is None else raw))
+    record = decode_non_finite(jsontext.loads(transcript.text.raw if raw is None else raw))
     rows = list(transcript.reviews.all() if reviews is None else reviews)
     reviewed = transcript.is_settled
     original_truth = record.get("ground_truth")

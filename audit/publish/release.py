@@ -83,7 +83,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
@@ -517,13 +517,13 @@ def _write_files(
     data_paths = [f"data/{name}.jsonl" for name, _ in data_files]
     created = timezone.now().isoformat()
     profiles: dict[str, DataProfile] = {}
-    digests: dict[str, str] = {}
-    sizes: dict[str, int] = {}
+    # Each file's digest and size, read once: a data file's while its profile reads it back.
+    known: dict[str, FileEntry] = {}
     for path in data_paths:
         with on("read back", path):
-            profiles[path] = _profile(root / path)
-            digests[path] = sha256_file(root / path)
-            sizes[path] = (root / path).stat().st_size
+            profiles[path], known[path] = _read_back(root, path)
+    digests = {path: known[path].sha256 for path in data_paths}
+    sizes = {path: known[path].size for path in data_paths}
     card = {
         "version": version,
         "created": created,
@@ -545,7 +545,7 @@ def _write_files(
         )
     with on("read back", "the files"):
         files = [
-            _entry(root, path).as_dict()
+            _entry(root, path, known).as_dict()
             for path in (*data_paths, "summary.json", "README.md", "croissant.json")
         ]
     manifest = {
@@ -563,7 +563,7 @@ def _write_files(
         (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     with on("read back", "the files"):
         entries = sorted(
-            (_entry(root, path) for path in release_files(root) if path != CHECKSUMS),
+            (_entry(root, path, known) for path in release_files(root) if path != CHECKSUMS),
             key=lambda e: e.path,
         )
     with on("write", CHECKSUMS):
@@ -573,9 +573,21 @@ def _write_files(
     return manifest
 
 
-def _profile(path: Path) -> DataProfile:
-    with path.open("rb") as handle:
-        return profile_lines(handle)
+def _read_back(root: Path, relative: str) -> tuple[DataProfile, FileEntry]:
+    """A data file's profile with its digest and size, from one read of the file as written."""
+    digest = hashlib.sha256()
+    size = 0
+
+    def lines(handle: IO[bytes]) -> Iterator[bytes]:
+        nonlocal size
+        for line in handle:
+            digest.update(line)
+            size += len(line)
+            yield line
+
+    with (root / relative).open("rb") as handle:
+        profile = profile_lines(lines(handle))
+    return profile, FileEntry(path=relative, sha256=digest.hexdigest(), size=size)
 
 
 def release_files(root: Path) -> list[str]:
@@ -591,9 +603,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _entry(root: Path, relative: str) -> FileEntry:
-    path = root / relative
-    return FileEntry(path=relative, sha256=sha256_file(path), size=path.stat().st_size)
+def _entry(root: Path, relative: str, known: dict[str, FileEntry]) -> FileEntry:
+    """The file's entry, read once per publication: ``known`` keeps each file read."""
+    entry = known.get(relative)
+    if entry is None:
+        path = root / relative
+        entry = known[relative] = FileEntry(
+            path=relative, sha256=sha256_file(path), size=path.stat().st_size
+        )
+    return entry
 
 
 def _make_read_only(root: Path) -> None:

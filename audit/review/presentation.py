@@ -25,7 +25,7 @@ from typing import Any
 from django.utils.html import escape
 from django.utils.safestring import SafeString
 
-from audit import search
+from audit import jsontext, search
 from audit.ingest.records import number
 from audit.models import Flag, Transcript
 
@@ -257,7 +257,7 @@ DEBATE_SCORES = (
 
 def _load(raw: str) -> dict[str, Any]:
     try:
-        record = json.loads(raw)
+        record = jsontext.loads(raw)
     except (ValueError, RecursionError):
         # A record stored before the importer's nesting limit may be too deep for this Python's
         # decoder; the page then shows the columns, and the raw record is still there in full.

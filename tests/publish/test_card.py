@@ -2,10 +2,13 @@
 
 import hashlib
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit.models import Transcript
 from audit.publish.card import (
@@ -346,3 +349,85 @@ def test_dataset_card_of_records_nested_too_deeply_declares_no_features():
     front = yaml.safe_load(text.removeprefix("---\n").partition("\n---\n")[0])
     assert "dataset_info" not in front
     assert "nested too deeply to declare their features" in text
+
+
+def _reference_shape(values) -> list:
+    """What ``Shape`` must find, computed the plain way: every value visited, its kind by
+    ``_kind``, the keys of each place in the order first seen (children of a list from its
+    last element first, as the shape's own walk goes), strings date-like or not."""
+    from audit.publish.card import DATE_LIKE, _kind
+
+    def new():
+        return {"kinds": set(), "keys": {}, "items": None, "date_like": None}
+
+    root = new()
+    for value in values:
+        pending = [(root, value)]
+        while pending:
+            place, item = pending.pop()
+            place["kinds"].add(_kind(item))
+            if isinstance(item, str):
+                place["date_like"] = place["date_like"] is not False and bool(DATE_LIKE.match(item))
+            elif isinstance(item, dict):
+                for key, child in item.items():
+                    pending.append((place["keys"].setdefault(key, new()), child))
+            elif isinstance(item, list):
+                if place["items"] is None:
+                    place["items"] = new()
+                pending.extend((place["items"], child) for child in item)
+
+    def tree(place):
+        items = place["items"]
+        return [
+            sorted(place["kinds"]),
+            place["date_like"],
+            [(key, tree(below)) for key, below in place["keys"].items()],
+            None if items is None else tree(items),
+        ]
+
+    return tree(root)
+
+
+def _shape_tree(shape) -> list:
+    return [
+        sorted(shape.kinds),
+        shape.date_like,
+        [(key, _shape_tree(below)) for key, below in shape.keys.items()],
+        None if shape.items is None else _shape_tree(shape.items),
+    ]
+
+
+class _Text(str):
+    pass
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=4)
+    | st.sampled_from(["2026-12-01", "2026-12-01T12:00:00Z", "2026-12-01 12:00"])
+    # Subclasses of the types json.loads returns: told apart as the plain walk does.
+    | st.sampled_from(["2026-12-01", "x"]).map(_Text),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from("abcde"), children, max_size=4)
+        | st.dictionaries(st.sampled_from("abcde"), children, max_size=4).map(OrderedDict)
+        | st.lists(children, max_size=4).map(tuple)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_json_values, max_size=5))
+def test_shape_finds_what_a_plain_walk_finds(values):
+    """The shape's walk (types told apart by ``type()``, scalars noted in place: issue 14)
+    finds the kinds, keys in order, items and date-likeness a plain walk finds."""
+    from audit.publish.card import Shape
+
+    shape = Shape()
+    for value in values:
+        shape.add(value)
+    assert _shape_tree(shape) == _reference_shape(values)
