@@ -552,6 +552,27 @@ def test_rows_of_an_unfinished_batch_are_invisible_everywhere(
     assert leases.claim_next(auditor, skip=[shown.pk]) is None
 
 
+def test_the_managers_kept_queryset_sees_every_change_after_it_was_built(tmp_path):
+    """``Transcript.objects`` builds its finished-batches queryset once and clones it
+    (``audit.models._BuiltOnce``): the one kept is never evaluated, and a batch that becomes
+    unfinished, or rows added, after it was built are seen as they are now."""
+    from audit.models import Rollup
+    from tests.factories import import_records, make_misbehavior
+
+    assert list(Transcript.objects.all()) == []  # built (or reused) and evaluated: a clone
+    [first] = import_records([make_misbehavior(step_number=1)], tmp_path)
+    assert list(Transcript.objects.values_list("pk", flat=True)) == [first.pk]
+    [second] = import_records([make_misbehavior(step_number=2)], tmp_path, name="b.jsonl")
+    assert Transcript.objects.count() == 2
+    ImportBatch.objects.filter(pk=second.batch_id).update(complete=False)
+    assert list(Transcript.objects.values_list("pk", flat=True)) == [first.pk]
+    assert set(Rollup.objects.values_list("batch_id", flat=True)) == {first.batch_id}
+    for manager in (Transcript.objects, Rollup.objects):
+        assert manager._built._result_cache is None
+    # Another database's manager builds its own (the default one here, by name).
+    assert Transcript.objects.db_manager("default").count() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_import_that_fails_midway_removes_what_it_inserted(tmp_path, monkeypatch):
     import audit.ingest.importer as importers
