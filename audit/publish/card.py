@@ -242,6 +242,16 @@ class DataProfile:
         shown = ", ".join(str(x) for x in labels) if isinstance(labels, list) else str(labels)
         self.malt[(shown, block.get("manually_reviewed"), block.get("run_source"))] += 1
 
+    def merge(self, other: DataProfile) -> None:
+        """Add the profile of the lines that follow this one's (``profile_part``): the same
+        profile as of all the lines read in one go, keys first seen in the same order."""
+        self.records += other.records
+        self.shape.merge(other.shape)
+        self.malt.update(other.malt)
+        self.without_malt += other.without_malt
+        self.unsettled += other.unsettled
+        self.flagged_unsettled += other.flagged_unsettled
+
 
 def profile_lines(lines: Iterable[str | bytes]) -> DataProfile:
     """The ``DataProfile`` of JSONL lines (blank lines skipped, as the record counts do)."""
@@ -250,6 +260,43 @@ def profile_lines(lines: Iterable[str | bytes]) -> DataProfile:
         if line.strip():
             profile.add(jsontext.loads(line))
     return profile
+
+
+def line_parts(path: Path, parts: int) -> list[tuple[int, int]]:
+    """``parts`` byte ranges (start, end) of the file, each from a line's start to another's
+    (the last to the end), together the whole file; fewer when its lines are fewer."""
+    size = path.stat().st_size
+    starts = [0]
+    with path.open("rb") as handle:
+        for part in range(1, parts):
+            handle.seek(max(part * size // parts, starts[-1]))
+            if handle.tell() > 0:
+                handle.seek(handle.tell() - 1)
+                handle.readline()  # to the start of the next line
+            if handle.tell() >= size:
+                break
+            if handle.tell() > starts[-1]:
+                starts.append(handle.tell())
+    return list(zip(starts, [*starts[1:], size], strict=True))
+
+
+def profile_part(path: str, start: int, end: int) -> DataProfile:
+    """The ``DataProfile`` of the lines of the file that start in [start, end) (a range of
+    ``line_parts``): run in a process of its own, so it needs nothing but this module."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        position = start
+
+        def lines() -> Iterable[bytes]:
+            nonlocal position
+            while position < end:
+                line = handle.readline()
+                if not line:
+                    return
+                position += len(line)
+                yield line
+
+        return profile_lines(lines())
 
 
 def _profiles(card: Mapping[str, Any]) -> dict[str, DataProfile]:
