@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -92,12 +93,34 @@ def test_parts_merged_in_order_are_the_profile_of_one_pass(data_file, parts):
 def test_read_back_in_processes_gives_what_one_pass_gives(data_file, monkeypatch):
     monkeypatch.setattr(releases, "_read_processes", lambda: 3)
     monkeypatch.setattr(releases, "PARALLEL_READ_BYTES", 1)
+    one_pass = releases._read_back_in_one
+
+    def not_in_one(*args):
+        raise AssertionError("read in one pass: the processes failed")
+
+    monkeypatch.setattr(releases, "_read_back_in_one", not_in_one)
     in_parts, entry = releases._read_back(data_file.parent, data_file.name)
+    monkeypatch.setattr(releases, "_read_back_in_one", one_pass)
     in_one, one_entry = releases._read_back_in_one(data_file.parent, data_file.name)
     assert ordered(in_parts) == ordered(in_one)
     data = data_file.read_bytes()
     assert entry == one_entry
     assert entry.sha256 == hashlib.sha256(data).hexdigest() and entry.size == len(data)
+
+
+def test_a_failed_process_pool_falls_back_to_one_pass(data_file, monkeypatch):
+    """A pool whose processes cannot start (spawn re-imports the main module, which some
+    callers cannot bear) costs the speed, not the release."""
+    monkeypatch.setattr(releases, "_read_processes", lambda: 2)
+    monkeypatch.setattr(releases, "PARALLEL_READ_BYTES", 1)
+
+    def broken(*args):
+        raise BrokenProcessPool("a process died")
+
+    monkeypatch.setattr(releases, "_read_back_in_parts", broken)
+    profile, entry = releases._read_back(data_file.parent, data_file.name)
+    in_one, one_entry = releases._read_back_in_one(data_file.parent, data_file.name)
+    assert ordered(profile) == ordered(in_one) and entry == one_entry
 
 
 @pytest.mark.django_db
