@@ -8,22 +8,23 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from audit.models import Review, Status, Transcript
-from audit.review.queue import progress
+from audit.review.queue import QueueFilters, progress
 from audit.review.workflow import set_required_reviews
 from tests.factories import adjudicate, confirm, fresh, import_records, make_record, relabel, unsure
 
 pytestmark = pytest.mark.django_db
 
 
-def counted(viewer) -> int:
-    """The open queued items ``viewer`` has no current review of, counted row by row."""
+def counted(viewer, **lookups) -> int:
+    """The open queued items (meeting ``lookups``) ``viewer`` has no current review of,
+    counted row by row."""
     mine = Review.objects.current().filter(auditor=viewer).values("transcript")
-    return Transcript.objects.in_queue().open().exclude(pk__in=mine).count()
+    return Transcript.objects.in_queue().open().filter(**lookups).exclude(pk__in=mine).count()
 
 
-def left(viewer) -> int:
+def left(viewer, filters: QueueFilters | None = None) -> int:
     item = Transcript.objects.in_queue().first()
-    return progress(None, item=item, viewer=viewer).left
+    return progress(filters, item=item, viewer=viewer).left
 
 
 def test_left_matches_a_recount_after_random_work(tmp_path, auditor, auditor2, adjudicator):
@@ -58,6 +59,9 @@ def test_left_matches_a_recount_after_random_work(tmp_path, auditor, auditor2, a
             continue
         for viewer in (auditor, auditor2, adjudicator):
             assert left(viewer) == counted(viewer), (step, viewer.username)
+            # Under a filter "Next" keeps to: counted from the rows, less the viewer's.
+            in_s1 = left(viewer, QueueFilters(session="s1"))
+            assert in_s1 == counted(viewer, session_id="s1"), (step, viewer.username)
     assert saved >= 20
     assert counted(auditor) < len(queued)  # the work reached the figure
 
