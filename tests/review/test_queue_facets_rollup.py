@@ -179,12 +179,11 @@ def test_a_large_search_match_is_counted_from_its_rollup_as_the_transcripts_coun
                 counts = computed(filters, choices, match=match)
             assert counts == recounted(filters, choices), (viewer.username, query)
             summed = [q for q in queries if 'FROM "audit_queue_match_count"' in q["sql"]]
-            # Not with #ids, nor beside "My work" (no count could read the rollup).
-            rolls = "#" not in query and "mine=" not in query
+            rolls = "#" not in query  # not with #ids
             assert queues.count_match(filters, match) == rolls, query
             assert bool(summed) == rolls, query
             rolled_up += rolls
-    assert rolled_up == 3 * (len(SEARCHES) - 2)
+    assert rolled_up == 3 * (len(SEARCHES) - 1)
 
 
 def test_a_small_or_an_id_search_is_not_rolled_up(auditor):
@@ -262,11 +261,7 @@ def test_a_listed_session_is_rolled_up_and_counted_as_the_transcripts_count(
         assert computed(nothing, status_choices(auditor), match=queues.compute_match(nothing)) == (
             recounted(nothing, status_choices(auditor))
         )
-    # Beside "My work" no count could read it; a session too large to list stays a filter.
-    mine = QueueFilterForm(
-        QueryDict(f"session={sessions[0]}&mine=reviewed"), viewer=auditor, skipped=()
-    ).filters()
-    assert not queues.count_match(mine, queues.compute_match(mine))
+    # A session too large to list stays a filter.
     monkeypatch.setattr(queues, "SESSION_LISTED", 0)
     large = QueueFilterForm(
         QueryDict(f"session={sessions[0]}&q=service"), viewer=auditor, skipped=()
@@ -276,3 +271,42 @@ def test_a_listed_session_is_rolled_up_and_counted_as_the_transcripts_count(
     assert computed(large, status_choices(auditor), match=queues.compute_match(large)) == (
         recounted(large, status_choices(auditor))
     )
+
+
+MY_WORK = [
+    "mine=reviewed",
+    "mine=reviewed&status=any",
+    "mine=unsure&status=any&scope=all",
+    "mine=held",
+    "mine=skipped&status=any",
+    "mine=reviewed&flag=over_block&status=any",
+    "mine=reviewed&task=basic_oversight&decision=BLOCK&status=settled",
+    "mine=reviewed&discussion=yes&status=any",
+    "mine=reviewed&q=service&status=any",
+]
+
+
+def test_my_work_is_rolled_up_and_counted_as_the_transcripts_count(
+    auditor, auditor2, adjudicator, staff_user
+):
+    """The viewer's own items under "My work" (their reviews, unsure ones, leases) are rolled
+    up once (``count_match``), beside any other filter, and each facet sums them: the counts
+    equal counting the transcripts, for every viewer, whatever their work (none included)."""
+    for name in ("noisy_s1", "block_s3"):
+        import_fixture(name)
+    random_work(auditor, auditor2, adjudicator, random.Random(17))
+    sessions = list(Transcript.objects.values_list("session_id", flat=True).distinct()[:1])
+    skipped = tuple(Transcript.objects.order_by("pk").values_list("pk", flat=True)[:3])
+    for viewer in (auditor, auditor2, adjudicator, staff_user):
+        choices = status_choices(viewer)
+        for query in [*MY_WORK, f"session={sessions[0]}&mine=reviewed&status=any"]:
+            form = QueueFilterForm(QueryDict(query), viewer=viewer, skipped=skipped)
+            filters = form.filters()
+            match = queues.compute_match(filters)
+            with CaptureQueriesContext(connection) as queries:
+                counts = computed(filters, choices, match=match)
+            assert counts == recounted(filters, choices), (viewer.username, query)
+            # The skipped ones are a list of ids: counted by it, not rolled up.
+            summed = any('FROM "audit_queue_match_count"' in q["sql"] for q in queries)
+            assert summed == ("mine=skipped" not in query), query
+    assert Transcript.objects.exclude(status=Status.UNREVIEWED).count() > 10
