@@ -135,8 +135,8 @@ def _reviews(condition: Q) -> ReviewQuerySet:
 
 
 def none_of(column: str, rows: QuerySet[Any], *, key: str) -> Q:
-    """Rows whose ``column`` equals the ``key`` of none of ``rows``, in the form each database
-    plans well (for ``rows`` of the default database).
+    """Rows whose ``column`` equals the ``key`` of none of ``rows``, in the form the database
+    of ``rows`` plans well.
 
     PostgreSQL: NOT EXISTS, an anti-join. It cannot turn NOT IN into one (a NULL in the list
     would change its answer), and when it expects the list to outgrow work_mem it runs the

@@ -1099,7 +1099,6 @@ def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) ->
         inside = rows.filter(pk=item.pk).exists()
         return Progress(name, True, today, position=before + 1 if inside else None, total=total)
     rows = Transcript.objects.in_queue().open()
-    mine = Review.objects.current().filter(auditor=viewer)
     if filters is None:
         # The whole queue: its size from the rollup, less the viewer's own reviewed items in
         # it, rather than counting the open rows (which SQLite does for "id IN (their
@@ -1108,7 +1107,6 @@ def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) ->
         queued = rollup.queued_open()
         reviewed = _own_in_progress(viewer, in_progress=queued[Status.IN_PROGRESS])
         return Progress(name, False, today, left=sum(queued.values()) - reviewed)
-    rows = rows.filter(for_next(filters))
-    return Progress(
-        name, False, today, left=rows.filter(rollup.none_of("pk", mine, key="transcript")).count()
-    )
+    mine = Review.objects.current().filter(auditor=viewer)
+    rows = rows.filter(for_next(filters), rollup.none_of("pk", mine, key="transcript"))
+    return Progress(name, False, today, left=rows.count())
