@@ -710,7 +710,7 @@ def count_match(filters: QueueFilters, match: search.Match | None) -> bool:
     name = connection.ops.quote_name(MatchCount._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(_match_count_table(connection))
-        cursor.execute(f"DELETE FROM {name}")
+        search.empty_temp_table(cursor, name)
         cursor.execute(f"INSERT INTO {name} ({columns}) {select}", params)
     return True
 

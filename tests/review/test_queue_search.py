@@ -313,3 +313,28 @@ def test_marked_words_are_the_whole_words_each_term_matches():
     # Prefix and whole word: "ret" marks "retry" (prefix), "retry" does not mark "ret".
     assert str(search.mark("ret retry", search.parse("retry"))) == "ret <mark>retry</mark>"
     assert str(search.mark("a_ret", search.parse('"ret"'))) == "a_<mark>ret</mark>"
+
+
+def test_refilling_the_match_leaves_no_dead_rows_behind(tmp_path):
+    """Each search refills the connection's temporary table: emptied, not deleted row by row
+    (on PostgreSQL a DELETE leaves every row dead, and nothing vacuums a temporary table), so
+    the same search again and again keeps it the size of one match, and finds the same."""
+    # More matching rows than one table page holds, so dead ones would need more pages.
+    import_records(
+        [reasoning(f"database step {n}", n) for n in range(1, 401)], tmp_path, name="many.jsonl"
+    )
+    query = search.parse("database")
+
+    def fill() -> tuple[int, int]:
+        match = search.Match.compute(query, rank=True)
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_total_relation_size('pg_temp.audit_queue_match')")
+            else:
+                cursor.execute("SELECT count(*) FROM temp.audit_queue_match")
+            (size,) = cursor.fetchone()
+        return match.size, size
+
+    first = fill()
+    assert first[0] == 400
+    assert [fill() for _ in range(5)] == [first] * 5
