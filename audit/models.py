@@ -381,6 +381,10 @@ class Transcript(models.Model):
             # Queue facet counts and filters (review.queue.facet_counts): every column a facet
             # groups or filters by, so each count is an index-only scan of the queued rows
             # (measured at 100k rows on SQLite: 570-830 ms per queue page without, 90-160 with).
+            # ``id`` last, so that rolling up a search's match (review.queue.count_match), a
+            # join by id, reads this index alone on PostgreSQL too (SQLite's entries hold the
+            # rowid anyway): at 1,000,000 records, 616 ms of reading the table's rows for a
+            # word in most of them, against 146 ms of this index.
             models.Index(
                 fields=[
                     "in_queue",
@@ -393,6 +397,7 @@ class Transcript(models.Model):
                     "misbehavior_type",
                     "batch",
                     "priority",
+                    "id",
                 ],
                 name="tr_queue_facets",
             ),

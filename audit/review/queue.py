@@ -18,11 +18,12 @@ changes under review never pointed at the same rows for long.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import BaseExpression, OrderBy
 from django.db.models.functions import Coalesce
@@ -708,11 +709,27 @@ def count_match(filters: QueueFilters, match: search.Match | None) -> bool:
         connection.ops.quote_name(name) for name in (*MATCH_COUNT_COLUMNS, "transcripts")
     )
     name = connection.ops.quote_name(MatchCount._meta.db_table)
-    with connection.cursor() as cursor:
+    postgresql = connection.vendor == "postgresql"
+    # A transaction of its own on PostgreSQL only, for the setting below: on SQLite it would
+    # take the database's one write lock (``transaction_mode`` IMMEDIATE) for a read.
+    with (
+        transaction.atomic(using=grouped.db) if postgresql else nullcontext(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(_match_count_table(connection))
         search.empty_temp_table(cursor, name)
+        if postgresql:
+            cursor.execute("SELECT set_config('work_mem', %s, true)", [ROLL_UP_WORK_MEM])
         cursor.execute(f"INSERT INTO {name} ({columns}) {select}", params)
     return True
+
+
+# The memory PostgreSQL may give the roll-up's join and grouping (``count_match``), for that
+# statement's transaction only. At the default (4 MB), a word in 614,000 of 1,000,000 records
+# hashed its 359,000 queued rows in 8 batches and sorted the 211,000 it joined on disk to group
+# them (2.4 s); with this, one hash in memory (51 MB) and a hashed grouping: 0.94 s, reading
+# the rows from ``tr_queue_facets`` alone, which holds ``id`` for the join.
+ROLL_UP_WORK_MEM = "64MB"
 
 
 def facet_counts(

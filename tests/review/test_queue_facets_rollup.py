@@ -310,3 +310,35 @@ def test_my_work_is_rolled_up_and_counted_as_the_transcripts_count(
             summed = any('FROM "audit_queue_match_count"' in q["sql"] for q in queries)
             assert summed == ("mine=skipped" not in query), query
     assert Transcript.objects.exclude(status=Status.UNREVIEWED).count() > 10
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL setting")
+@pytest.mark.django_db(transaction=True)  # as a request runs: no transaction around it
+def test_the_roll_up_alone_runs_with_more_work_mem(auditor, monkeypatch):
+    """PostgreSQL: the roll-up's statement runs with ``ROLL_UP_WORK_MEM`` (so that its join
+    and grouping stay in memory) and the connection's setting is its own again afterwards (the
+    setting is the roll-up's transaction's)."""
+    import_fixture("noisy_s1")
+    monkeypatch.setattr(search, "SMALL_MATCH", 0)
+
+    def setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('work_mem')")
+            return cursor.fetchone()[0]
+
+    before = setting()
+    assert before != queues.ROLL_UP_WORK_MEM
+    during = []
+
+    def note(execute, sql, params, many, context):
+        if sql.startswith('INSERT INTO "audit_queue_match_count"'):
+            context["cursor"].execute("SELECT current_setting('work_mem')")
+            during.append(context["cursor"].fetchone()[0])
+        return execute(sql, params, many, context)
+
+    filters = QueueFilterForm(QueryDict("q=service"), viewer=auditor, skipped=()).filters()
+    match = queues.compute_match(filters)
+    with connection.execute_wrapper(note):
+        assert queues.count_match(filters, match)
+    assert during == [queues.ROLL_UP_WORK_MEM]
+    assert setting() == before

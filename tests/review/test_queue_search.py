@@ -338,3 +338,30 @@ def test_refilling_the_match_leaves_no_dead_rows_behind(tmp_path):
     first = fill()
     assert first[0] == 400
     assert [fill() for _ in range(5)] == [first] * 5
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's match is a rowid table")
+def test_the_match_index_is_built_after_the_fill_when_queries_read_the_table(texts, monkeypatch):
+    """PostgreSQL: the match's table has no index while a fill writes it; a unique one is built
+    after the fill when the queries will read the table (a match too large to list them, or a
+    ranked one, whose rows' ranks are looked up by id), and none for a match listed by id and
+    not ranked. The rows found are the same each way."""
+
+    def indexed() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('pg_temp.audit_queue_match_id') IS NOT NULL")
+            return cursor.fetchone()[0]
+
+    query = search.parse("database")
+    listed = search.Match.compute(query, rank=False)
+    assert listed.listed is not None and not indexed()
+    ranked = search.Match.compute(query, rank=True)
+    assert ranked.ranked and indexed()
+    assert search.Match.compute(query, rank=False).listed is not None and not indexed()
+    monkeypatch.setattr(search, "SMALL_MATCH", 0)
+    large = search.Match.compute(query, rank=False)
+    assert large.listed is None and large.size == listed.size == 2 and indexed()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM pg_temp.audit_queue_match ORDER BY id")
+        assert tuple(pk for (pk,) in cursor.fetchall()) == tuple(sorted(listed.listed))
+    assert found("database") == {1, 3}
