@@ -28,8 +28,16 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
+from django.contrib.admin.views.main import (  # type: ignore[attr-defined]  # stubs lack IS_FACETS_VAR
+    ALL_VAR,
+    IS_FACETS_VAR,
+    ORDER_VAR,
+    PAGE_VAR,
+    SEARCH_VAR,
+    ChangeList,
+)
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import CharField, QuerySet
 from django.http import (
     HttpRequest,
@@ -43,6 +51,7 @@ from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from audit import rollup
@@ -117,6 +126,26 @@ def _text_filter_lookups(model: Any, list_filter: Any) -> set[str]:
             if isinstance(field, CharField):
                 lookups |= {spec, f"{spec}__exact"}
     return lookups
+
+
+class RolledUpCount(Paginator):
+    """The transcripts' changelist pages when nothing filters them: the count (the pages, "N
+    transcripts") is the rollup's (``rollup.total``), the same transcripts, rather than a count
+    of every row (at 1,000,000 records on PostgreSQL, 62 ms of a 100-250 ms page)."""
+
+    @cached_property
+    def count(self) -> int:
+        return rollup.total()
+
+
+# What a changelist URL may hold and still show every row: the ordering, the page, "show all"
+# and the filters' counts switch, and an empty search. (A popup's parameters can narrow it.)
+_ROW_NEUTRAL_PARAMS = frozenset({ALL_VAR, ORDER_VAR, PAGE_VAR, IS_FACETS_VAR, SEARCH_VAR})
+
+
+def _unfiltered(request: HttpRequest) -> bool:
+    """Whether the changelist shows every row: no filter and no search in its URL."""
+    return not request.GET.get(SEARCH_VAR) and set(request.GET) <= _ROW_NEUTRAL_PARAMS
 
 
 class RolledUpValuesFilter(admin.AllValuesFieldListFilter):
@@ -381,6 +410,18 @@ class TranscriptAdmin(StaffReadOnly):
         "require_reviews",
     )
     readonly_fields = ("raw",)
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Paginator:
+        if _unfiltered(request):
+            return RolledUpCount(queryset, per_page, orphans, allow_empty_first_page)
+        return super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = super().get_queryset(request)

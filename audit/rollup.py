@@ -30,6 +30,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.db.models.signals import post_migrate
 
 from audit import triggers
@@ -189,6 +190,12 @@ def queued_open() -> dict[str, int]:
         .values_list("status", "n")
     )
     return {status: found.get(status, 0) for status in OPEN_STATUSES}
+
+
+def total() -> int:
+    """How many transcripts ``Transcript.objects`` sees (those of finished batches): the
+    rollup's sum over its few thousand rows, not a count of the table's."""
+    return Rollup.objects.aggregate(n=Coalesce(Sum("transcripts"), 0))["n"]
 
 
 def values(column: str, *, limit: int | None = None) -> list[Any]:

@@ -6,8 +6,11 @@ from pathlib import Path
 import pytest
 from django.contrib.admin import helpers
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from audit.admin import RolledUpCount
 from audit.models import ImportBatch, Release, Review, Transcript, Verdict
 from audit.publish.release import ReleaseError, publish_release
 from audit.review.workflow import set_required_reviews, submit_review
@@ -76,6 +79,35 @@ def test_transcript_list_filters_and_searches(staff_client, transcripts):
     assert response.status_code == 200
     response = staff_client.get(url, {"q": "session_test"})
     assert response.context["cl"].result_count == 5
+
+
+@pytest.mark.django_db
+def test_the_unfiltered_list_is_counted_from_the_rollup(staff_client, transcripts, tmp_path):
+    """With no filter and no search (ordering, a page, "show all" and the facets' switch aside),
+    the transcripts' changelist takes its count from the rollup: no count of the table, the
+    same number, an unfinished batch's rows left out as the list leaves them out. A filter or a
+    search counts its own rows."""
+    hidden = import_records(
+        [make_record(step_number=n, session_id="s_hidden") for n in range(3)],
+        tmp_path,
+        name="hidden.jsonl",
+    )
+    ImportBatch.including_unfinished.filter(pk=hidden[0].batch_id).update(complete=False)
+    url = reverse(CHANGELIST)
+    assert Transcript.objects.count() == 5
+    with CaptureQueriesContext(connection) as queries:
+        response = staff_client.get(url)
+    assert response.context["cl"].result_count == 5
+    counted = [
+        q["sql"] for q in queries if 'COUNT(*) AS "__count" FROM "audit_transcript"' in q["sql"]
+    ]
+    assert not counted
+    for params in ({"o": "-2"}, {"p": "1"}, {"q": ""}, {"all": ""}, {"_facets": "True"}):
+        cl = staff_client.get(url, params).context["cl"]
+        assert isinstance(cl.paginator, RolledUpCount) and cl.result_count == 5, params
+    for params, n in (({"status": "confirmed"}, 2), ({"q": "s_hidden"}, 0), ({"q": "session"}, 5)):
+        cl = staff_client.get(url, params).context["cl"]
+        assert not isinstance(cl.paginator, RolledUpCount) and cl.result_count == n, params
 
 
 @pytest.mark.django_db
