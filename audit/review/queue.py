@@ -727,8 +727,8 @@ def count_match(filters: QueueFilters, match: search.Match | None) -> bool:
 # The memory PostgreSQL may give the roll-up's join and grouping (``count_match``), for that
 # statement's transaction only. At the default (4 MB), a word in 614,000 of 1,000,000 records
 # hashed its 359,000 queued rows in 8 batches and sorted the 211,000 it joined on disk to group
-# them (2.4 s); with this, one hash in memory (51 MB) and a hashed grouping: 0.94 s, reading
-# the rows from ``tr_queue_facets`` alone, which holds ``id`` for the join.
+# them (2.4 s); with this, one hash in memory (32-51 MB) and a hashed grouping: 0.7-0.9 s,
+# reading the rows from ``tr_queue_facets`` alone, which holds ``id`` for the join.
 ROLL_UP_WORK_MEM = "64MB"
 
 
