@@ -411,6 +411,20 @@ class Transcript(models.Model):
             models.Index(fields=["batch", "id"], name="tr_batch"),
             # Reviewed summary and dashboard group-bys over final labels.
             models.Index(fields=["final_alignment_category"], name="tr_final_category"),
+            # Each review's item looked up by id for what the auditors page compares it with
+            # (audit.metrics.summaries.auditor_stats: settled, and the final labels), from this
+            # index alone: at 1,000,000 records and 50,000 reviews, PostgreSQL's look-ups of
+            # the rows took 230 ms of the page's query, this index's 103 ms.
+            models.Index(
+                fields=[
+                    "id",
+                    "status",
+                    "final_is_misbehavior",
+                    "final_correct_decision",
+                    "final_misbehavior_type",
+                ],
+                name="tr_final_probe",
+            ),
             models.Index(fields=["timestamp"], name="tr_time"),
             # The admin changelist's K filter (its DISTINCT list) and bulk K changes.
             models.Index(fields=["required_reviews"], name="tr_required_reviews"),

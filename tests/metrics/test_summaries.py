@@ -2,6 +2,7 @@
 accuracy, agreement, auditor statistics, the spot-check error estimate and reviews over time."""
 
 import datetime as dt
+import re
 
 import pytest
 from django.utils import timezone
@@ -289,6 +290,24 @@ def test_auditor_stats_per_auditor(calibration, django_assert_num_queries):
     assert (bob["agreement_with_final"], bob["agreement_sample"]) == (1.0, 3)
     assert (carol["reviews"], carol["adjudications"], carol["median_seconds"]) == (0, 1, 100)
     assert carol["unsure_rate"] is None and carol["agreement_with_final"] is None
+
+
+def test_the_auditors_figures_read_their_items_from_one_index(calibration):
+    """Every column of the items that the per-auditor figures read is in ``tr_final_probe``,
+    so each review's item is looked up in that index alone, never in the table (issue 14)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        metrics.auditor_stats(Review.objects.all())
+    table = connection.ops.quote_name(Transcript._meta.db_table)
+    read = {
+        column
+        for query in queries
+        for column in re.findall(rf'{re.escape(table)}\."(\w+)"', query["sql"])
+    }
+    (index,) = [i for i in Transcript._meta.indexes if i.name == "tr_final_probe"]
+    assert read and read <= {Transcript._meta.get_field(f).column for f in index.fields}
 
 
 def test_reviews_over_time_counts_per_day_with_a_running_total(calibration):
