@@ -34,6 +34,13 @@ def test_measure_reports_every_page_and_verdict_figure_without_errors(tmp_path):
     assert requests["total"] > 0 and requests["first_error"] == ""
 
     printed = "\n".join(http.lines(figures))
+    # The server's memory for its pages, which the figures depend on, is said (PostgreSQL).
+    if figures["database"] == "postgresql":
+        assert figures["shared_buffers"] and (
+            f"PostgreSQL shared_buffers {figures['shared_buffers']}" in printed.splitlines()[0]
+        )
+    else:
+        assert figures["shared_buffers"] is None and "shared_buffers" not in printed
     for name in http.PAGES:
         assert f"{name} (1 client)" in printed and f"{name} (2 clients)" in printed
     assert "verdicts/s" in printed and "0 5xx, 0 without an answer" in printed
