@@ -342,10 +342,10 @@ def test_refilling_the_match_leaves_no_dead_rows_behind(tmp_path):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's match is a rowid table")
 def test_the_match_index_is_built_after_the_fill_when_queries_read_the_table(texts, monkeypatch):
-    """PostgreSQL: the match's table has no index while a fill writes it; a unique one is built
-    after the fill when the queries will read the table (a match too large to list them, or a
-    ranked one, whose rows' ranks are looked up by id), and none for a match listed by id and
-    not ranked. The rows found are the same each way."""
+    """PostgreSQL: a unique index on the match's table is built after the fill when the queries
+    will read the table (a match too large to list them, or a ranked one, whose rows' ranks are
+    looked up by id), and each fill first drops the one before (a match listed by id and not
+    ranked, after a ranked one, has none). The rows found are the same each way."""
 
     def indexed() -> bool:
         with connection.cursor() as cursor:
