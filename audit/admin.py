@@ -464,7 +464,7 @@ class TranscriptAdmin(StaffReadOnly):
         )
         kind = "reviewed" if reviewed_only else "all"
         response = StreamingHttpResponse(
-            exporters.iter_lines(records), content_type="application/jsonl; charset=utf-8"
+            exporters.iter_encoded_lines(records), content_type="application/jsonl; charset=utf-8"
         )
         response["Content-Disposition"] = (
             f'attachment; filename="transcripts-{kind}-{_timestamp()}.jsonl"'

@@ -102,3 +102,79 @@ def test_numbers_parse_to_the_same_double(number):
     assert spelled(got) == spelled(expected)
     if isinstance(expected, float) and not math.isnan(expected):
         assert math.copysign(1, got) == math.copysign(1, expected)
+
+
+# --- dumps_line -------------------------------------------------------------------------------
+
+finite_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # past 64 bits too: json writes those
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),  # lone surrogates and line separators included
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+
+def assert_one_line_of(data: bytes, value) -> None:
+    text = data.decode("utf-8")  # strict UTF-8: no lone surrogate written raw
+    assert spelled(json.loads(text)) == spelled(value)
+    assert len(text.splitlines()) == 1  # whichever way a reader splits lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(finite_values, st.booleans())
+def test_dumps_line_writes_any_finite_value_as_json_reads_it(value, finite):
+    data = jsontext.dumps_line(value, finite=finite)
+    assert_one_line_of(data, value)
+    # Either writer, the same value; orjson's bytes and json's differ only in float spelling.
+    assert spelled(json.loads(data)) == spelled(json.loads(jsontext.dumps_line(value)))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": "é\u2028b\u2029c\x85d", "b": [1.5, -0.0, 1e-07, 1e16]},
+        {"x": 2**70, "y": "\u2028"},  # orjson cannot write the integer: json does
+        {"s": "\ud800 \u2028 é"},  # a lone surrogate: json, every non-ASCII escaped
+        json.loads("[" * 300 + "]" * 300),  # past orjson's 254 levels: json writes it
+    ],
+)
+def test_dumps_line_edges(value):
+    for finite in (True, False):
+        assert_one_line_of(jsontext.dumps_line(value, finite=finite), value)
+
+
+def test_dumps_line_is_compact_utf8_and_escapes_the_line_separators():
+    data = jsontext.dumps_line({"a": ["é", "\u2028", "\x85"], "b": 1}, finite=True)
+    assert data == b'{"a":["\xc3\xa9","\\u2028","\\u0085"],"b":1}'
+    assert jsontext.dumps_line({"a": ["é", "\u2028"], "b": 1}) == (
+        b'{"a":["\xc3\xa9","\\u2028"],"b":1}'
+    )
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_dumps_line_refuses_non_finite_numbers_unless_told_there_are_none(number):
+    with pytest.raises(ValueError):
+        jsontext.dumps_line({"x": [number]})
+
+
+@pytest.mark.parametrize(
+    "text, finite",
+    [
+        ('{"x": 1.5, "y": [1e300]}', True),
+        ('{"x": NaN}', False),
+        ('{"x": 1e400}', False),
+        ('{"x": [-Infinity]}', False),
+        # Read by json for another reason: not known to be finite, though it is.
+        ('{"x": 18446744073709551616}', False),
+        ('{"x": "\\ud800"}', False),
+    ],
+)
+def test_loads_checked_says_when_the_value_holds_no_nan_or_infinity(text, finite):
+    value, known = jsontext.loads_checked(text)
+    assert spelled(value) == spelled(json.loads(text))
+    assert known is finite

@@ -53,14 +53,19 @@ the database it came from adds nothing. When an already-exported record is expor
 earlier blocks are kept under ``review.earlier`` and ``review.earlier_malt`` (so is a source's
 own key named ``review`` or ``malt``), and its ``malt`` block is made anew.
 
-Lines are ``json.dumps(record, allow_nan=False)`` (the exporter's own spelling, strict: RFC
-8259 JSON, which any JSON reader takes) in a deterministic order: session, task, step,
-fingerprint. JSON has no NaN or infinities, which Python's json (and so the exporter) writes as
-bare ``NaN`` and ``Infinity`` tokens, and which a valid input such as ``1e400`` reads as. Such a
-number is written as null, and the review block lists each one under ``non_finite``, with its
-place as a JSON Pointer (RFC 6901) and its value as text::
+Lines are strict RFC 8259 JSON, which any JSON reader takes, in UTF-8 and compact (no spaces
+between tokens: orjson's spelling, written some ten times faster than ``json.dumps``, which cost
+a third of an export; ``jsontext.dumps_line``), in a deterministic order: session, task, step,
+fingerprint. The values are the record's, key order included; only the spelling differs from
+the exporter's ``json.dumps`` (``1e-07`` is ``1e-7``, ``é`` is itself, not ``\u00e9``). NEL,
+LINE SEPARATOR and PARAGRAPH SEPARATOR stay escaped, so a reader that splits decoded text with
+``str.splitlines`` still sees one record per line. JSON has no NaN or infinities, which
+Python's json (and so the exporter) writes as bare ``NaN`` and ``Infinity`` tokens, and which a
+valid input such as ``1e400`` reads as. Such a number is written as null, and the review block
+lists each one under ``non_finite``, with its place as a JSON Pointer (RFC 6901) and its value as
+text::
 
-    "reward": null, ..., "review": {..., "non_finite": [{"path": "/reward", "value": "NaN"}]}
+    "reward":null,...,"review":{...,"non_finite":[{"path":"/reward","value":"NaN"}]}
 
 Values are "NaN", "Infinity" and "-Infinity"; a record without such a number has no
 ``non_finite`` key. The importer puts each number back (``records.decode_non_finite``), so
@@ -79,12 +84,15 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import batched
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
+from django.db import connections, transaction
+from django.db.models import Exists, OuterRef
 from django.db.models.base import ModelState
 
 from audit import jsontext
@@ -92,6 +100,7 @@ from audit.ingest.records import (
     EARLIER_MALT_KEY,
     EARLIER_REVIEW_KEY,
     MALT_KEY,
+    NON_FINITE_KEY,
     REVIEW_KEY,
     decode_non_finite,
     encode_non_finite,
@@ -216,8 +225,35 @@ def export_record(
     ``comments`` (in time order) and ``needs_discussion`` default to the item's own, ``raw``
     (its line) to ``transcript.text.raw``.
     """
+    return _exported(
+        transcript,
+        reviews,
+        batch=batch,
+        comments=comments,
+        needs_discussion=needs_discussion,
+        raw=raw,
+    )[0]
+
+
+def _exported(
+    transcript: Transcript,
+    reviews: Iterable[Review] | None = None,
+    *,
+    batch: ImportBatch | None = None,
+    comments: Iterable[discussion.ThreadComment] | None = None,
+    needs_discussion: bool | None = None,
+    raw: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """``export_record``'s record, and whether it is known to hold no NaN or infinity (so
+    ``jsontext.dumps_line`` may write it by orjson): its line was read by orjson, which refuses
+    them, and lists none to put back. What the export adds holds none: labels, strings,
+    booleans, integers and times, from the app's own columns."""
+    record, finite = jsontext.loads_checked(transcript.text.raw if raw is None else raw)
+    if finite:
+        earlier = record.get(REVIEW_KEY)
+        finite = not (isinstance(earlier, dict) and NON_FINITE_KEY in earlier)
     # A re-imported export's line lists the numbers it wrote as null: the record has them back.
-    record = decode_non_finite(jsontext.loads(transcript.text.raw if raw is None else raw))
+    record = decode_non_finite(record)
     rows = list(transcript.reviews.all() if reviews is None else reviews)
     reviewed = transcript.is_settled
     original_truth = record.get("ground_truth")
@@ -256,7 +292,7 @@ def export_record(
         block[EARLIER_MALT_KEY] = record.pop(MALT_KEY)
     record[REVIEW_KEY] = block
     record[MALT_KEY] = _malt_block(transcript, record, batch=batch or transcript.batch)
-    return record
+    return record, finite
 
 
 def malt_labels(ground_truth: Any) -> list[str]:
@@ -296,12 +332,23 @@ def ordered(queryset: TranscriptQuerySet) -> TranscriptQuerySet:
     return queryset.order_by(*EXPORT_ORDER)
 
 
-def _export_rows(
-    queryset: TranscriptQuerySet, *, chunk_size: int
-) -> Iterator[tuple[Transcript, str, bool]]:
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A transcript to export with its line, whether it is marked "needs discussion" now, and
+    whether any review or comment of it exists (only those are looked up)."""
+
+    transcript: Transcript
+    raw: str
+    marked: bool
+    reviewed: bool
+    discussed: bool
+
+
+def _export_rows(queryset: TranscriptQuerySet, *, chunk_size: int) -> Iterator[_Row]:
     """The transcripts of ``queryset`` in export order with the columns an export reads
-    (``EXPORT_FIELDS``), each with its line and whether it is marked "needs discussion", one
-    query (joined to the text table) read a chunk at a time.
+    (``EXPORT_FIELDS``), each with its line, whether it is marked "needs discussion", and
+    whether it has reviews and comments, one query (joined to the text table; the three are
+    EXISTS probes of an index) read a chunk at a time.
 
     Read as value tuples (the same database converters apply) and set straight onto
     instances, rather than through ``only()``: building a model instance with deferred fields
@@ -317,73 +364,147 @@ def _export_rows(
     ]
     values = (
         ordered(queryset)
-        .annotate(needs_discussion=discussion.marked_now())
-        .values_list(*names, "text__raw", "needs_discussion")
+        .annotate(
+            needs_discussion=discussion.marked_now(),
+            has_reviews=Exists(Review.objects.filter(transcript=OuterRef("pk"))),
+            has_comments=discussion.commented(),
+        )
+        .values_list(*names, "text__raw", "needs_discussion", "has_reviews", "has_comments")
         .iterator(chunk_size=chunk_size)
     )
     db = queryset.db
-    for *columns, raw, marked in values:
+    for *columns, raw, marked, reviewed, discussed in values:
         transcript = Transcript.__new__(Transcript)
         transcript.__dict__.update(zip(names, columns, strict=True))
         transcript._state = ModelState()
         transcript._state.adding = False
         transcript._state.db = db
-        yield transcript, raw, marked
+        yield _Row(transcript, raw, marked, reviewed, discussed)
 
 
 def iter_records(
     queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[dict[str, Any]]:
     """Exported records in export order, streamed: the transcripts in one query read a chunk
-    at a time (with whether each is marked "needs discussion", an EXISTS in that query), and
-    per chunk one query for its reviews, one for its comments with their revisions and, for
-    batches not seen before, one for their run source and model.
+    at a time (with whether each is marked "needs discussion", has reviews and has comments,
+    EXISTS probes in that query), and per chunk one query for the reviews of those that have
+    any, one for the comments (with their revisions) of those that have any and, for batches
+    not seen before, one for their run source and model. A chunk with no reviews or no
+    comments skips that query.
 
     The reviews are grouped by hand rather than with ``prefetch_related`` and the batches kept
     in a dict rather than joined with ``select_related``: both did per-row ORM work (a related
     manager and its filter per transcript, a batch instance per row) that cost more than the
     JSON itself (issue 14's export goal). Nothing in a chunk points back at its transcripts,
-    so each chunk is freed when it is done and memory stays flat.
+    so each chunk is freed when it is done and memory stays flat. (Looking up only the rows
+    that have reviews or comments matters when few do: 2,000 ids bound to a query cost about
+    as much as the rows' JSON.)
     """
-    rows = _export_rows(queryset, chunk_size=chunk_size)
+    for record, _ in _iter_exported(queryset, chunk_size=chunk_size):
+        yield record
+
+
+def _iter_exported(
+    queryset: TranscriptQuerySet, *, chunk_size: int
+) -> Iterator[tuple[dict[str, Any], bool]]:
+    """``iter_records``'s records, each with whether it is known to hold no NaN or infinity
+    (``_exported``), read in one snapshot (``snapshot``).
+
+    On PostgreSQL the snapshot's transaction also lets the transcripts' cursor stream: outside
+    a transaction Django declares it WITH HOLD, and PostgreSQL then runs the whole query and
+    stores every row (the lines: gigabytes at a million) before the first fetch."""
+    with snapshot(queryset.db):
+        yield from _iter_exported_now(queryset, chunk_size=chunk_size)
+
+
+def _iter_exported_now(
+    queryset: TranscriptQuerySet, *, chunk_size: int
+) -> Iterator[tuple[dict[str, Any], bool]]:
     batches: dict[int, ImportBatch] = {}
-    for marked_chunk in batched(rows, chunk_size):
-        chunk = [transcript for transcript, _, _ in marked_chunk]
-        wanted = {t.batch_id for t in chunk} - batches.keys()
+    for chunk in batched(_export_rows(queryset, chunk_size=chunk_size), chunk_size):
+        wanted = {row.transcript.batch_id for row in chunk} - batches.keys()
         if wanted:
             batches.update(
                 ImportBatch.including_unfinished.only("run_source", "model").in_bulk(wanted)
             )
         reviews: dict[int, list[Review]] = {}
-        for review in Review.objects.filter(transcript_id__in=[t.pk for t in chunk]).order_by(
-            "created_at", "id"
-        ):
-            reviews.setdefault(review.transcript_id, []).append(review)
-        comments = discussion.threads_for(t.pk for t in chunk)
-        for transcript, raw, marked in marked_chunk:
-            yield export_record(
-                transcript,
-                reviews.get(transcript.pk, ()),
-                batch=batches[transcript.batch_id],
-                comments=comments.get(transcript.pk, ()),
-                needs_discussion=marked,
-                raw=raw,
+        reviewed = [row.transcript.pk for row in chunk if row.reviewed]
+        if reviewed:
+            for review in Review.objects.filter(transcript_id__in=reviewed).order_by(
+                "created_at", "id"
+            ):
+                reviews.setdefault(review.transcript_id, []).append(review)
+        comments = discussion.threads_for(row.transcript.pk for row in chunk if row.discussed)
+        for row in chunk:
+            yield _exported(
+                row.transcript,
+                reviews.get(row.transcript.pk, ()),
+                batch=batches[row.transcript.batch_id],
+                comments=comments.get(row.transcript.pk, ()),
+                needs_discussion=row.marked,
+                raw=row.raw,
             )
 
 
-def dump_record(record: dict[str, Any]) -> str:
-    """An exported record as one line of strict JSON, as the exporter spells JSON otherwise
-    (see the module docstring for the numbers JSON cannot write)."""
+@contextmanager
+def snapshot(using: str) -> Iterator[None]:
+    """Run the enclosed queries against one consistent snapshot of database ``using``.
+
+    Inside an existing transaction (the bench, tests) that transaction's view is all there is:
+    its isolation level can no longer be changed."""
+    connection = connections[using]
+    if connection.in_atomic_block:
+        yield
+        return
+    with ExitStack() as stack:
+        if connection.vendor == "sqlite":
+            # Deferred: a read snapshot from the first SELECT, without the write lock that the
+            # configured BEGIN IMMEDIATE would hold for the whole export.
+            connection.ensure_connection()
+            # transaction_mode exists on the SQLite wrapper only (the stubs know the base).
+            configured = getattr(connection, "transaction_mode")  # noqa: B009
+            setattr(connection, "transaction_mode", "DEFERRED")  # noqa: B010
+            try:
+                stack.enter_context(transaction.atomic(using=using))
+            finally:
+                setattr(connection, "transaction_mode", configured)  # noqa: B010
+        else:
+            stack.enter_context(transaction.atomic(using=using))
+        if connection.vendor == "postgresql":
+            # Must be the transaction's first statement; READ COMMITTED would give every
+            # query (each data file, each summary aggregate) its own snapshot.
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+def encode_record(record: dict[str, Any], *, finite: bool = False) -> bytes:
+    """An exported record as one line of strict JSON in UTF-8, without its newline
+    (``jsontext.dumps_line``; see the module docstring for the numbers JSON cannot write).
+    ``finite``: the record is known to hold no NaN or infinity."""
     try:
-        return json.dumps(record, allow_nan=False)
+        return jsontext.dumps_line(record, finite=finite)
     except ValueError:  # a NaN or an infinity: rare, so only then walk the record for them
-        return json.dumps(encode_non_finite(record), allow_nan=False)
+        return jsontext.dumps_line(encode_non_finite(record), finite=True)
+
+
+def dump_record(record: dict[str, Any]) -> str:
+    """``encode_record`` as text."""
+    return encode_record(record).decode()
+
+
+def iter_encoded_lines(
+    queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE
+) -> Iterator[bytes]:
+    """JSONL lines ("\\n"-terminated), strict JSON in UTF-8."""
+    for record, finite in _iter_exported(queryset, chunk_size=chunk_size):
+        yield encode_record(record, finite=finite) + b"\n"
 
 
 def iter_lines(queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE) -> Iterator[str]:
-    """JSONL lines ("\\n"-terminated), strict JSON."""
-    for record in iter_records(queryset, chunk_size=chunk_size):
-        yield dump_record(record) + "\n"
+    """``iter_encoded_lines`` as text."""
+    for line in iter_encoded_lines(queryset, chunk_size=chunk_size):
+        yield line.decode()
 
 
 @dataclass(frozen=True)
@@ -394,12 +515,11 @@ class WrittenFile:
     sha256: str
 
 
-def write_lines(lines: Iterable[str], handle: IO[bytes] | gzip.GzipFile) -> tuple[int, int, str]:
-    """Write lines to a binary handle; return (lines, bytes, sha256 of the bytes)."""
+def write_lines(lines: Iterable[bytes], handle: IO[bytes] | gzip.GzipFile) -> tuple[int, int, str]:
+    """Write encoded lines to a binary handle; return (lines, bytes, sha256 of the bytes)."""
     digest = hashlib.sha256()
     count = size = 0
-    for line in lines:
-        data = line.encode("utf-8")
+    for data in lines:
         handle.write(data)
         digest.update(data)
         count += 1
@@ -416,7 +536,7 @@ def write_jsonl(
 ) -> WrittenFile:
     """Export ``queryset`` to a file (gzip when ``compress``); the sha256 is of the JSONL bytes."""
     path = Path(path)
-    lines = iter_lines(queryset, chunk_size=chunk_size)
+    lines = iter_encoded_lines(queryset, chunk_size=chunk_size)
     # A megabyte of buffer: a line is a few KB, so the default 8 KB buffer wrote every other line.
     with path.open("wb", buffering=WRITE_BUFFER) as raw:
         if compress:

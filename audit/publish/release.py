@@ -83,12 +83,12 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from audit.models import Release, RollupQuerySet, TranscriptQuerySet
@@ -447,38 +447,6 @@ def _disk_errors(what: str) -> Iterator[None]:
         raise ReleaseError(f"could not {what}: {exc.strerror or exc}") from exc
 
 
-@contextmanager
-def snapshot(using: str) -> Iterator[None]:
-    """Run the enclosed queries against one consistent snapshot of database ``using``.
-
-    Inside an existing transaction (the bench, tests) that transaction's view is all there is:
-    its isolation level can no longer be changed."""
-    connection = connections[using]
-    if connection.in_atomic_block:
-        yield
-        return
-    with ExitStack() as stack:
-        if connection.vendor == "sqlite":
-            # Deferred: a read snapshot from the first SELECT, without the write lock that the
-            # configured BEGIN IMMEDIATE would hold for the whole export.
-            connection.ensure_connection()
-            # transaction_mode exists on the SQLite wrapper only (the stubs know the base).
-            configured = getattr(connection, "transaction_mode")  # noqa: B009
-            setattr(connection, "transaction_mode", "DEFERRED")  # noqa: B010
-            try:
-                stack.enter_context(transaction.atomic(using=using))
-            finally:
-                setattr(connection, "transaction_mode", configured)  # noqa: B010
-        else:
-            stack.enter_context(transaction.atomic(using=using))
-        if connection.vendor == "postgresql":
-            # Must be the transaction's first statement; READ COMMITTED would give every
-            # query (each data file, each summary aggregate) its own snapshot.
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield
-
-
 def _write_files(
     root: Path,
     queryset: TranscriptQuerySet,
@@ -497,7 +465,7 @@ def _write_files(
         (root / "data").mkdir()
     # One snapshot for every file read from the database: an item settled half-way would
     # otherwise land in neither data file, and the summary would disagree with both.
-    with snapshot(queryset.db):
+    with exporters.snapshot(queryset.db):
         with on("write", REVIEWED_FILE):
             reviewed = exporters.write_jsonl(queryset.settled(), root / REVIEWED_FILE)
         data_files: list[tuple[str, exporters.WrittenFile]] = [("reviewed", reviewed)]

@@ -260,6 +260,12 @@ def threads_for(transcript_ids: Iterable[int]) -> dict[int, list[ThreadComment]]
     return dict(_threads(_revisions(Q(comment__transcript_id__in=ids))))
 
 
+def commented() -> Exists:
+    """For ``annotate``: whether the outer Transcript row has any comment (one probe of the
+    comments' transcript index per row)."""
+    return Exists(Comment.objects.filter(transcript=OuterRef("pk")))
+
+
 def marked_now() -> Exists:
     """For ``annotate``: whether the outer Transcript row is marked now (one probe of the
     partial index of open marks per row)."""

@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 
 import pytest
 from django.core.management import call_command
@@ -17,6 +18,7 @@ from audit.metrics import summaries as metrics
 from audit.models import ImportBatch, Lease, RejectedLine, Review, Status, Transcript, Verdict
 from audit.publish import export as exporters
 from audit.review.workflow import set_required_reviews
+from audit.team import discussion
 from tests.factories import (
     DATA_DIR,
     FIXTURES,
@@ -210,6 +212,58 @@ def test_export_queries_grow_with_chunks_not_records(tmp_path, auditor):
     # Per chunk: the rows, then one prefetch of their reviews; plus the cursor's own statements.
     assert len(queries) <= 3 * 2 + 2
     assert sum(len(json.loads(line)["review"]["reviews"]) for line in lines) == 10
+
+
+@pytest.mark.django_db
+def test_export_looks_up_reviews_and_comments_only_of_items_that_have_them(tmp_path, auditor):
+    transcripts = import_records([make_record(step_number=n) for n in range(30)], tmp_path)
+    # Export order is by step: the first chunk of 10 holds the reviewed and the commented item.
+    review(transcripts[0], auditor, Verdict.CONFIRM)
+    discussion.add_comment(transcripts[1], author=auditor, text="look at the target")
+    with CaptureQueriesContext(connection) as queries:
+        records = list(exporters.iter_records(Transcript.objects.all(), chunk_size=10))
+    assert [len(r["review"]["reviews"]) for r in records] == [1] + [0] * 29
+    assert [len(r["review"]["comments"]) for r in records] == [0, 1] + [0] * 28
+    reads = [q["sql"] for q in queries]
+    # One lookup each, naming the one item that has any: not the chunk's ten, not per chunk.
+    [reviews] = [sql for sql in reads if sql.startswith('SELECT "audit_review".')]
+    assert re.search(rf'"transcript_id" IN \({transcripts[0].pk}\)', reviews)
+    [comments] = [sql for sql in reads if sql.startswith('SELECT "audit_commentrevision".')]
+    assert re.search(rf'"transcript_id" IN \({transcripts[1].pk}\)', comments)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_reads_one_snapshot_in_a_transaction_of_its_own(tmp_path, auditor):
+    """Outside a transaction the export opens one (REPEATABLE READ on PostgreSQL), so its
+    chunks' reviews describe the same moment as its rows, and PostgreSQL streams the rows
+    rather than storing them all first for a cursor WITH HOLD; it ends with the export."""
+    transcripts = import_records([make_record(step_number=n) for n in range(4)], tmp_path)
+    assert not connection.in_atomic_block
+    records = exporters.iter_records(Transcript.objects.all(), chunk_size=2)
+    next(records)
+    assert connection.in_atomic_block
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            assert cursor.fetchone() == ("repeatable read",)
+            cursor.execute("SELECT name, is_holdable FROM pg_cursors")
+            assert [holdable for _, holdable in cursor.fetchall()] == [False]
+
+    def settle_the_last_item():  # another auditor, on a connection of their own
+        try:
+            review(Transcript.objects.get(pk=transcripts[3].pk), auditor, Verdict.CONFIRM)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=settle_the_last_item)
+    thread.start()
+    thread.join()
+    # The verdict went in, but mid-export: the export's snapshot is of its start.
+    rest = list(records)
+    assert [r["review"]["status"] for r in rest] == [Status.UNREVIEWED] * 3
+    assert [len(r["review"]["reviews"]) for r in rest] == [0, 0, 0]
+    assert not connection.in_atomic_block
+    assert Transcript.objects.get(pk=transcripts[3].pk).status == Status.CONFIRMED
 
 
 @pytest.mark.django_db
@@ -760,6 +814,19 @@ def test_exports_are_strict_json_with_non_finite_numbers_null_and_listed(tmp_pat
         {"path": "/reward", "value": "NaN"},
         {"path": "/vendor/a~1b~0c", "value": "Infinity"},
     ]
+
+
+@pytest.mark.django_db
+def test_export_lines_are_compact_utf8_and_one_line_whichever_way_a_reader_splits(tmp_path):
+    reasoning = "déjà vu\u2028next\u2029para\x85nel \U0001f600"
+    import_records([make_record(proposal={"worker_reasoning": reasoning})], tmp_path)
+    [line] = list(exporters.iter_encoded_lines(Transcript.objects.all()))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    text = line.decode("utf-8")
+    assert len(text.splitlines()) == 1
+    assert "déjà vu\\u2028next\\u2029para\\u0085nel \U0001f600" in text
+    assert json.loads(text)["proposal"]["worker_reasoning"] == reasoning
+    assert text.startswith('{"') and '": ' not in text  # no spaces between tokens
 
 
 @pytest.mark.django_db
