@@ -239,6 +239,10 @@ def test_an_export_reads_one_snapshot_in_a_transaction_of_its_own(tmp_path, audi
     rather than storing them all first for a cursor WITH HOLD; it ends with the export."""
     transcripts = import_records([make_record(step_number=n) for n in range(4)], tmp_path)
     assert not connection.in_atomic_block
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW jit")
+            jit_before = cursor.fetchone()
     records = exporters.iter_records(Transcript.objects.all(), chunk_size=2)
     next(records)
     assert connection.in_atomic_block
@@ -246,6 +250,8 @@ def test_an_export_reads_one_snapshot_in_a_transaction_of_its_own(tmp_path, audi
         with connection.cursor() as cursor:
             cursor.execute("SHOW transaction_isolation")
             assert cursor.fetchone() == ("repeatable read",)
+            cursor.execute("SHOW jit")  # off for the export's transaction only
+            assert cursor.fetchone() == ("off",)
             cursor.execute("SELECT name, is_holdable FROM pg_cursors")
             assert [holdable for _, holdable in cursor.fetchall()] == [False]
 
@@ -263,6 +269,10 @@ def test_an_export_reads_one_snapshot_in_a_transaction_of_its_own(tmp_path, audi
     assert [r["review"]["status"] for r in rest] == [Status.UNREVIEWED] * 3
     assert [len(r["review"]["reviews"]) for r in rest] == [0, 0, 0]
     assert not connection.in_atomic_block
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW jit")
+            assert cursor.fetchone() == jit_before
     assert Transcript.objects.get(pk=transcripts[3].pk).status == Status.CONFIRMED
 
 
