@@ -419,16 +419,8 @@ def _iter_exported(
 
     On PostgreSQL the snapshot's transaction also lets the transcripts' cursor stream: outside
     a transaction Django declares it WITH HOLD, and PostgreSQL then runs the whole query and
-    stores every row (the lines: gigabytes at a million) before the first fetch. And JIT is
-    off for the rest of the transaction: the export's query is planned as costly enough for
-    it, and compiling took some 0.4 s (a tenth of the server's work for 100,000 records) for
-    a query whose time goes to reading and sending the lines, which compiled code does not
-    speed up."""
+    stores every row (the lines: gigabytes at a million) before the first fetch."""
     with snapshot(queryset.db):
-        connection = connections[queryset.db]
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL jit = off")
         yield from _iter_exported_now(queryset, chunk_size=chunk_size)
 
 
@@ -466,7 +458,12 @@ def snapshot(using: str) -> Iterator[None]:
     """Run the enclosed queries against one consistent snapshot of database ``using``.
 
     Inside an existing transaction (the bench, tests) that transaction's view is all there is:
-    its isolation level can no longer be changed."""
+    its isolation level can no longer be changed.
+
+    On PostgreSQL JIT is off for the snapshot's transaction: an export's query is planned as
+    costly enough for it, and compiling took some 0.4 s (a tenth of the server's work for
+    100,000 records) for a query whose time goes to reading and sending the lines, which
+    compiled code does not speed up."""
     connection = connections[using]
     if connection.in_atomic_block:
         yield
@@ -489,7 +486,10 @@ def snapshot(using: str) -> Iterator[None]:
             # Must be the transaction's first statement; READ COMMITTED would give every
             # query (each data file, each summary aggregate) its own snapshot.
             with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+                    "SET LOCAL jit = off"
+                )
         yield
 
 

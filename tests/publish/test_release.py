@@ -254,7 +254,9 @@ def test_release_files_are_read_in_one_transaction(reviewed_data, tmp_path, monk
         # PostgreSQL refuses SET TRANSACTION after any other statement in the transaction, so
         # publishing at all shows it came first; READ COMMITTED would snapshot per query.
         sets = [q["sql"] for q in captured if q["sql"].startswith("SET TRANSACTION")]
-        assert sets == ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"]
+        assert sets == [
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL jit = off"
+        ]
         assert {isolation for _, _, isolation in seen} == {"repeatable read"}
 
 
