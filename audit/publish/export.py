@@ -228,34 +228,36 @@ def export_record(
     """
     return _exported(
         transcript,
-        reviews,
-        batch=batch,
-        comments=comments,
-        needs_discussion=needs_discussion,
-        raw=raw,
+        reviews=transcript.reviews.all() if reviews is None else reviews,
+        batch=batch or transcript.batch,
+        comments=discussion.thread(transcript) if comments is None else comments,
+        needs_discussion=transcript.discussion_marks.open().exists()
+        if needs_discussion is None
+        else needs_discussion,
+        raw=transcript.text.raw if raw is None else raw,
     )[0]
 
 
 def _exported(
     transcript: Transcript,
-    reviews: Iterable[Review] | None = None,
     *,
-    batch: ImportBatch | None = None,
-    comments: Iterable[discussion.ThreadComment] | None = None,
-    needs_discussion: bool | None = None,
-    raw: str | None = None,
+    reviews: Iterable[Review],
+    batch: ImportBatch,
+    comments: Iterable[discussion.ThreadComment],
+    needs_discussion: bool,
+    raw: str,
 ) -> tuple[dict[str, Any], bool]:
-    """``export_record``'s record, and whether it is known to hold no NaN or infinity (so
-    ``jsontext.dumps_line`` may write it by orjson): its line was read by orjson, which refuses
-    them, and lists none to put back. What the export adds holds none: labels, strings,
-    booleans, integers and times, from the app's own columns."""
-    record, finite = jsontext.loads_checked(transcript.text.raw if raw is None else raw)
+    """``export_record``'s record (every argument given), and whether it is known to hold no
+    NaN or infinity (so ``jsontext.dumps_line`` may write it by orjson): its line was read by
+    orjson, which refuses them, and lists none to put back. What the export adds holds none:
+    labels, strings, booleans, integers and times, from the app's own columns."""
+    record, finite = jsontext.loads_checked(raw)
     if finite:
         earlier = record.get(REVIEW_KEY)
         finite = not (isinstance(earlier, dict) and NON_FINITE_KEY in earlier)
     # A re-imported export's line lists the numbers it wrote as null: the record has them back.
     record = decode_non_finite(record)
-    rows = list(transcript.reviews.all() if reviews is None else reviews)
+    rows = list(reviews)
     reviewed = transcript.is_settled
     original_truth = record.get("ground_truth")
     original_labels = record.get("labels")
@@ -276,13 +278,8 @@ def _exported(
         "required_reviews": transcript.required_reviews,
         "reviews": [_review_entry(r) for r in rows],
         "adjudication": _review_entry(adjudications[-1]) if adjudications else None,
-        "comments": [
-            _comment_entry(c)
-            for c in (discussion.thread(transcript) if comments is None else comments)
-        ],
-        "needs_discussion": transcript.discussion_marks.open().exists()
-        if needs_discussion is None
-        else needs_discussion,
+        "comments": [_comment_entry(c) for c in comments],
+        "needs_discussion": needs_discussion,
     }
     # What the record already held under these keys (an export of an export, or a source's
     # own key of that name) moves into the new review block, whence ``original_record`` puts
@@ -292,7 +289,7 @@ def _exported(
     if MALT_KEY in record:
         block[EARLIER_MALT_KEY] = record.pop(MALT_KEY)
     record[REVIEW_KEY] = block
-    record[MALT_KEY] = _malt_block(transcript, record, batch=batch or transcript.batch)
+    record[MALT_KEY] = _malt_block(transcript, record, batch=batch)
     return record, finite
 
 
@@ -445,7 +442,7 @@ def _iter_exported_now(
         for row in chunk:
             yield _exported(
                 row.transcript,
-                reviews.get(row.transcript.pk, ()),
+                reviews=reviews.get(row.transcript.pk, ()),
                 batch=batches[row.transcript.batch_id],
                 comments=comments.get(row.transcript.pk, ()),
                 needs_discussion=row.marked,
