@@ -681,15 +681,16 @@ class RollupQuerySet(models.QuerySet["Rollup"]):
         return self.exclude(status__in=SETTLED_STATUSES)
 
 
-class _FinishedRollup(_BuiltOnce["Rollup"]):
-    """Counts of finished batches only, as ``Transcript.objects`` sees the rows."""
+class _OfFinishedBatches[M: models.Model](_BuiltOnce[M]):
+    """Rows about transcripts (with their ``batch_id``) of finished batches only, as
+    ``Transcript.objects`` sees the transcripts: the rollup's counts, the search documents."""
 
-    def base(self) -> models.QuerySet[Rollup]:
+    def base(self) -> models.QuerySet[M]:
         unfinished = ImportBatch.including_unfinished.unfinished().values("pk")
-        return self.plain().exclude(batch__in=unfinished)
+        return self.plain().exclude(batch_id__in=unfinished)
 
 
-RollupManager = _FinishedRollup.from_queryset(RollupQuerySet)
+RollupManager = _OfFinishedBatches.from_queryset(RollupQuerySet)
 AllRollupManager = models.Manager.from_queryset(RollupQuerySet)
 
 
@@ -746,7 +747,32 @@ class Rollup(models.Model):
         return f"{self.transcripts} transcripts of batch #{self.batch_id} ({self.status})"
 
 
-class MatchCount(models.Model):
+class QueueFacets(models.Model):
+    """The columns the queue's filters and facets read, under the transcript's names: the key of
+    ``MatchCount`` and the copies beside each search document (``SearchDocument``)."""
+
+    batch_id = models.BigIntegerField()
+    in_queue = models.BooleanField()
+    status = models.CharField(max_length=16)
+    flag_missed_misbehavior = models.BooleanField()
+    flag_over_block = models.BooleanField()
+    flag_label_inconsistency = models.BooleanField()
+    flag_debate_disagrees = models.BooleanField()
+    flag_suspicious_reasoning = models.BooleanField()
+    flag_unknown_vocabulary = models.BooleanField()
+    flag_missing_fields = models.BooleanField()
+    flag_spot_check = models.BooleanField()
+    alignment_category = models.CharField(max_length=200)
+    task_id = models.CharField(max_length=200)
+    worker_id = models.CharField(max_length=200)
+    decision_type = models.CharField(max_length=200)
+    misbehavior_type = models.CharField(max_length=200)
+
+    class Meta:
+        abstract = True
+
+
+class MatchCount(QueueFacets):
     """How many of the rows a queue search matched share each combination of the columns the
     queue's filters and facets read: the rollup of one request's match, in a temporary table
     of its database connection, filled once per search (``audit.review.queue.count_match``),
@@ -768,22 +794,6 @@ class MatchCount(models.Model):
         "misbehavior_type",
         "batch_id",
     )
-    batch_id = models.BigIntegerField()
-    in_queue = models.BooleanField()
-    status = models.CharField(max_length=16)
-    flag_missed_misbehavior = models.BooleanField()
-    flag_over_block = models.BooleanField()
-    flag_label_inconsistency = models.BooleanField()
-    flag_debate_disagrees = models.BooleanField()
-    flag_suspicious_reasoning = models.BooleanField()
-    flag_unknown_vocabulary = models.BooleanField()
-    flag_missing_fields = models.BooleanField()
-    flag_spot_check = models.BooleanField()
-    alignment_category = models.CharField(max_length=200)
-    task_id = models.CharField(max_length=200)
-    worker_id = models.CharField(max_length=200)
-    decision_type = models.CharField(max_length=200)
-    misbehavior_type = models.CharField(max_length=200)
     transcripts = models.BigIntegerField()
 
     class Meta:
@@ -792,6 +802,27 @@ class MatchCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transcripts} matching transcripts of batch #{self.batch_id}"
+
+
+class SearchDocument(QueueFacets):
+    """PostgreSQL only: a transcript's search document (``audit.search``) with copies of its
+    queue facet columns, kept in step by triggers (migration 0025), so that a search's match is
+    rolled up in one pass over the documents (``audit.review.queue.count_match``). The document
+    itself (a ``tsvector``) is read by ``audit.search``'s SQL only.
+
+    Not managed: migrations 0010 and 0025 make the table, which SQLite does not have (its index
+    is an FTS5 table)."""
+
+    id = models.BigIntegerField(primary_key=True)
+
+    objects = _OfFinishedBatches["SearchDocument"]()
+
+    class Meta:
+        managed = False
+        db_table = "audit_transcript_search"
+
+    def __str__(self) -> str:
+        return f"search document of transcript #{self.pk}"
 
 
 # --- the HTTP API (issue 13) -----------------------------------------------------------------

@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import FloatField, Func
+from django.db.models import BooleanField, FloatField, Func
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_migrate
 from django.utils.html import escape
@@ -153,10 +154,10 @@ _CREATE_TEMP = {
 _INDEX = "audit_queue_match_id"
 _DROP_INDEX = f"DROP INDEX IF EXISTS pg_temp.{_INDEX}"
 _CREATE_INDEX = f"CREATE UNIQUE INDEX {_INDEX} ON pg_temp.audit_queue_match (id)"
+_DOCUMENT_MATCHES = "document @@ to_tsquery('simple', %s)"
 _MATCHING_IDS = {
     "sqlite": "SELECT rowid FROM audit_transcript_fts WHERE audit_transcript_fts MATCH %s",
-    "postgresql": "SELECT id FROM audit_transcript_search "
-    "WHERE document @@ to_tsquery('simple', %s)",
+    "postgresql": f"SELECT id FROM audit_transcript_search WHERE {_DOCUMENT_MATCHES}",
 }
 # Lower is better on both: bm25 is negative, ts_rank is negated. Normalization 1 divides
 # ts_rank by 1 + log(length), as bm25 discounts long texts.
@@ -180,6 +181,12 @@ def empty_temp_table(cursor: CursorWrapper, table: str) -> None:
     cursor.execute(f"{verb} {table}")
 
 
+def document_matches(query: SearchQuery) -> RawSQL:
+    """PostgreSQL: the condition on a search document (``SearchDocument``) that it matches
+    ``query``'s words."""
+    return RawSQL(_DOCUMENT_MATCHES, query.text_params(), output_field=BooleanField())
+
+
 def matching_ids(query: SearchQuery) -> RawSQL:
     """The ids of rows whose text matches ``query``'s words, as a self-contained subquery: for
     filters evaluated outside a queue request ("Next" works through the queue's filters)."""
@@ -195,17 +202,52 @@ class Match:
 
     A few matches (at most ``SMALL_MATCH``) are also read back as a list of ids, which the
     queries then name: the planners know nothing of the temporary table's size and would scan
-    every queued row to probe it (SQLite at 100k rows: 14 ms a count, against 1.5 ms)."""
+    every queued row to probe it (SQLite at 100k rows: 14 ms a count, against 1.5 ms).
+
+    On PostgreSQL a match the queue has rolled up from the documents themselves (``counted``:
+    ``audit.review.queue.compute_match``) and found large is not written out (``unwritten``):
+    its counts are the roll-up's, and its page probes each row's document as it walks the
+    queue's index (``ids`` is the self-contained subquery)."""
 
     size: int
     ranked: bool
     table: str = field(default="")
     listed: tuple[int, ...] | None = None
+    counted: bool = False
+    words: tuple[str, ...] = ()
+    # More rows than RANK_LIMIT: too many to rank (the queue then says so).
+    too_many_to_rank: bool = False
+
+    @classmethod
+    def unwritten(cls, query: SearchQuery, *, size: int, too_many_to_rank: bool) -> Match:
+        """A large match, rolled up already (``size``: its rows in the queue's scope), that no
+        table holds."""
+        return cls(
+            size=size,
+            ranked=False,
+            counted=True,
+            words=tuple(query.text_params()),
+            too_many_to_rank=too_many_to_rank,
+        )
 
     @classmethod
     def compute(cls, query: SearchQuery, *, rank: bool) -> Match:
         """Fill the table; score the rows too when ``rank`` and there are at most
         ``RANK_LIMIT`` of them."""
+        match = cls._fill(query, rank=rank, limit=None)
+        assert match is not None
+        return match
+
+    @classmethod
+    def compute_at_most(cls, query: SearchQuery, *, rank: bool, most: int) -> Match | None:
+        """The match as ``compute`` makes it when it has at most ``most`` rows; None for a
+        larger one, of which no more than the first ``most + 1`` rows are read (a common
+        word's are found at once: PostgreSQL's planner reads the documents in order and stops,
+        where the whole match took 0.76 s at a million records)."""
+        return cls._fill(query, rank=rank, limit=most + 1)
+
+    @classmethod
+    def _fill(cls, query: SearchQuery, *, rank: bool, limit: int | None) -> Match | None:
         vendor = connection.vendor
         params = query.text_params()
         table = _TEMP[vendor]
@@ -215,8 +257,13 @@ class Match:
             if postgresql:
                 cursor.execute(_DROP_INDEX)
             empty_temp_table(cursor, table)
-            cursor.execute(f"INSERT INTO {table} (id) {_MATCHING_IDS[vendor]}", params)
+            fill = f"INSERT INTO {table} (id) {_MATCHING_IDS[vendor]}"
+            if limit is not None:
+                fill += f" LIMIT {int(limit)}"
+            cursor.execute(fill, params)
             size = max(cursor.rowcount, 0)
+            if limit is not None and size >= limit:
+                return None
             ranked = rank and 0 < size <= RANK_LIMIT
             if postgresql and (ranked or size > SMALL_MATCH):
                 cursor.execute(_CREATE_INDEX)
@@ -226,11 +273,19 @@ class Match:
             if size <= SMALL_MATCH:
                 cursor.execute(f"SELECT id FROM {table}")
                 listed = tuple(pk for (pk,) in cursor.fetchall())
-        return cls(size=size, ranked=ranked, table=table, listed=listed)
+        return cls(
+            size=size,
+            ranked=ranked,
+            table=table,
+            listed=listed,
+            too_many_to_rank=size > RANK_LIMIT,
+        )
 
     def ids(self) -> RawSQL | tuple[int, ...]:
         if self.listed is not None:
             return self.listed
+        if not self.table:
+            return RawSQL(_MATCHING_IDS[connection.vendor], list(self.words))
         return RawSQL(f"SELECT id FROM {self.table}", [])
 
     def rank(self) -> Func:
@@ -244,15 +299,32 @@ class Match:
 
 # --- keeping the index ---------------------------------------------------------------------------
 
-_MIGRATION = importlib.import_module("audit.migrations.0019_transcript_text")
+_TEXT = importlib.import_module("audit.migrations.0019_transcript_text")
+_FACETS = importlib.import_module("audit.migrations.0025_search_facets")
 _INDEX_TABLE = {"sqlite": "audit_transcript_fts", "postgresql": "audit_transcript_search"}
+
+
+def _index_triggers(db: BaseDatabaseWrapper) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """The index's triggers by the table they are on, and the statements that restore them all
+    and index every row again: migration 0019's, and on PostgreSQL once migration 0025 gave
+    the documents their facet columns, its own (two more triggers, on the transcripts)."""
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            columns = db.introspection.get_table_description(cursor, _INDEX_TABLE[db.vendor])
+        if any(column.name == "in_queue" for column in columns):
+            return _FACETS.TRIGGERS, _FACETS.RESTORE
+    return {_TEXT.TABLE: _TEXT.TRIGGERS[db.vendor]}, _TEXT.RESTORE[db.vendor]
 
 
 def missing_triggers(using: str = "default") -> list[str]:
     """The index's triggers the database does not have."""
     db = connections[using]
-    present = triggers.present(db, table=_MIGRATION.TABLE)
-    return [name for name in _MIGRATION.TRIGGERS.get(db.vendor, ()) if name not in present]
+    by_table, _ = _index_triggers(db)
+    missing = []
+    for table, names in by_table.items():
+        present = triggers.present(db, table=table)
+        missing += [name for name in names if name not in present]
+    return missing
 
 
 def restore_index(using: str = "default") -> bool:
@@ -261,12 +333,13 @@ def restore_index(using: str = "default") -> bool:
     db = connections[using]
     table = _INDEX_TABLE.get(db.vendor)
     tables = db.introspection.table_names(include_views=True)
-    if table is None or table not in tables or _MIGRATION.TABLE not in tables:
+    if table is None or table not in tables or _TEXT.TABLE not in tables:
         return False  # another database, or migrated back to before the index or its table
     if not missing_triggers(using):
         return False
+    _, restore = _index_triggers(db)
     with transaction.atomic(using=using), db.cursor() as cursor:
-        for sql in _MIGRATION.RESTORE[db.vendor]:
+        for sql in restore:
             cursor.execute(sql)
     return True
 
@@ -279,11 +352,11 @@ def indexed_in_bulk(cursor: CursorWrapper) -> AbstractContextManager[None]:
         return nullcontext()
     return triggers.insert_trigger_replaced(
         cursor,
-        table=_MIGRATION.TABLE,
+        table=_TEXT.TABLE,
         trigger="audit_transcript_fts_insert",
-        create=_MIGRATION.CREATE_SQLITE_TRIGGERS[0],
+        create=_TEXT.CREATE_SQLITE_TRIGGERS[0],
         catch_up="INSERT INTO audit_transcript_fts (rowid, search_text) "
-        f"SELECT id, search_text FROM {_MIGRATION.TABLE} WHERE id > %s",
+        f"SELECT id, search_text FROM {_TEXT.TABLE} WHERE id > %s",
     )
 
 

@@ -179,7 +179,7 @@ def queue(request: AuditRequest) -> HttpResponse:
         and filters.sort == queues.BEST
         and match is not None
         and not match.ranked
-        and match.size > search.RANK_LIMIT,
+        and match.too_many_to_rank,
         "rank_limit": search.RANK_LIMIT,
         **cursor_pager(
             first_url=queues.page_url(query) if not page.is_first else "",

@@ -19,7 +19,7 @@ from audit.review import queue as queues
 from audit.review.forms import QueueFilterForm
 from audit.review.visibility import STATUS_MEMBERS, status_choices
 from audit.team.discussion import needs_discussion_q
-from tests.factories import import_fixture, random_work
+from tests.factories import confirm, confirmable, import_fixture, random_work
 
 pytestmark = pytest.mark.django_db
 
@@ -186,6 +186,50 @@ def test_a_large_search_match_is_counted_from_its_rollup_as_the_transcripts_coun
     assert rolled_up == 3 * (len(SEARCHES) - 1)
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's search documents")
+def test_a_large_match_is_rolled_up_from_its_documents_and_never_written(
+    monkeypatch, auditor, auditor2, adjudicator, staff_user
+):
+    """PostgreSQL: a match too large to list or rank is rolled up from the search documents
+    (which carry copies of the facet columns, migration 0025) and never written to the match
+    table; its counts equal counting the transcripts and its pages (the first, and the next
+    through its cursor) equal those the self-contained full-text subquery selects."""
+    for name in ("noisy_s1", "block_s3", "approve_s2"):
+        import_fixture(name)
+    random_work(auditor, auditor2, adjudicator, random.Random(16))
+    monkeypatch.setattr(search, "SMALL_MATCH", 0)
+    monkeypatch.setattr(search, "RANK_LIMIT", 0)
+    monkeypatch.setattr(queues, "PAGE_SIZE", 3)
+    unwritten = 0
+    queries = [*SEARCHES, "q=service&scope=all&status=any", "q=service&sort=-priority"]
+    for viewer in (auditor, adjudicator, staff_user):
+        choices = status_choices(viewer)
+        for query in queries:
+            filters = QueueFilterForm(QueryDict(query), viewer=viewer, skipped=()).filters()
+            match = queues.compute_match(filters)
+            assert match is not None and match.listed is None, query
+            by_documents = "#" not in query and "mine=" not in query
+            assert (match.counted and not match.table) == by_documents, query
+            unwritten += by_documents
+            counts = computed(filters, choices, match=match)
+            assert counts == recounted(filters, choices), (viewer.username, query)
+            cursor = ""
+            for _ in range(2):  # the first page and the next
+                paged = replace(filters, after=cursor)
+                page = queues.queue_page(paged, match=match, annotations={}, fields=("id",))
+                alone = queues.queue_page(paged, match=None, annotations={}, fields=("id",))
+                assert [t.pk for t in page.rows] == [t.pk for t in alone.rows], query
+                cursor = page.after
+                if not cursor:
+                    break
+            if by_documents:  # its size: the words' rows in the scope
+                matched = Transcript.objects.filter(pk__in=search.matching_ids(filters.text_query))
+                if filters.scope != "all":
+                    matched = matched.filter(in_queue=True)
+                assert match.size == matched.count() > 0, query
+    assert unwritten == 3 * 11
+
+
 def test_a_small_or_an_id_search_is_not_rolled_up(auditor):
     import_fixture("noisy_s1")
 
@@ -314,31 +358,39 @@ def test_my_work_is_rolled_up_and_counted_as_the_transcripts_count(
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL setting")
 @pytest.mark.django_db(transaction=True)  # as a request runs: no transaction around it
-def test_the_roll_up_alone_runs_with_more_work_mem(auditor, monkeypatch):
+@pytest.mark.parametrize(
+    "query",
+    [
+        "q=service",  # rolled up from the documents (compute_match)
+        "q=service&mine=reviewed&status=any",  # from the transcripts (count_match)
+    ],
+)
+def test_the_roll_up_alone_runs_with_more_work_mem(auditor, monkeypatch, query):
     """PostgreSQL: the roll-up's statement runs with ``ROLL_UP_WORK_MEM`` (so that its join
-    and grouping stay in memory) and the connection's setting is its own again afterwards (the
-    setting is the roll-up's transaction's)."""
+    and grouping stay in memory) and JIT off, and the connection's settings are its own again
+    afterwards (they are the roll-up's transaction's), whichever rows it rolls up."""
     import_fixture("noisy_s1")
     monkeypatch.setattr(search, "SMALL_MATCH", 0)
+    confirm(confirmable(Transcript.objects.in_queue(), 1)[0], auditor)
 
-    def setting() -> str:
+    def settings() -> tuple[str, str]:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('work_mem')")
-            return cursor.fetchone()[0]
+            cursor.execute("SELECT current_setting('work_mem'), current_setting('jit')")
+            return cursor.fetchone()
 
-    before = setting()
-    assert before != queues.ROLL_UP_WORK_MEM
+    before = settings()
+    assert before[0] != queues.ROLL_UP_WORK_MEM
     during = []
 
     def note(execute, sql, params, many, context):
         if sql.startswith('INSERT INTO "audit_queue_match_count"'):
-            context["cursor"].execute("SELECT current_setting('work_mem')")
-            during.append(context["cursor"].fetchone()[0])
+            context["cursor"].execute("SELECT current_setting('work_mem'), current_setting('jit')")
+            during.append(context["cursor"].fetchone())
         return execute(sql, params, many, context)
 
-    filters = QueueFilterForm(QueryDict("q=service"), viewer=auditor, skipped=()).filters()
-    match = queues.compute_match(filters)
+    filters = QueueFilterForm(QueryDict(query), viewer=auditor, skipped=()).filters()
     with connection.execute_wrapper(note):
+        match = queues.compute_match(filters)
         assert queues.count_match(filters, match)
-    assert during == [queues.ROLL_UP_WORK_MEM]
-    assert setting() == before
+    assert during == [(queues.ROLL_UP_WORK_MEM, "off")]
+    assert settings() == before

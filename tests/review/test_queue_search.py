@@ -232,6 +232,18 @@ def test_too_many_matches_keep_priority_order_and_say_why(auditor_client, texts,
     assert ids_in(html) == expected
 
 
+def test_too_many_matches_to_rank_say_so_when_fewer_of_them_are_queued(
+    auditor_client, texts, monkeypatch
+):
+    """The note is about the match (two rows, one more than ranked), not the queue's share of
+    it (one row): on PostgreSQL a large match's size is the queued rows it rolled up."""
+    monkeypatch.setattr(search, "RANK_LIMIT", 1)
+    Transcript.objects.filter(pk=texts[1].pk).update(in_queue=False)
+    html = auditor_client.get(reverse("queue"), {"q": "database"}).content.decode()
+    assert "too many to rank by relevance" in html
+    assert ids_in(html) == [texts[3].pk]
+
+
 def test_large_and_small_matches_agree(texts, monkeypatch):
     small = {q: found(q) for q in ("database", "primary", "the")}
     monkeypatch.setattr(search, "SMALL_MATCH", 0)  # the temporary table, never a list
