@@ -807,7 +807,7 @@ class MatchCount(QueueFacets):
 class SearchDocument(QueueFacets):
     """PostgreSQL only: a transcript's search document (``audit.search``) with copies of its
     queue facet columns, kept in step by triggers (migration 0025), so that a search's match is
-    rolled up in one pass over the documents (``audit.review.queue.count_match``). The document
+    rolled up in one pass over the documents (``audit.review.queue.compute_match``). The document
     itself (a ``tsvector``) is read by ``audit.search``'s SQL only.
 
     Not managed: migrations 0010 and 0025 make the table, which SQLite does not have (its index
