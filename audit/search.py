@@ -12,7 +12,10 @@ importer's plain ``INSERT`` needs nothing from this module:
   word semantics as FTS5 (one query syntax on both databases), ranks, and serves prefixes; a
   trigram index only answers substrings and has no notion of relevance. A side table rather
   than a column of ``audit_transcript``: a common word matches most rows, and checking them
-  reads narrow rows (measured at 100k rows: 40 ms against 170 ms on the wide table).
+  reads narrow rows (measured at 100k rows: 40 ms against 170 ms on the wide table). Since
+  migration 0025 each document also carries copies of its transcript's queue facet columns
+  (``models.SearchDocument``), kept by triggers on the transcripts, so that the queue rolls a
+  large match up from the documents alone (``audit.review.queue.compute_match``).
 
 Both databases see the same words: runs of letters and digits, lower-cased. On PostgreSQL the
 text's other characters become spaces before parsing (``audit_search_document``), so that its
