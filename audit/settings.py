@@ -219,6 +219,9 @@ FILE_UPLOAD_HANDLERS = [
 AUDIT_SPOT_CHECK_RATE = env_float("AUDIT_SPOT_CHECK_RATE", 0.05, minimum=0.0, maximum=1.0)
 # Independent reviews an item needs unless its batch or a selection says otherwise.
 AUDIT_DEFAULT_REQUIRED_REVIEWS = env_int("AUDIT_DEFAULT_REQUIRED_REVIEWS", 1, minimum=1)
+# Processes that write one large export file (audit.publish.parallel): this one and helpers,
+# each a range of the records; one per core helps, as each is bound by its own Python work.
+AUDIT_EXPORT_PROCESSES = env_int("AUDIT_EXPORT_PROCESSES", min(4, os.cpu_count() or 1), minimum=1)
 # How long a claimed item stays reserved for the auditor who claimed it.
 AUDIT_LEASE_SECONDS = env_int("AUDIT_LEASE_SECONDS", 900, minimum=30)
 # A web import whose task gave no sign of life (a heartbeat every fifth of this) for this long

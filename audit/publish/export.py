@@ -83,17 +83,22 @@ import gzip
 import hashlib
 import hmac
 import json
+import os
+import tempfile
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
-from itertools import batched
+from itertools import batched, pairwise
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Exists, OuterRef, TextField
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Exists, F, OuterRef, TextField
 from django.db.models.base import ModelState
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThanOrEqual, TupleLessThan
 from django.db.models.functions import Cast
 
 from audit import jsontext
@@ -119,6 +124,7 @@ from audit.models import (
     TranscriptQuerySet,
     Verdict,
 )
+from audit.publish import parallel
 from audit.team import discussion
 from audit.team import guidelines as guideline_versions
 
@@ -450,33 +456,54 @@ def _iter_exported_now(
             )
 
 
-@contextmanager
-def snapshot(using: str) -> Iterator[None]:
-    """Run the enclosed queries against one consistent snapshot of database ``using``.
+@dataclass(frozen=True)
+class Snapshot:
+    """An open ``snapshot``, and the helper processes that read it too (``audit.publish.
+    parallel``): none unless it was opened for several processes, and none for a transaction
+    the export did not open itself (a test's, whose uncommitted rows no other process sees)."""
 
-    Inside an existing transaction (the bench, tests) that transaction's view is all there is:
-    its isolation level can no longer be changed.
+    helpers: list[parallel.Helper]
+
+
+# The snapshot each connection has open (a connection belongs to one thread).
+_open_snapshots: weakref.WeakKeyDictionary[BaseDatabaseWrapper, Snapshot] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextmanager
+def snapshot(using: str, *, processes: int = 1) -> Iterator[Snapshot]:
+    """Run the enclosed queries against one consistent snapshot of database ``using``, which
+    ``processes - 1`` helper processes read too (``audit.publish.parallel``: ``write_jsonl``
+    hands them parts of a file), when other processes can open the database.
+
+    Inside an open snapshot, that one is all there is (``processes`` is ignored); inside
+    another transaction (the bench, tests) that transaction's view is, with no helpers: its
+    isolation level can no longer be changed.
 
     On PostgreSQL JIT is off for the snapshot's transaction: an export's query is planned as
     costly enough for it, and compiling took some 0.4 s (a tenth of the server's work for
     100,000 records) for a query whose time goes to reading and sending the lines, which
     compiled code does not speed up."""
     connection = connections[using]
-    if connection.in_atomic_block:
-        yield
+    if (current := _open_snapshots.get(connection)) is not None:
+        yield current
         return
+    if connection.in_atomic_block:
+        yield Snapshot(helpers=[])
+        return
+    wanted = processes - 1 if parallel.can_share(connection) else 0
     with ExitStack() as stack:
+        helpers = stack.enter_context(parallel.helpers_for(connection, wanted))
         if connection.vendor == "sqlite":
-            # Deferred: a read snapshot from the first SELECT, without the write lock that the
-            # configured BEGIN IMMEDIATE would hold for the whole export.
-            connection.ensure_connection()
-            # transaction_mode exists on the SQLite wrapper only (the stubs know the base).
-            configured = getattr(connection, "transaction_mode")  # noqa: B009
-            setattr(connection, "transaction_mode", "DEFERRED")  # noqa: B010
-            try:
-                stack.enter_context(transaction.atomic(using=using))
-            finally:
-                setattr(connection, "transaction_mode", configured)  # noqa: B010
+            if helpers:
+                parallel.await_boot(helpers)  # before the lock: writers wait for none of it
+            with parallel.write_lock(connection) if helpers else nullcontext():
+                _begin_deferred(stack, connection)
+                if helpers:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT count(*) FROM sqlite_master")  # it begins here
+                    parallel.begin(helpers, None, wait=True)
         else:
             stack.enter_context(transaction.atomic(using=using))
         if connection.vendor == "postgresql":
@@ -487,7 +514,29 @@ def snapshot(using: str) -> Iterator[None]:
                     "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
                     "SET LOCAL jit = off"
                 )
-        yield
+                if helpers:
+                    # Valid while this transaction is open: the helpers adopt it as they start.
+                    cursor.execute("SELECT pg_export_snapshot()")
+                    [(snapshot_id,)] = cursor.fetchall()
+                    parallel.begin(helpers, snapshot_id, wait=False)
+        current = _open_snapshots[connection] = Snapshot(helpers=helpers)
+        try:
+            yield current
+        finally:
+            del _open_snapshots[connection]
+
+
+def _begin_deferred(stack: ExitStack, connection: BaseDatabaseWrapper) -> None:
+    """Enter a deferred transaction on SQLite: a read snapshot from the first SELECT, without
+    the write lock that the configured BEGIN IMMEDIATE would hold for the whole export."""
+    connection.ensure_connection()
+    # transaction_mode exists on the SQLite wrapper only (the stubs know the base).
+    configured = getattr(connection, "transaction_mode")  # noqa: B009
+    setattr(connection, "transaction_mode", "DEFERRED")  # noqa: B010
+    try:
+        stack.enter_context(transaction.atomic(using=connection.alias))
+    finally:
+        setattr(connection, "transaction_mode", configured)  # noqa: B010
 
 
 def encode_record(record: dict[str, Any], *, finite: bool = False) -> bytes:
@@ -508,8 +557,16 @@ def dump_record(record: dict[str, Any]) -> str:
 def iter_encoded_lines(
     queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[bytes]:
-    """JSONL lines ("\\n"-terminated), strict JSON in UTF-8."""
-    for record, finite in _iter_exported(queryset, chunk_size=chunk_size):
+    """JSONL lines ("\\n"-terminated), strict JSON in UTF-8, read in one snapshot."""
+    with snapshot(queryset.db):
+        yield from encoded_lines_now(queryset, chunk_size=chunk_size)
+
+
+def encoded_lines_now(
+    queryset: TranscriptQuerySet, *, chunk_size: int = CHUNK_SIZE
+) -> Iterator[bytes]:
+    """``iter_encoded_lines`` in the transaction open now (a helper process's)."""
+    for record, finite in _iter_exported_now(queryset, chunk_size=chunk_size):
         yield encode_record(record, finite=finite) + b"\n"
 
 
@@ -527,16 +584,43 @@ class WrittenFile:
     sha256: str
 
 
+class _Sink:
+    """A binary handle that counts the lines and bytes written to it, and digests them."""
+
+    def __init__(self, handle: IO[bytes] | gzip.GzipFile) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.count = self.size = 0
+
+    def write_lines(self, lines: Iterable[bytes]) -> None:
+        handle, digest = self.handle, self.digest
+        for data in lines:
+            handle.write(data)
+            digest.update(data)
+            self.count += 1
+            self.size += len(data)
+
+    def append(self, path: Path, *, records: int, size: int) -> None:
+        """Append the ``records`` lines of ``size`` bytes another process wrote to ``path``."""
+        appended = 0
+        with path.open("rb") as part:
+            while block := part.read(WRITE_BUFFER):
+                self.handle.write(block)
+                self.digest.update(block)
+                appended += len(block)
+        if appended != size:
+            raise parallel.HelperError(
+                f"an export helper wrote {size} bytes to {path.name}, which holds {appended}"
+            )
+        self.count += records
+        self.size += size
+
+
 def write_lines(lines: Iterable[bytes], handle: IO[bytes] | gzip.GzipFile) -> tuple[int, int, str]:
     """Write encoded lines to a binary handle; return (lines, bytes, sha256 of the bytes)."""
-    digest = hashlib.sha256()
-    count = size = 0
-    for data in lines:
-        handle.write(data)
-        digest.update(data)
-        count += 1
-        size += len(data)
-    return count, size, digest.hexdigest()
+    sink = _Sink(handle)
+    sink.write_lines(lines)
+    return sink.count, sink.size, sink.digest.hexdigest()
 
 
 def write_jsonl(
@@ -545,19 +629,97 @@ def write_jsonl(
     *,
     compress: bool = False,
     chunk_size: int = CHUNK_SIZE,
+    processes: int | None = None,
 ) -> WrittenFile:
-    """Export ``queryset`` to a file (gzip when ``compress``); the sha256 is of the JSONL bytes."""
+    """Export ``queryset`` to a file (gzip when ``compress``); the sha256 is of the JSONL bytes.
+
+    ``processes``: how many processes write it (``audit.publish.parallel``), in contiguous
+    ranges of the export order that this process joins in order: the same bytes as one process
+    writes. None: ``parallel.export_processes`` of its size. Within an open ``snapshot``, at
+    most as many as that snapshot has (its helpers and this process)."""
     path = Path(path)
-    lines = iter_encoded_lines(queryset, chunk_size=chunk_size)
-    # A megabyte of buffer: a line is a few KB, so the default 8 KB buffer wrote every other line.
-    with path.open("wb", buffering=WRITE_BUFFER) as raw:
-        if compress:
-            # mtime=0 and no file name: the same records give the same .gz bytes.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
-                count, size, sha = write_lines(lines, handle)
-        else:
-            count, size, sha = write_lines(lines, raw)
-    return WrittenFile(path=str(path), records=count, size=size, sha256=sha)
+    opened = processes_for(queryset) if processes is None else processes
+    with snapshot(queryset.db, processes=opened) as current:
+        ranges = _ranges(queryset, current, processes)
+        helpers = current.helpers[: len(ranges) - 1]
+        parts: list[Path] = []
+        try:
+            for helper, records in zip(helpers, ranges[1:], strict=True):
+                # Beside the file (one file system), hidden, and named afresh.
+                fd, name = tempfile.mkstemp(
+                    dir=path.parent, prefix=f".{path.name}.", suffix=".part"
+                )
+                os.close(fd)
+                parts.append(Path(name))
+                helper.export(parallel.pickled(records), parts[-1], chunk_size)
+            # A megabyte of buffer: a line is a few KB, so the default 8 KB buffer wrote every
+            # other line.
+            with path.open("wb", buffering=WRITE_BUFFER) as raw, ExitStack() as stack:
+                handle: IO[bytes] | gzip.GzipFile = raw
+                if compress:
+                    # mtime=0 and no file name: the same records give the same .gz bytes.
+                    handle = stack.enter_context(
+                        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+                    )
+                sink = _Sink(handle)
+                sink.write_lines(encoded_lines_now(ranges[0], chunk_size=chunk_size))
+                for helper, part in zip(helpers, parts, strict=True):
+                    count, size = helper.written()
+                    sink.append(part, records=count, size=size)
+        except BaseException:
+            # A helper still writing would answer this part's request after the next one's.
+            for helper in helpers:
+                if helper.busy:
+                    helper.kill()
+                    current.helpers.remove(helper)
+            raise
+        finally:
+            for part in parts:
+                part.unlink(missing_ok=True)
+    return WrittenFile(
+        path=str(path), records=sink.count, size=sink.size, sha256=sink.digest.hexdigest()
+    )
+
+
+def processes_for(queryset: TranscriptQuerySet) -> int:
+    """The processes for a snapshot opened to export ``queryset`` (``write_jsonl``, a release):
+    by its size now (within an open transaction no snapshot with helpers is opened, so nothing
+    is counted)."""
+    if connections[queryset.db].in_atomic_block:
+        return 1
+    return parallel.export_processes(queryset.count())
+
+
+def _ranges(
+    queryset: TranscriptQuerySet, current: Snapshot, processes: int | None
+) -> list[TranscriptQuerySet]:
+    """``queryset`` split into contiguous ranges of the export order of about the same number
+    of records, one for this process and one for each of the snapshot's helpers at most: as
+    many as ``processes``, or (None) as ``parallel.export_processes`` says for its size; the
+    queryset itself when it is one. The bounds are the export order's keys (unique: the
+    fingerprint is the last) at the quantiles, counted in the snapshot, each range a row-value
+    comparison that an index on the order's leading columns serves (Django's own tuple
+    lookups, those of composite primary keys)."""
+    if not current.helpers or queryset.query.is_sliced:
+        return [queryset]
+    total = queryset.count()
+    wanted = parallel.export_processes(total) if processes is None else processes
+    parts = max(1, min(wanted, len(current.helpers) + 1, total))
+    if parts == 1:
+        return [queryset]
+    in_order = ordered(queryset).values_list(*EXPORT_ORDER)
+    bounds = [tuple(in_order[total * n // parts]) for n in range(1, parts)]
+
+    def key() -> Tuple:
+        return Tuple(*(F(name) for name in EXPORT_ORDER))
+
+    ranges = [queryset.filter(TupleLessThan(key(), bounds[0]))]
+    for lower, upper in pairwise(bounds):
+        ranges.append(
+            queryset.filter(TupleGreaterThanOrEqual(key(), lower), TupleLessThan(key(), upper))
+        )
+    ranges.append(queryset.filter(TupleGreaterThanOrEqual(key(), bounds[-1])))
+    return ranges
 
 
 def build_summary(

@@ -464,8 +464,9 @@ def _write_files(
     with on("create", "data/"):
         (root / "data").mkdir()
     # One snapshot for every file read from the database: an item settled half-way would
-    # otherwise land in neither data file, and the summary would disagree with both.
-    with exporters.snapshot(queryset.db):
+    # otherwise land in neither data file, and the summary would disagree with both. Its helper
+    # processes write parts of the large files (audit.publish.parallel).
+    with exporters.snapshot(queryset.db, processes=exporters.processes_for(queryset)):
         with on("write", REVIEWED_FILE):
             reviewed = exporters.write_jsonl(queryset.settled(), root / REVIEWED_FILE)
         data_files: list[tuple[str, exporters.WrittenFile]] = [("reviewed", reviewed)]
