@@ -221,7 +221,9 @@ AUDIT_SPOT_CHECK_RATE = env_float("AUDIT_SPOT_CHECK_RATE", 0.05, minimum=0.0, ma
 AUDIT_DEFAULT_REQUIRED_REVIEWS = env_int("AUDIT_DEFAULT_REQUIRED_REVIEWS", 1, minimum=1)
 # Processes that write one large export file (audit.publish.parallel): this one and helpers,
 # each a range of the records; one per core helps, as each is bound by its own Python work.
-AUDIT_EXPORT_PROCESSES = env_int("AUDIT_EXPORT_PROCESSES", min(4, os.cpu_count() or 1), minimum=1)
+# (The cores this process may use: os.process_cpu_count, new in Python 3.13.)
+_CORES = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+AUDIT_EXPORT_PROCESSES = env_int("AUDIT_EXPORT_PROCESSES", min(4, _CORES), minimum=1)
 # How long a claimed item stays reserved for the auditor who claimed it.
 AUDIT_LEASE_SECONDS = env_int("AUDIT_LEASE_SECONDS", 900, minimum=30)
 # A web import whose task gave no sign of life (a heartbeat every fifth of this) for this long

@@ -12,11 +12,14 @@ export of both data files, their read-back (profile and digests), the summary, t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ def measure(tmp: Path, *, env: dict[str, str], limits: list[int | None]) -> list
 
 def _run(limit: str, target: Path) -> dict[str, Any]:
     from audit.models import Review, Transcript
-    from audit.publish.export import write_jsonl
+    from audit.publish.export import processes_for, write_jsonl
 
     records = Transcript.objects.all()
     if limit != "all":
@@ -46,14 +49,40 @@ def _run(limit: str, target: Path) -> dict[str, Any]:
             pk__in=records.order_by("pk").values("pk")[: int(limit)]
         )
     clock = scratch.CpuClock()
-    written, figures = scratch.measured(clock, lambda: write_jsonl(records, target))
+    with _helper_peaks() as helper_peaks:
+        written, figures = scratch.measured(clock, lambda: write_jsonl(records, target))
     return {
         **figures,
         "records": written.records,
         "mb": written.size / (1024 * 1024),
         "reviews": Review.objects.filter(transcript__in=records).count(),
         "peak_rss_mb": scratch.peak_rss_mb(),
+        "processes": processes_for(records),
+        "helper_peak_rss_mb": max(helper_peaks, default=None),
     }
+
+
+@contextmanager
+def _helper_peaks() -> Iterator[list[float]]:
+    """The peak RSS (MB) of each export helper process started in the block, read from /proc
+    as it is stopped (``audit.publish.parallel``)."""
+    from audit.publish import parallel
+
+    peaks: list[float] = []
+    stop = parallel.Helper.stop
+
+    def stop_and_note(self: parallel.Helper) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        stop(self)
+
+    parallel.Helper.stop = stop_and_note  # type: ignore[method-assign]
+    try:
+        yield peaks
+    finally:
+        parallel.Helper.stop = stop  # type: ignore[method-assign]
 
 
 # The version the bench's release is published as, in a directory of its own.
@@ -81,23 +110,29 @@ def _writable_again(function: Any, path: str, _exc: BaseException) -> None:
 def _publish(target: Path) -> dict[str, Any]:
     from django.core.management import call_command
 
+    from audit.models import Transcript
+    from audit.publish.export import processes_for
+
     clock = scratch.CpuClock()
-    _, figures = scratch.measured(
-        clock,
-        lambda: call_command(
-            "publish_release",
-            f"--version={BENCH_VERSION}",
-            "--include-unreviewed",
-            f"--output={target}",
-            stdout=io.StringIO(),
-        ),
-    )
+    with _helper_peaks() as helper_peaks:
+        _, figures = scratch.measured(
+            clock,
+            lambda: call_command(
+                "publish_release",
+                f"--version={BENCH_VERSION}",
+                "--include-unreviewed",
+                f"--output={target}",
+                stdout=io.StringIO(),
+            ),
+        )
     manifest = json.loads((target / BENCH_VERSION / "manifest.json").read_text())
     return {
         **figures,
         "records": manifest["counts"]["records"],
         "mb": sum(entry["size"] for entry in manifest["files"]) / (1024 * 1024),
         "peak_rss_mb": scratch.peak_rss_mb(),
+        "processes": processes_for(Transcript.objects.all()),
+        "helper_peak_rss_mb": max(helper_peaks, default=None),
     }
 
 

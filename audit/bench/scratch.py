@@ -132,8 +132,11 @@ class CpuClock:
 
 
 def measured[T](clock: CpuClock, work: Callable[[], T]) -> tuple[T, dict[str, float]]:
-    """``work()``'s result and its wall, client CPU and database CPU seconds."""
+    """``work()``'s result and its wall, client CPU and database CPU seconds, and the whole
+    machine's CPU seconds (``machine_cpu``: what an export's helper processes and their
+    database backends spent counts too; the bench runs alone)."""
     client, backend = clock.now()
+    machine = machine_cpu_seconds()
     started = time.perf_counter()
     result = work()
     wall = time.perf_counter() - started
@@ -142,7 +145,19 @@ def measured[T](clock: CpuClock, work: Callable[[], T]) -> tuple[T, dict[str, fl
         "wall": wall,
         "cpu": client_end - client,
         "db_cpu": backend_end - backend,
+        "machine_cpu": machine_cpu_seconds() - machine,
     }
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process of the machine has spent, all cores together (/proc/stat's
+    first line: user, nice, system, irq and softirq time); 0 where there is no /proc."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb() -> float:

@@ -172,7 +172,11 @@ class Helper:
         return tuple(rest)
 
     def _failed(self, cause: BaseException) -> NoReturn:
-        code = self.process.poll()
+        # Its end of the socket closes as it exits: its status follows within moments.
+        try:
+            code: int | None = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
         raise HelperError(
             f"an export helper process (pid {self.process.pid}) stopped answering"
             + (f": it exited with status {code}" if code is not None else "")
