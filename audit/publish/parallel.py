@@ -124,7 +124,9 @@ class Helper:
                 [sys.executable, "-c", _HELPER_CODE, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 env=env,
+                # Nothing to say but through the socket: a command's output stays its own.
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
             )
         finally:
             theirs.close()
