@@ -110,6 +110,27 @@ def test_the_ranges_cover_the_selection_once_in_order(tmp_path):
     assert sum((_in_order(part) for part in ranges), []) == _in_order()
 
 
+def test_a_bound_inside_one_step_splits_it_by_fingerprint(tmp_path):
+    """Records may share session, task and step (only the fingerprint is unique): a range
+    bound among them still puts each in exactly one range, in order."""
+    import_records(
+        [make_record(timestamp=1795504945.0 + n) for n in range(9)]
+        + [make_record(step_number=0), make_record(step_number=2)],
+        tmp_path,
+    )
+    with exporters.snapshot(connection.alias, processes=3) as current:
+        ranges = exporters._ranges(Transcript.objects.all(), current, 3)
+    if parallel.can_share(connection):
+        assert [len(part) for part in ranges] == [3, 4, 4]
+        # Both bounds fall among the nine of step 1.
+        assert all(part[0].step_number == 1 for part in ranges[1:])
+    assert sum((_in_order(part) for part in ranges), []) == _in_order()
+    one = exporters.write_jsonl(Transcript.objects.all(), tmp_path / "one.jsonl", processes=1)
+    three = exporters.write_jsonl(Transcript.objects.all(), tmp_path / "three.jsonl", processes=3)
+    assert (tmp_path / "three.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert three.sha256 == one.sha256
+
+
 def test_helpers_read_the_snapshot_of_the_exporting_transaction(tmp_path, auditor):
     """An item settled after the snapshot began, by another connection, is exported as it was
     at its start, by the helper whose range holds it as by this process."""
