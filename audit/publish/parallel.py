@@ -25,7 +25,7 @@ The helpers read exactly what the exporting transaction reads:
 A helper is a fresh interpreter (``python -c``), not a fork: a forked child would inherit the
 exporting process's open connections (SQLite's library keeps per-process state about its open
 files and locks, which a fork corrupts; libpq would end the parent's session when the child
-dropped its copy). Starting one (loading Django) costs some 1.4 s of CPU, so a helper is started
+dropped its copy). Starting one (loading Django) costs some 1 s of CPU, so a helper is started
 only for an export of at least ``MIN_RECORDS_PER_PROCESS`` records per process
 (``export_processes``). The helper gets the exporting process's database settings (a test
 database's name included) and the settings an export reads (``INHERITED_SETTINGS``) from it, not
@@ -62,8 +62,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 if TYPE_CHECKING:  # the helper imports this module before Django is set up
     from audit.models import TranscriptQuerySet
 
-# Below this many records for each process, a helper's start (loading Django: some 1.4 s of
-# CPU) costs about what it saves: at some 10,000 records a second, 25,000 take 2.5 s.
+# Below this many records for each process, a helper's start (loading Django: some 1 s of CPU)
+# costs about what it saves: at some 10,000-15,000 records a second, 25,000 take 2 s or so.
 MIN_RECORDS_PER_PROCESS = 25_000
 # What an export reads from the settings besides the database: helpers use the exporting
 # process's values (a test's overrides included), so their lines are the same.
@@ -128,6 +128,9 @@ class Helper:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self.channel = Connection(ours.detach())

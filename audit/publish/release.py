@@ -93,6 +93,7 @@ from django.utils import timezone
 
 from audit.models import Release, RollupQuerySet, TranscriptQuerySet
 from audit.publish import export as exporters
+from audit.publish import parallel
 from audit.publish.card import (
     DataProfile,
     croissant,
@@ -439,12 +440,14 @@ def _publish_lock(output_dir: Path) -> Iterator[None]:
 
 @contextmanager
 def _disk_errors(what: str) -> Iterator[None]:
-    """Report an OSError (disk full, permission denied) as a ReleaseError saying what could not
-    be done and why, instead of a traceback."""
+    """Report an OSError (disk full, permission denied), or an export helper process that
+    died, as a ReleaseError saying what could not be done and why, instead of a traceback."""
     try:
         yield
     except OSError as exc:
         raise ReleaseError(f"could not {what}: {exc.strerror or exc}") from exc
+    except parallel.HelperError as exc:
+        raise ReleaseError(f"could not {what}: {exc}") from exc
 
 
 def _write_files(

@@ -17,7 +17,8 @@ from audit.publish.release import publish_release
 from audit.team import discussion
 from tests.factories import import_records, make_record, review
 
-# Every test here but the first needs rows other processes can read: committed ones.
+# Every test here but the first needs rows other processes can read: committed ones, in a
+# database they can open (the test databases are files or servers, never in memory).
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -104,7 +105,7 @@ def test_several_processes_write_the_bytes_one_process_writes(tmp_path, auditor,
 def test_the_ranges_cover_the_selection_once_in_order(tmp_path):
     _records(tmp_path, 10)
     with exporters.snapshot(connection.alias, processes=4) as current:
-        assert len(current.helpers) == (3 if parallel.can_share(connection) else 0)
+        assert len(current.helpers) == 3
         ranges = exporters._ranges(Transcript.objects.all(), current, 4)
     assert [len(part) for part in ranges] == [2, 3, 2, 3]
     assert sum((_in_order(part) for part in ranges), []) == _in_order()
@@ -120,10 +121,9 @@ def test_a_bound_inside_one_step_splits_it_by_fingerprint(tmp_path):
     )
     with exporters.snapshot(connection.alias, processes=3) as current:
         ranges = exporters._ranges(Transcript.objects.all(), current, 3)
-    if parallel.can_share(connection):
-        assert [len(part) for part in ranges] == [3, 4, 4]
-        # Both bounds fall among the nine of step 1.
-        assert all(part[0].step_number == 1 for part in ranges[1:])
+    assert [len(part) for part in ranges] == [3, 4, 4]
+    # Both bounds fall among the nine of step 1.
+    assert all(part[0].step_number == 1 for part in ranges[1:])
     assert sum((_in_order(part) for part in ranges), []) == _in_order()
     one = exporters.write_jsonl(Transcript.objects.all(), tmp_path / "one.jsonl", processes=1)
     three = exporters.write_jsonl(Transcript.objects.all(), tmp_path / "three.jsonl", processes=3)
@@ -235,7 +235,7 @@ def test_a_release_written_by_several_processes_has_the_same_files(
 
     monkeypatch.setattr(parallel.Helper, "__init__", counted)
     shared = publish("1.0.1")
-    assert len(started) == (2 if parallel.can_share(connection) else 0)
+    assert len(started) == 2
     for name in ("data/reviewed.jsonl", "data/unreviewed.jsonl", "summary.json"):
         assert (shared / name).read_bytes() == (alone / name).read_bytes(), name
     # The manifests list the same data files (the card and the like name their version).
@@ -250,3 +250,46 @@ def test_a_release_written_by_several_processes_has_the_same_files(
     assert len(data[0]) == 2
     assert data[0] == data[1]
     assert all(helper.process.poll() == 0 for helper in started)
+
+
+def test_a_release_whose_helper_dies_fails_naming_the_file_and_leaves_no_trace(
+    tmp_path, auditor, settings, monkeypatch
+):
+    from audit.models import Release
+    from audit.publish.release import ReleaseError
+
+    transcripts = _records(tmp_path, 8)
+    for t in transcripts[:4]:
+        review(t, auditor, Verdict.CONFIRM)
+    settings.AUDIT_EXPORT_PROCESSES = 2
+    monkeypatch.setattr(parallel, "MIN_RECORDS_PER_PROCESS", 1)
+    export = parallel.Helper.export
+
+    def export_then_die(self, *args):
+        export(self, *args)
+        self.process.kill()
+
+    monkeypatch.setattr(parallel.Helper, "export", export_then_die)
+    releases = tmp_path / "releases"
+    with pytest.raises(
+        ReleaseError,
+        match=r"^could not write data/reviewed\.jsonl of release 1\.0\.0 "
+        r"in .*: an export helper process \(pid \d+\) stopped answering",
+    ):
+        publish_release(
+            Transcript.objects.all(), version="1.0.0", include_unreviewed=True, output_dir=releases
+        )
+    assert list(releases.iterdir()) == []
+    assert not Release.objects.exists()
+    assert not connection.in_atomic_block
+
+
+def test_an_in_memory_sqlite_database_gets_no_helpers():
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    def sqlite(name):
+        return DatabaseWrapper({"NAME": name, "OPTIONS": {}}, "other")
+
+    assert not parallel.can_share(sqlite(":memory:"))
+    assert not parallel.can_share(sqlite("file:memorydb_other?mode=memory&cache=shared"))
+    assert parallel.can_share(sqlite(str(Path("var") / "some.sqlite3")))
