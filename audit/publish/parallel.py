@@ -38,7 +38,9 @@ size) is answered by ``written`` (records, bytes), until ``stop``. A failure is 
 ``failed`` with the exception (when it pickles) and its traceback, which the exporting process
 raises with the helper's traceback as a note. When the exporting process fails, or is
 interrupted, its helpers are killed and their part files removed. A helper whose exporting
-process dies finds its socket closed and exits.
+process is killed finds its socket closed and exits when it next reads it, which is after the
+part it is writing; that part file stays (a release's is in its staging folder, which the next
+publish removes; the export command's is a hidden ``.<file>.*.part`` beside its output).
 """
 
 from __future__ import annotations
