@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +35,16 @@ class Flag(models.TextChoices):
     UNKNOWN_VOCABULARY = "unknown_vocabulary", "Unknown vocabulary"
     MISSING_FIELDS = "missing_fields", "Missing fields"
     SPOT_CHECK = "spot_check", "Spot check"
+
+
+def any_flag(flags: Iterable[str] = Flag.values) -> Q:
+    """Rows (transcripts, rollup rows, search documents) with any of ``flags`` set: with every
+    flag, the spot check included, the rows in the queue (``in_queue`` is set at import to
+    whether the record has any flag, and never changes)."""
+    condition = Q()
+    for flag in flags:
+        condition |= Q(**{f"flag_{flag}": True})
+    return condition
 
 
 # Higher first: the order "Next" hands items out in. Spot checks come last but still come.
@@ -742,6 +753,16 @@ class Rollup(models.Model):
 
     class Meta:
         managed = True
+        indexes = [
+            # What "Next" has left, on every item page and verdict (``rollup.queued_open``):
+            # the queued rows by status, read from the index alone (at a million records a scan
+            # of the rollup's 10,000 rows took 10 ms of the page, this 2 ms).
+            models.Index(
+                fields=["status", "batch_id", "transcripts"],
+                condition=any_flag(),
+                name="rollup_queued",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.transcripts} transcripts of batch #{self.batch_id} ({self.status})"

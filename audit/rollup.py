@@ -36,7 +36,6 @@ from django.db.models.signals import post_migrate
 from audit import triggers
 from audit.models import (
     OPEN_STATUSES,
-    Flag,
     ImportBatch,
     Review,
     ReviewQuerySet,
@@ -44,6 +43,7 @@ from audit.models import (
     RollupQuerySet,
     Transcript,
     TranscriptQuerySet,
+    any_flag,
 )
 from audit.publish.selection import Selection
 
@@ -164,17 +164,10 @@ def on_transcript(condition: Q) -> Q:
     return prefixed
 
 
-def _any_flag() -> Q:
-    condition = Q()
-    for flag in Flag:
-        condition |= Q(**{f"flag_{flag.value}": True})
-    return condition
-
-
 # "In the queue" said on the rollup's columns: ``in_queue`` is set at import to whether the
 # record has any flag, spot check included (``audit.ingest.records.extract``), and never
-# changes, so the flag columns answer it.
-QUEUED = _any_flag()
+# changes, so the flag columns answer it. Index ``rollup_queued`` has this condition.
+QUEUED = any_flag()
 
 
 def queued_open() -> dict[str, int]:
@@ -182,14 +175,20 @@ def queued_open() -> dict[str, int]:
     status a key): what "Next" hands out, before each auditor's own exclusions, without
     counting the queue's rows (at a million records that count is a scan of hundreds of
     thousands of index entries)."""
-    found = dict(
+    found = dict(queued_open_rows())
+    return {status: found.get(status, 0) for status in OPEN_STATUSES}
+
+
+def queued_open_rows() -> QuerySet[Any, tuple[str, int]]:
+    """(status, transcripts) of the queued, open rollup rows: ``queued_open``'s query, which
+    index ``rollup_queued`` answers alone."""
+    return (
         Rollup.objects.filter(QUEUED, status__in=OPEN_STATUSES)
         .order_by()
         .values("status")
         .annotate(n=Sum("transcripts"))
         .values_list("status", "n")
     )
-    return {status: found.get(status, 0) for status in OPEN_STATUSES}
 
 
 def total() -> int:

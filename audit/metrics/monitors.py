@@ -69,7 +69,7 @@ from django.db.models.expressions import RawSQL
 from scipy import sparse  # type: ignore[import-untyped]
 
 from audit.metrics import charts
-from audit.metrics.summaries import QUEUE_FLAGS, Countable, _any_flag, _count
+from audit.metrics.summaries import Countable, _count, flagged_q
 from audit.models import SETTLED_STATUSES, Review, Transcript, TranscriptQuerySet
 
 SCORE = "score"
@@ -92,7 +92,7 @@ DIGITS = 4
 # Strata of a settled item.
 FLAGGED, SPOT_CHECK, OTHER = 0, 1, 2
 # Records with a reason to be reviewed: any flag but spot check (``summaries.progress``).
-FLAGGED_Q = _any_flag(QUEUE_FLAGS)
+FLAGGED_Q = flagged_q()
 
 NAIVE_BASIS = (
     "naive: the settled items as they are. Review is chosen by these same signals, so this "

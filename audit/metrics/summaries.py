@@ -65,6 +65,7 @@ from audit.models import (
     Status,
     TranscriptQuerySet,
     Verdict,
+    any_flag,
 )
 
 # What counts are taken over: transcripts row by row, or their rollup.
@@ -393,14 +394,7 @@ def flagged_q() -> Q:
     """Flagged: the record has a reason to be reviewed, any flag but spot check (a spot check
     is a random draw from the unflagged records). The one definition of the word: the
     dashboard's figures and the queue's summary both count by it."""
-    return _any_flag(QUEUE_FLAGS)
-
-
-def _any_flag(flags: tuple[str, ...]) -> Q:
-    condition = Q()
-    for flag in flags:
-        condition |= Q(**{f"flag_{flag}": True})
-    return condition
+    return any_flag(QUEUE_FLAGS)
 
 
 def _progress_counts(queryset: Countable, *, blind: bool) -> dict[str, Aggregate | Func]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
 from audit import rollup
@@ -394,3 +394,15 @@ def test_on_postgresql_the_unfinished_batches_reviews_are_left_out_by_an_anti_jo
     _reviewed_in_two_batches(tmp_path, auditor)
     plan = rollup.scope(Selection()).reviews.explain()
     assert "Anti Join" in plan and "SubPlan" not in plan, plan
+
+
+def test_what_next_has_left_is_read_from_index_rollup_queued(tmp_path):
+    """Every item page and verdict asks the rollup what "Next" has left (``queued_open``): its
+    query takes index ``rollup_queued``, whose condition is the query's (PostgreSQL told not
+    to scan the table, which at a few rows it would rather do)."""
+    import_records([make_record(step_number=n) for n in (1, 2)], tmp_path)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = rollup.queued_open_rows().explain()
+    assert "rollup_queued" in plan, plan
