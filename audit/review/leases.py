@@ -236,15 +236,27 @@ def _take(pk: int, *, auditor: User, expires: dt.datetime, wait: bool) -> Transc
     row another claim holds, so auditors who ask at once get different items; ``wait=True``
     (the auditor's own lease) waits for it."""
     with transaction.atomic():
-        locked = Transcript.objects.select_for_update(skip_locked=not wait).filter(pk=pk).first()
+        # With what the item page shows (its batch, its text), so the page after a claim reads
+        # the row once; only the transcript's row is locked.
+        locked = (
+            Transcript.objects.select_for_update(skip_locked=not wait, of=("self",))
+            .select_related("batch", "text")
+            .filter(pk=pk)
+            .first()
+        )
         now = timezone.now()
         if locked is None or not claimable(auditor, now).filter(pk=pk).exists():
             return None
-        renewed = Lease.objects.live(now).filter(transcript=locked, auditor=auditor)
-        if not renewed.update(expires_at=expires):
-            # (transcript, auditor) is unique: an expired lease of theirs makes way.
-            Lease.objects.filter(transcript=locked, auditor=auditor).delete()
-            Lease.objects.create(transcript=locked, auditor=auditor, expires_at=expires)
+        # (transcript, auditor) is unique: their live lease is renewed, an expired one makes
+        # way for a new one (the usual case, none, costs one look and the insert).
+        theirs = Lease.objects.filter(transcript=locked, auditor=auditor)
+        expiry = theirs.values_list("expires_at", flat=True).first()
+        if expiry is not None and expiry > now:
+            theirs.update(expires_at=expires)
+            return locked
+        if expiry is not None:
+            theirs.delete()
+        Lease.objects.create(transcript=locked, auditor=auditor, expires_at=expires)
         return locked
 
 

@@ -113,6 +113,8 @@ DISCUSSION = {"yes": "Needs discussion", "no": "Not marked"}
 # My-work filters "Next" walks through in queue order, opening each item in turn: their items
 # carry the viewer's own review or skip, which "Next"'s claim never hands out again.
 WALKED = ("reviewed", "unsure", "skipped")
+# The options whose rows are the viewer's current reviews (``own_rows``).
+FROM_REVIEWS = ("reviewed", "unsure")
 ROW_FIELDS = (
     "id",
     "session_id",
@@ -230,11 +232,15 @@ def conditions(
     without: str | None = None,
     match: search.Match | None = None,
     rolled_up: bool = False,
+    reviewed: bool = False,
 ) -> Q:
     """The filters as one Q; ``without`` leaves one facet out (for that facet's counts).
     ``rolled_up``: on the rollup's columns (``rollup_answers`` says when it can), where "in the
     queue" is said by the flags (``rollup.QUEUED``). A session's rows are named by id where
-    they are few (``QueueFilters.session_ids``)."""
+    they are few (``QueueFilters.session_ids``). ``reviewed``: for rows that are items with a
+    current review, which are never unreviewed (``workflow.derive_final_state``), so their
+    statuses are named without it: the database then starts from the few items in progress
+    or disputed, not from every open one (``_own_count``)."""
     selection = filters.selection(without=without)
     if "session" in selection.filters and filters.session_ids is not None:
         selection = selection.without("session")
@@ -252,6 +258,8 @@ def conditions(
         cond &= search_condition(filters.text_query, match)
     if without != "status":
         members = STATUS_MEMBERS.get(filters.status, STATUS_MEMBERS[OPEN])
+        if reviewed:
+            members = tuple(s for s in members or Status.values if s != Status.UNREVIEWED)
         if members is not None:
             cond &= Q(status__in=members)
     return cond
@@ -821,13 +829,18 @@ def facet_counts(
         for value, label in status_choices
     ]
     # One count per option, each from the viewer's own rows (``_own_count``); an option with
-    # none (no skips) costs no query.
-    others = conditions(filters, without="mine", match=match)
+    # none (no skips) costs no query. The options read from reviews count items that have one.
+    others = {
+        reviewed: conditions(filters, without="mine", match=match, reviewed=reviewed)
+        for reviewed in (False, True)
+    }
     out["mine"] = [
         {
             "value": value,
             "label": label,
-            "n": _own_count(value, filters.viewer, others, skipped=filters.skipped),
+            "n": _own_count(
+                value, filters.viewer, others[value in FROM_REVIEWS], skipped=filters.skipped
+            ),
         }
         for value, label in MINE.items()
     ]

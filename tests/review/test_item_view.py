@@ -68,6 +68,36 @@ def test_item_page_query_count_is_constant(
         auditor_client.get(reverse("item", args=[big[0].pk]))
 
 
+def test_a_verdict_and_the_next_item_run_a_fixed_number_of_queries(
+    auditor_client, auditor, django_assert_num_queries, tmp_path
+):
+    """A verdict with htmx saves it and answers with the next item, claimed (what an auditor
+    does all day, issue 14): its queries do not grow with the queue or the episode."""
+    small = import_records(episode(7, session="v_small"), tmp_path, name="a.jsonl")
+    big = import_records(episode(151, session="v_big"), tmp_path, name="b.jsonl")
+    guidelines.current_version()  # as in the test above
+    auditor_client.get(reverse("queue"))  # warm the session
+    # 3 for the session, the user and their roles; 1 the item; the guidelines' version 1;
+    # saving it 8 (savepoint, lock the row, the auditor's earlier review, insert, drop the
+    # lease, the item's current reviews, write the item, release); the claim 4 to find
+    # the next item (the auditor's leases, their assigned items, the first claimable row of
+    # each open status) and 6 to take it (savepoint, lock the row with its batch and text,
+    # re-check it, the auditor's lease of it (none), insert one, release); the next item's page 9
+    # (reviews, leases, timeline, 3 for the progress line, guidelines, the discussion's 2).
+    for items in (small, big):
+        Lease.objects.filter(auditor=auditor).delete()
+        item = next(t for t in items if t.in_queue and t.status == Status.UNREVIEWED)
+        auditor_client.get(reverse("item", args=[item.pk]))  # reserves it
+        item = fresh(item)
+        with django_assert_num_queries(3 + 1 + 1 + 8 + 4 + 6 + 9):
+            response = auditor_client.post(
+                reverse("submit_review", args=[item.pk]), verdict_data(item, "confirm"), **HTMX
+            )
+        assert response.status_code == 200
+        assert response["HX-Push-Url"].startswith("/t/")
+        assert Review.objects.filter(transcript=item, auditor=auditor).exists()
+
+
 def test_item_page_escapes_hostile_text(auditor_client, tmp_path):
     [t] = import_records(
         [

@@ -89,6 +89,10 @@ FILTER_SETS = [
     "mine=reviewed",
     "mine=unsure&status=any",
     "mine=held",
+    # A reviewed item is never unreviewed: its counts name the statuses without it.
+    "status=unreviewed",
+    "status=in_progress",
+    "status=disputed&mine=reviewed",
     "discussion=yes",
     "discussion=no&status=any",
     "q=service",
