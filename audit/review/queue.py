@@ -1160,17 +1160,21 @@ def _own_in_progress(viewer: User, *, in_progress: int) -> int:
     )
 
 
-def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) -> Progress:
-    """The viewer's progress through ``filters`` (None: the whole queue), at ``item``: two
-    counts, three for a walked filter, whatever the data size."""
+def reviews_today(viewer: User) -> QuerySet[Review]:
+    """The viewer's reviews since midnight (the server's time zone), an unsure included,
+    superseded ones too, adjudications not: counted from index ``rv_auditor`` alone."""
     from django.utils import timezone
 
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    today = (
-        Review.objects.filter(auditor=viewer, created_at__gte=midnight)
-        .exclude(verdict=Verdict.ADJUDICATE)
-        .count()
+    return Review.objects.filter(auditor=viewer, created_at__gte=midnight).exclude(
+        verdict=Verdict.ADJUDICATE
     )
+
+
+def progress(filters: QueueFilters | None, *, item: Transcript, viewer: User) -> Progress:
+    """The viewer's progress through ``filters`` (None: the whole queue), at ``item``: two
+    counts, three for a walked filter, whatever the data size."""
+    today = reviews_today(viewer).count()
     name = describe(filters)
     if filters is not None and filters.walked:
         sort = effective_sort(filters)

@@ -6,9 +6,10 @@ import random
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 
 from audit.models import Review, Status, Transcript
-from audit.review.queue import QueueFilters, progress
+from audit.review.queue import QueueFilters, progress, reviews_today
 from audit.review.workflow import set_required_reviews
 from tests.factories import adjudicate, confirm, fresh, import_records, make_record, relabel, unsure
 
@@ -88,3 +89,21 @@ def test_left_counts_alike_from_the_items_in_progress_and_from_the_reviews(
     for viewer in (auditor, auditor2):
         assert left(viewer) == counted(viewer), viewer.username
     assert left(auditor) == len(queued) - 7
+
+
+def test_the_reviews_of_today_are_counted_from_index_rv_auditor_alone(tmp_path, auditor):
+    """The progress line's "N reviews today", on every item page and verdict: its columns are
+    all in ``rv_auditor`` (at a million records, 50,000 of one auditor's reviews read from the
+    table took 15 ms of the page). PostgreSQL is told not to scan the table, which at a few
+    rows it would rather do."""
+    [item] = import_records([make_record()], tmp_path)
+    unsure(item, auditor)
+    assert reviews_today(auditor).count() == 1
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = reviews_today(auditor).order_by().values("created_at").explain()
+    if connection.vendor == "postgresql":
+        assert "Index Only Scan using rv_auditor" in plan, plan
+    else:
+        assert "COVERING INDEX rv_auditor" in plan, plan
