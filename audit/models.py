@@ -755,16 +755,6 @@ class Rollup(models.Model):
 
     class Meta:
         managed = True
-        indexes = [
-            # What "Next" has left, on every item page and verdict (``rollup.queued_open``):
-            # the queued rows by status, read from the index alone (at a million records a scan
-            # of the rollup's 10,000 rows took 10 ms of the page, this 2 ms).
-            models.Index(
-                fields=["status", "batch_id", "transcripts"],
-                condition=any_flag(),
-                name="rollup_queued",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.transcripts} transcripts of batch #{self.batch_id} ({self.status})"

@@ -166,7 +166,7 @@ def on_transcript(condition: Q) -> Q:
 
 # "In the queue" said on the rollup's columns: ``in_queue`` is set at import to whether the
 # record has any flag, spot check included (``audit.ingest.records.extract``), and never
-# changes, so the flag columns answer it. Index ``rollup_queued`` has this condition.
+# changes, so the flag columns answer it.
 QUEUED = any_flag()
 
 
@@ -175,20 +175,14 @@ def queued_open() -> dict[str, int]:
     status a key): what "Next" hands out, before each auditor's own exclusions, without
     counting the queue's rows (at a million records that count is a scan of hundreds of
     thousands of index entries)."""
-    found = dict(queued_open_rows())
-    return {status: found.get(status, 0) for status in OPEN_STATUSES}
-
-
-def queued_open_rows() -> QuerySet[Any, tuple[str, int]]:
-    """(status, transcripts) of the queued, open rollup rows: ``queued_open``'s query, which
-    index ``rollup_queued`` answers alone."""
-    return (
+    found = dict(
         Rollup.objects.filter(QUEUED, status__in=OPEN_STATUSES)
         .order_by()
         .values("status")
         .annotate(n=Sum("transcripts"))
         .values_list("status", "n")
     )
+    return {status: found.get(status, 0) for status in OPEN_STATUSES}
 
 
 def total() -> int:
@@ -228,7 +222,9 @@ def recount() -> dict[tuple[Any, ...], int]:
 
 # --- keeping the triggers ------------------------------------------------------------------------
 
-_MIGRATION = importlib.import_module("audit.migrations.0009_rollup")
+# The rollup's SQL as its latest migration has it (0009's, its counts updated in place on
+# PostgreSQL since 0027).
+_MIGRATION = importlib.import_module("audit.migrations.0027_rollup_in_place")
 TRIGGERS = _MIGRATION.SQLITE_TRIGGERS
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("audit", "0026_rollup_queued_index"),
+        ("audit", "0025_search_facets"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
