@@ -438,7 +438,7 @@ def _go_next(request: AuditRequest, *, moving_on_from: int | None = None) -> Htt
         return go_to(request, back or reverse("queue"))
     url = reverse("item", args=[transcript.pk])
     if wants_fragment(request):
-        if stored is not None and stored.walked:  # a claim read the batch and text already
+        if stored is not None and stored.walked:  # walk_next read the id only; a claim, all
             transcript = Transcript.objects.select_related("batch", "text").get(pk=transcript.pk)
         return push_url(_render_item(request, transcript, q=q), url)
     return redirect(url + _marks(q).qs)
